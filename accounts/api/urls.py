@@ -1,0 +1,7 @@
+from django.urls import path  # noqa: F401
+
+app_name = "accounts"
+
+urlpatterns = []
+# The second seed's paths, mounted at the site root by config/urls.py (same views, no new logic).
+legacy_urlpatterns = []

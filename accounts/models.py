@@ -1,0 +1,99 @@
+from django.contrib.auth.models import AbstractUser
+from django.contrib.auth.models import UserManager as DjangoUserManager
+from django.db import models, transaction
+from django.db.models.functions import Lower
+
+from core.roles import UserType
+
+
+class UserManager(DjangoUserManager):
+    def create_superuser(self, username, email=None, password=None, **extra_fields):
+        extra_fields.setdefault("user_type", UserType.ADMIN)
+        return super().create_superuser(username, email, password, **extra_fields)
+
+
+class User(AbstractUser):
+    """A person with a role. Every user has exactly one wallet, created in the same transaction."""
+
+    UserType = UserType
+
+    email = models.EmailField("email address", max_length=254, null=True, blank=True)
+    phone_number = models.CharField(
+        max_length=16, unique=True, null=True, blank=True, help_text="E.164, e.g. +919999999999"
+    )
+    user_type = models.PositiveSmallIntegerField(choices=UserType.choices, default=UserType.CLIENT, db_index=True)
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="children",
+        help_text="The distributor a retailer belongs to.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = UserManager()
+
+    REQUIRED_FIELDS = ["email"]
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(Lower("email"), name="user_email_unique_ci"),
+            models.CheckConstraint(
+                condition=models.Q(user_type__in=[t.value for t in UserType]), name="user_type_valid"
+            ),
+        ]
+
+    def __str__(self):
+        return self.username
+
+    @property
+    def role(self):
+        return UserType(self.user_type)
+
+    def save(self, *args, **kwargs):
+        # Blank strings would collide under the unique constraints; absent means NULL.
+        self.email = self.email.strip().lower() or None if self.email else None
+        self.phone_number = self.phone_number or None
+        creating = self._state.adding
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if creating:
+                from wallet.services import open_wallet
+
+                open_wallet(user=self)
+
+
+class OneTimePassword(models.Model):
+    """A login code sent by SMS. Only its HMAC is stored; it is consumed by one conditional UPDATE."""
+
+    phone_number = models.CharField(max_length=16, db_index=True)
+    code_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    expires_at = models.DateTimeField()
+    attempts = models.PositiveSmallIntegerField(default=0)
+    consumed_at = models.DateTimeField(null=True, blank=True)
+    requested_from = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["phone_number", "-created_at"], name="otp_phone_recent")]
+
+    def __str__(self):
+        return f"OTP for {self.phone_number} at {self.created_at:%Y-%m-%d %H:%M:%S}"
+
+
+class OtpPhoneLock(models.Model):
+    """Failed OTP tries for one phone in a rolling day; at the limit the phone is locked out."""
+
+    phone_number = models.CharField(max_length=16, unique=True)
+    failed_count = models.PositiveIntegerField(default=0)
+    window_started_at = models.DateTimeField()
+    locked_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "OTP phone lock"
+
+    def __str__(self):
+        return self.phone_number

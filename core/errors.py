@@ -1,0 +1,164 @@
+"""Domain errors and the one place that maps every error to an HTTP answer.
+
+Services raise `DomainError` subclasses; views never build an error response by hand. Every
+error body carries `detail` (for people) and `code` (stable, for programs); validation errors add
+`errors: {field: [messages]}`.
+"""
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import DatabaseError, DataError, InterfaceError, OperationalError, connection, transaction
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+# PostgreSQL SQLSTATEs after which the same request, sent again, will very likely succeed.
+RETRYABLE_PGCODES = {
+    "55P03": "lock_not_available",
+    "57014": "query_canceled",  # statement_timeout
+    "40P01": "deadlock_detected",
+    "40001": "serialization_failure",
+}
+
+
+class DomainError(Exception):
+    """A business refusal. Subclasses set a stable `code`, a default message and an HTTP status."""
+
+    code = "error"
+    message = "The request was refused."
+    status_code = status.HTTP_400_BAD_REQUEST
+
+    def __init__(self, message=None, *, field=None, **context):
+        template = message or type(self).message
+        self.message = template.format(**context) if context else template
+        self.field = field
+        self.context = context
+        super().__init__(self.message)
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    message = "Not found."
+    status_code = status.HTTP_404_NOT_FOUND
+
+
+class PermissionRefused(DomainError):
+    code = "permission_denied"
+    message = "You do not have permission to perform this action."
+    status_code = status.HTTP_403_FORBIDDEN
+
+
+class Conflict(DomainError):
+    code = "conflict"
+    message = "The request conflicts with the current state."
+    status_code = status.HTTP_409_CONFLICT
+
+
+class TryAgain(DomainError):
+    code = "try_again"
+    message = "The service is busy; retry the request in a moment."
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+
+
+def _error(detail, code, http_status, *, errors=None, headers=None):
+    body = {"detail": str(detail), "code": code}
+    if errors is not None:
+        body["errors"] = errors
+    return Response(body, status=http_status, headers=headers)
+
+
+def _first_code(detail):
+    """The code of the first error in a DRF ErrorDetail tree."""
+    if isinstance(detail, dict):
+        for value in detail.values():
+            return _first_code(value)
+    if isinstance(detail, list):
+        return _first_code(detail[0]) if detail else "invalid"
+    return getattr(detail, "code", None) or "invalid"
+
+
+def _field_errors(detail):
+    if isinstance(detail, dict):
+        return {key: _messages(value) for key, value in detail.items()}
+    return {"non_field_errors": _messages(detail)}
+
+
+def _messages(value):
+    if isinstance(value, dict):
+        return {key: _messages(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        if any(isinstance(item, (dict, list)) for item in value):
+            return [_messages(item) for item in value]
+        return [str(item) for item in value]
+    return [str(value)]
+
+
+def _database_error_response(exc):
+    pgcode = getattr(getattr(exc, "__cause__", None), "pgcode", None) or getattr(exc, "pgcode", None)
+    retry = {"Retry-After": "1"}
+    if pgcode in RETRYABLE_PGCODES:
+        logger.warning("retryable database error %s: %s", RETRYABLE_PGCODES[pgcode], exc)
+        return _error(TryAgain.message, TryAgain.code, 503, headers=retry)
+    if isinstance(exc, (InterfaceError, OperationalError)):
+        # The connection went away (restart, failover, pg_terminate_backend). Nothing was
+        # committed by this request; Django reconnects on the next one.
+        logger.error("database unavailable: %s", exc)
+        return _error(
+            "The database is unavailable; nothing was changed. Retry the request.",
+            "database_unavailable",
+            503,
+            headers=retry,
+        )
+    return None
+
+
+def exception_handler(exc, context):
+    """DRF's EXCEPTION_HANDLER: every error gets `detail` and `code`, and the request's
+    transaction (if a view opened one) is rolled back so a refusal never leaves half a write."""
+    response = _response_for(exc)
+    if response is not None and connection.in_atomic_block:
+        transaction.set_rollback(True)
+    return response
+
+
+def _response_for(exc):
+    if isinstance(exc, DomainError):
+        errors = {exc.field: [exc.message]} if exc.field else None
+        return _error(exc.message, exc.code, exc.status_code, errors=errors)
+    if isinstance(exc, Http404):
+        return _error("Not found.", "not_found", 404)
+    if isinstance(exc, DjangoPermissionDenied):
+        return _error(exceptions.PermissionDenied.default_detail, "permission_denied", 403)
+    if isinstance(exc, exceptions.ValidationError):
+        return _error("Invalid input.", _first_code(exc.detail), 400, errors=_field_errors(exc.detail))
+    if isinstance(exc, exceptions.APIException):
+        headers = {}
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header
+        if getattr(exc, "wait", None) is not None:
+            headers["Retry-After"] = str(int(exc.wait) if exc.wait >= 1 else 1)
+        detail = exc.detail
+        code = None
+        if isinstance(detail, dict):
+            code = detail.get("code")
+            detail = detail.get("detail", next(iter(detail.values()), exc.default_detail))
+        code = str(code or getattr(detail, "code", None) or exc.default_code)
+        if isinstance(exc, exceptions.NotAuthenticated):
+            code = "not_authenticated"
+        return _error(detail, code, exc.status_code, headers=headers)
+    if isinstance(exc, DataError):
+        return _error("A value is out of range or malformed.", "invalid", 400)
+    if isinstance(exc, DatabaseError):
+        return _database_error_response(exc)
+    return None
+
+
+def not_found_view(request, exception=None):
+    return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+
+
+def server_error_view(request):
+    return JsonResponse({"detail": "Internal server error.", "code": "server_error"}, status=500)

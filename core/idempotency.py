@@ -1,0 +1,199 @@
+"""`Idempotency-Key` for money-moving POSTs (ledger.md, "Idempotency").
+
+The first request with a key claims it (a committed IN_PROGRESS row), runs, and stores its
+answer. A repeat with the same body gets that answer again with `Idempotent-Replayed: true`; a
+repeat with another body is 422; a repeat that arrives while the first is still running waits up
+to IDEMPOTENCY_WAIT_SECONDS for it and then replays, or answers 409 if it is still running.
+
+With `atomic=True` the money movement and the stored answer commit in one transaction, so a crash
+can never leave money moved without its answer recorded. Views that must commit in several steps
+(a purchase holds, calls the operator, then posts) use `atomic=False` and make their service
+idempotent on the key itself.
+"""
+
+import functools
+import hashlib
+import json
+import logging
+import re
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import DatabaseError, IntegrityError, transaction
+from drf_yasg import openapi
+from rest_framework import status
+from rest_framework.response import Response
+
+from core.errors import DomainError
+from core.models import IdempotencyRecord
+
+logger = logging.getLogger(__name__)
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+_KEY_PATTERN = re.compile(r"^[\x20-\x7e]{1,255}$")
+
+IDEMPOTENCY_KEY_PARAMETER = openapi.Parameter(
+    HEADER,
+    openapi.IN_HEADER,
+    type=openapi.TYPE_STRING,
+    required=False,
+    description="1-255 printable characters chosen by the client. A retry with the same key and "
+    "body replays the first answer (header `Idempotent-Replayed: true`) and moves no money.",
+)
+
+
+class InvalidIdempotencyKey(DomainError):
+    code = "invalid_idempotency_key"
+    message = "Idempotency-Key must be 1 to 255 printable ASCII characters."
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "idempotency_key_reused"
+    message = "This Idempotency-Key was already used with a different request."
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+
+
+class IdempotencyRequestInProgress(DomainError):
+    code = "idempotency_request_in_progress"
+    message = "A request with this Idempotency-Key is still being processed; retry shortly."
+    status_code = status.HTTP_409_CONFLICT
+
+
+class _ServerFailure(Exception):
+    """Raised to roll back the whole idempotent transaction when the view answered 5xx."""
+
+    def __init__(self, response):
+        self.response = response
+
+
+def request_fingerprint(request, endpoint):
+    data = request.data
+    if hasattr(data, "lists"):
+        data = {key: values if len(values) > 1 else values[0] for key, values in data.lists()}
+    canonical = json.dumps({"endpoint": endpoint, "body": data}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def claim_key(*, user, key, endpoint, fingerprint):
+    """Claim `key` for this request, or return the stored answer of the request that owns it.
+
+    Returns (record, None) when this request must run, or (None, replayed_response).
+    """
+    deadline = time.monotonic() + settings.IDEMPOTENCY_WAIT_SECONDS
+    lease = timedelta(seconds=settings.IDEMPOTENCY_LEASE_SECONDS)
+    while True:
+        now = _now()
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(
+                    user=user, key=key, endpoint=endpoint, fingerprint=fingerprint, locked_at=now
+                )
+            return record, None
+        except IntegrityError:
+            pass
+        existing = IdempotencyRecord.objects.filter(user=user, key=key).first()
+        if existing is None:
+            continue  # the owner failed and released the key between our insert and our read
+        if existing.fingerprint != fingerprint:
+            raise IdempotencyKeyReused()
+        if existing.state == IdempotencyRecord.State.COMPLETED:
+            return None, replay(existing)
+        if existing.locked_at < now - lease:
+            # The owner died without answering (its transaction rolled back). Take the key over.
+            taken = IdempotencyRecord.objects.filter(
+                pk=existing.pk, state=IdempotencyRecord.State.IN_PROGRESS, locked_at=existing.locked_at
+            ).update(locked_at=now)
+            if taken:
+                existing.locked_at = now
+                return existing, None
+        if time.monotonic() >= deadline:
+            raise IdempotencyRequestInProgress()
+        time.sleep(0.05)
+
+
+def replay(record):
+    return Response(record.response_body, status=record.response_status, headers={REPLAYED_HEADER: "true"})
+
+
+def complete(record, response):
+    record.state = IdempotencyRecord.State.COMPLETED
+    record.response_status = response.status_code
+    record.response_body = response.data
+    record.completed_at = _now()
+    record.save(update_fields=["state", "response_status", "response_body", "completed_at"])
+
+
+def release(record):
+    """Forget a claim whose request failed with a server error, so the client may retry."""
+    try:
+        IdempotencyRecord.objects.filter(pk=record.pk, state=IdempotencyRecord.State.IN_PROGRESS).delete()
+    except DatabaseError:
+        # The connection may be gone; the lease then expires the claim instead.
+        logger.warning("could not release idempotency key %s", record.key, exc_info=True)
+
+
+def _now():
+    from django.utils import timezone
+
+    return timezone.now()
+
+
+def idempotent(method=None, *, atomic=True):
+    """Decorate an APIView's `post` so that it honours `Idempotency-Key`."""
+
+    def decorator(view_method):
+        @functools.wraps(view_method)
+        def wrapper(view, request, *args, **kwargs):
+            key = request.headers.get(HEADER)
+            if key is None:
+                return view_method(view, request, *args, **kwargs)
+            if not _KEY_PATTERN.match(key) or not key.strip():
+                raise InvalidIdempotencyKey()
+            endpoint = f"{request.method} {type(view).__module__}.{type(view).__qualname__}"
+            record, replayed = claim_key(
+                user=request.user, key=key, endpoint=endpoint, fingerprint=request_fingerprint(request, endpoint)
+            )
+            if replayed is not None:
+                return replayed
+            try:
+                if atomic:
+                    with transaction.atomic():
+                        response = _run_in_savepoint(view, view_method, request, args, kwargs)
+                        if response.status_code >= 500:
+                            raise _ServerFailure(response)
+                        complete(record, response)
+                else:
+                    response = _run(view, view_method, request, args, kwargs)
+                    if response.status_code >= 500:
+                        raise _ServerFailure(response)
+                    complete(record, response)
+            except _ServerFailure as failure:
+                release(record)
+                return failure.response
+            except BaseException:
+                release(record)
+                raise
+            return response
+
+        return wrapper
+
+    return decorator(method) if method is not None else decorator
+
+
+def _run(view, view_method, request, args, kwargs):
+    try:
+        return view_method(view, request, *args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - handle_exception maps it, or re-raises what it can't
+        return view.handle_exception(exc)
+
+
+def _run_in_savepoint(view, view_method, request, args, kwargs):
+    # A refusal (4xx) is stored as the key's answer, but whatever the view wrote before refusing
+    # is rolled back to this savepoint.
+    with transaction.atomic():
+        response = _run(view, view_method, request, args, kwargs)
+        if response.status_code >= 400:
+            transaction.set_rollback(True)
+    return response

@@ -1,0 +1,50 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+MONEY = {"max_digits": 14, "decimal_places": 2}
+
+
+class Purchase(models.Model):
+    """A recharge sold to `mobile_number`, paid from the buyer's wallet (ledger.md, recharges)."""
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending"
+        SUCCESS = "SUCCESS", "Success"
+        FAILED = "FAILED", "Failed"
+        REFUNDED = "REFUNDED", "Refunded"
+
+    buyer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="purchases")
+    plan = models.ForeignKey("plans.RechargePlan", on_delete=models.PROTECT, related_name="purchases")
+    mobile_number = models.CharField(max_length=16, db_index=True)
+    amount = models.DecimalField(**MONEY)
+    buyer_commission = models.DecimalField(**MONEY, default=0)
+    distributor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    distributor_commission = models.DecimalField(**MONEY, default=0)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    operator_reference = models.CharField(max_length=100, blank=True, default="")
+    failure_reason = models.CharField(max_length=255, blank=True, default="")
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="purchase_amount_positive"),
+            models.UniqueConstraint(
+                fields=["buyer", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="purchase_unique_buyer_idempotency_key",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["buyer", "-created_at"], name="purchase_buyer_history"),
+            models.Index(fields=["status", "created_at"], name="purchase_status_created"),
+        ]
+
+    def __str__(self):
+        return f"#{self.pk} {self.mobile_number} {self.amount} {self.status}"

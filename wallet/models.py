@@ -1,0 +1,144 @@
+"""The ledger's tables (ledger.md). Only `wallet.services` writes to them."""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import F, Q
+
+MONEY = {"max_digits": 14, "decimal_places": 2}
+
+
+class SystemWallet(models.TextChoices):
+    TREASURY = "TREASURY", "Treasury"
+    RECHARGE_SETTLEMENT = "RECHARGE_SETTLEMENT", "Recharge settlement"
+    COMMISSION = "COMMISSION", "Commission"
+
+
+class Wallet(models.Model):
+    """A user's account in the ledger, or one of the system accounts (no user, a system_code).
+
+    A system wallet's stored balance stays 0: its real balance is derived from the journal, so the
+    hot path never locks or rewrites it.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="wallet"
+    )
+    system_code = models.CharField(max_length=32, choices=SystemWallet.choices, null=True, blank=True, unique=True)
+    balance = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    held = models.DecimalField(**MONEY, default=Decimal("0.00"))
+    currency = models.CharField(max_length=3, default="INR")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(balance__gte=0), name="wallet_balance_non_negative"),
+            models.CheckConstraint(condition=Q(held__gte=0), name="wallet_held_non_negative"),
+            models.CheckConstraint(condition=Q(balance__gte=F("held")), name="wallet_available_non_negative"),
+            models.CheckConstraint(
+                condition=(Q(user__isnull=False) & Q(system_code__isnull=True))
+                | (Q(user__isnull=True) & Q(system_code__isnull=False)),
+                name="wallet_owned_by_user_xor_system",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.system_code or self.user} wallet"
+
+    @property
+    def is_system(self):
+        return self.system_code is not None
+
+    @property
+    def available(self):
+        return self.balance - self.held
+
+
+class Transfer(models.Model):
+    """One movement of money from one wallet to another: the journal (the seeds' Transaction)."""
+
+    class Kind(models.TextChoices):
+        CREDIT = "CREDIT", "Self top-up"
+        DEBIT = "DEBIT", "Self debit"
+        FUND = "FUND", "Admin funding"
+        DEFUND = "DEFUND", "Admin debit"
+        TRANSFER = "TRANSFER", "Transfer"
+        PURCHASE = "PURCHASE", "Recharge purchase"
+        COMMISSION = "COMMISSION", "Commission"
+        REFUND = "REFUND", "Refund"
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending"
+        POSTED = "POSTED", "Posted"
+        VOIDED = "VOIDED", "Voided"
+
+    from_wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="transfers_out")
+    to_wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="transfers_in")
+    amount = models.DecimalField(**MONEY)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=8, choices=Status.choices)
+    remarks = models.CharField(max_length=255, blank=True, default="")
+    initiated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    purchase = models.ForeignKey(
+        "purchases.Purchase", null=True, blank=True, on_delete=models.PROTECT, related_name="transfers"
+    )
+    from_balance_after = models.DecimalField(**MONEY, null=True, blank=True)
+    to_balance_after = models.DecimalField(**MONEY, null=True, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    finalized_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="transfer_amount_positive"),
+            models.CheckConstraint(condition=~Q(from_wallet=F("to_wallet")), name="transfer_distinct_wallets"),
+            models.CheckConstraint(
+                condition=(Q(status="PENDING") & Q(finalized_at__isnull=True))
+                | (Q(status__in=["POSTED", "VOIDED"]) & Q(finalized_at__isnull=False)),
+                name="transfer_finalized_iff_final_status",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["from_wallet", "-created_at"], name="transfer_from_history"),
+            models.Index(fields=["to_wallet", "-created_at"], name="transfer_to_history"),
+            models.Index(fields=["status", "created_at"], name="transfer_status_created"),
+            models.Index(fields=["kind", "-created_at"], name="transfer_kind_created"),
+        ]
+
+    def __str__(self):
+        return f"#{self.pk} {self.kind} {self.amount} {self.status}"
+
+
+class UserMargin(models.Model):
+    """The percentage of each recharge a distributor or retailer earns back (the first seed)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="margin")
+    margin_percentage = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
+    )
+    set_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["user_id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(margin_percentage__gte=0) & Q(margin_percentage__lte=100), name="margin_between_0_and_100"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.user}: {self.margin_percentage}%"

@@ -1,0 +1,388 @@
+"""The ledger service: the only code that writes wallet balances and journal rows (ledger.md).
+
+Every public function here is one business operation and guarantees:
+- one `transaction.atomic()` block: balances and journal rows commit together or not at all;
+- the user wallets involved are locked with `select_for_update()` in one query ordered by primary
+  key, so two operations over the same wallets always lock them in the same order and cannot
+  deadlock; balances are read only after the lock;
+- every check (amount, active owners, distinct wallets, available funds) runs before any write,
+  so a refusal writes nothing;
+- system wallets are never locked or rewritten: their balance is derived from the journal.
+"""
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from core.errors import DomainError
+from core.money import PAISA
+from wallet.models import SystemWallet, Transfer, Wallet
+
+Kind = Transfer.Kind
+Status = Transfer.Status
+
+
+class InvalidAmount(DomainError):
+    code = "invalid_amount"
+    message = "The amount must be a positive number with at most two decimal places, at most {maximum}."
+
+
+class InsufficientFunds(DomainError):
+    code = "insufficient_funds"
+    message = "Insufficient funds: available {available}, needed {amount}."
+
+
+class WalletInactive(DomainError):
+    code = "wallet_inactive"
+    message = "The account {username} is deactivated."
+
+
+class SameWallet(DomainError):
+    code = "same_wallet"
+    message = "The sender and the receiver must be different accounts."
+
+
+class TransferNotPending(DomainError):
+    code = "transfer_not_pending"
+    message = "Transfer #{pk} is {status}, not pending."
+    status_code = 409
+
+
+class WalletNotFound(DomainError):
+    code = "not_found"
+    message = "Wallet not found."
+    status_code = 404
+
+
+@dataclass(frozen=True)
+class Payout:
+    """Money a system wallet pays a user as part of posting a transfer (a commission)."""
+
+    user_id: int
+    amount: Decimal
+    kind: str = Kind.COMMISSION
+    source: str = SystemWallet.COMMISSION
+    remarks: str = ""
+
+
+# --- accounts -------------------------------------------------------------------
+
+
+def open_wallet(*, user) -> Wallet:
+    """Create `user`'s wallet. Called by User.save() in the transaction that creates the user."""
+    return Wallet.objects.create(user=user, currency=settings.WALLET_CURRENCY)
+
+
+def system_wallet(code: str) -> Wallet:
+    """A system wallet, unlocked. Created by a data migration; recreated if a test flushed it."""
+    wallet = Wallet.objects.filter(system_code=code).first()
+    if wallet is not None:
+        return wallet
+    try:
+        with transaction.atomic():
+            return Wallet.objects.create(system_code=code, currency=settings.WALLET_CURRENCY)
+    except IntegrityError:
+        return Wallet.objects.get(system_code=code)
+
+
+def validate_amount(amount) -> Decimal:
+    """The amount as a two-place Decimal, or InvalidAmount. Floats are refused: they are inexact."""
+    maximum = settings.WALLET_MAX_TRANSFER_AMOUNT
+    if isinstance(amount, (bool, float)) or not isinstance(amount, (Decimal, int, str)):
+        raise InvalidAmount(field="amount", maximum=maximum)
+    try:
+        value = Decimal(amount)
+    except (InvalidOperation, ValueError):
+        raise InvalidAmount(field="amount", maximum=maximum) from None
+    if not value.is_finite() or value <= 0 or value.as_tuple().exponent < -2 or value > maximum:
+        raise InvalidAmount(field="amount", maximum=maximum)
+    return value.quantize(PAISA)
+
+
+def wallets_for_update(*, user_ids=(), wallet_ids=()) -> list[Wallet]:
+    """Lock the user wallets of `user_ids` / `wallet_ids` in ascending id order, in one query."""
+    from django.db.models import Q
+
+    condition = Q(user_id__in=list(user_ids)) | Q(pk__in=list(wallet_ids))
+    return list(
+        Wallet.objects.select_for_update(of=("self",))
+        .select_related("user")
+        .filter(condition, system_code__isnull=True)
+        .order_by("pk")
+    )
+
+
+# --- operations -----------------------------------------------------------------
+
+
+def transfer_funds(*, sender, receiver, amount, remarks="", initiated_by=None, idempotency_key=None) -> Transfer:
+    """Move `amount` from `sender`'s wallet to `receiver`'s (TRANSFER). Refuses self-transfers,
+    deactivated accounts and insufficient available funds."""
+    amount = validate_amount(amount)
+    if sender.pk == receiver.pk:
+        raise SameWallet(field="to")
+    with transaction.atomic():
+        by_user = {wallet.user_id: wallet for wallet in wallets_for_update(user_ids=[sender.pk, receiver.pk])}
+        source, destination = _user_wallet(by_user, sender.pk), _user_wallet(by_user, receiver.pk)
+        _ensure_active(source, destination)
+        return _move(
+            source=source,
+            destination=destination,
+            amount=amount,
+            kind=Kind.TRANSFER,
+            remarks=remarks,
+            initiated_by=initiated_by or sender,
+            idempotency_key=idempotency_key,
+        )
+
+
+def credit_wallet(*, user, amount, remarks="", initiated_by=None, kind=Kind.CREDIT, idempotency_key=None) -> Transfer:
+    """TREASURY -> user: a self top-up (CREDIT) or, with kind=FUND, an admin's funding."""
+    amount = validate_amount(amount)
+    with transaction.atomic():
+        destination = _locked_user_wallet(user)
+        _ensure_active(destination)
+        return _move(
+            source=system_wallet(SystemWallet.TREASURY),
+            destination=destination,
+            amount=amount,
+            kind=kind,
+            remarks=remarks,
+            initiated_by=initiated_by or user,
+            idempotency_key=idempotency_key,
+        )
+
+
+def debit_wallet(*, user, amount, remarks="", initiated_by=None, kind=Kind.DEBIT, idempotency_key=None) -> Transfer:
+    """user -> TREASURY: a self debit (DEBIT) or, with kind=DEFUND, an admin's debit."""
+    amount = validate_amount(amount)
+    with transaction.atomic():
+        source = _locked_user_wallet(user)
+        _ensure_active(source)
+        return _move(
+            source=source,
+            destination=system_wallet(SystemWallet.TREASURY),
+            amount=amount,
+            kind=kind,
+            remarks=remarks,
+            initiated_by=initiated_by or user,
+            idempotency_key=idempotency_key,
+        )
+
+
+def fund_wallet(*, user, amount, remarks="", initiated_by, idempotency_key=None) -> Transfer:
+    """An admin adds money to `user`'s wallet (FUND, from TREASURY)."""
+    return credit_wallet(
+        user=user,
+        amount=amount,
+        remarks=remarks,
+        initiated_by=initiated_by,
+        kind=Kind.FUND,
+        idempotency_key=idempotency_key,
+    )
+
+
+def defund_wallet(*, user, amount, remarks="", initiated_by, idempotency_key=None) -> Transfer:
+    """An admin removes money from `user`'s wallet (DEFUND, to TREASURY)."""
+    return debit_wallet(
+        user=user,
+        amount=amount,
+        remarks=remarks,
+        initiated_by=initiated_by,
+        kind=Kind.DEFUND,
+        idempotency_key=idempotency_key,
+    )
+
+
+def hold_funds(
+    *,
+    user,
+    amount,
+    destination=SystemWallet.RECHARGE_SETTLEMENT,
+    kind=Kind.PURCHASE,
+    remarks="",
+    initiated_by=None,
+    purchase=None,
+    idempotency_key=None,
+) -> Transfer:
+    """Phase one of a two-phase transfer: a PENDING transfer user -> `destination` (a system
+    wallet) that reserves `amount` in the user's `held` without moving it."""
+    amount = validate_amount(amount)
+    with transaction.atomic():
+        source = _locked_user_wallet(user)
+        _ensure_active(source)
+        return _move(
+            source=source,
+            destination=system_wallet(destination),
+            amount=amount,
+            kind=kind,
+            status=Status.PENDING,
+            remarks=remarks,
+            initiated_by=initiated_by or user,
+            purchase=purchase,
+            idempotency_key=idempotency_key,
+        )
+
+
+def post_transfer(*, transfer, payouts=()) -> tuple[Transfer, list[Transfer]]:
+    """Phase two: move the held money of a PENDING transfer and release the hold; in the same
+    transaction pay `payouts` (commissions) from system wallets. Every user wallet involved is
+    locked up front, in id order. Refuses a transfer that is no longer pending."""
+    payouts = list(payouts)
+    for payout in payouts:
+        validate_amount(payout.amount)
+    with transaction.atomic():
+        pending, wallets = _lock_pending(transfer, extra_user_ids=[payout.user_id for payout in payouts])
+        now = timezone.now()
+        source, destination = wallets.get(pending.from_wallet_id), wallets.get(pending.to_wallet_id)
+        if source is not None:
+            source.held -= pending.amount
+            source.balance -= pending.amount
+            _store_balance(source, now)
+        if destination is not None:
+            destination.balance += pending.amount
+            _store_balance(destination, now)
+        pending.status = Status.POSTED
+        pending.from_balance_after = source.balance if source is not None else None
+        pending.to_balance_after = destination.balance if destination is not None else None
+        pending.updated_at = pending.finalized_at = now
+        pending.save(update_fields=["status", "from_balance_after", "to_balance_after", "updated_at", "finalized_at"])
+        by_user = {wallet.user_id: wallet for wallet in wallets.values()}
+        paid = [
+            _move(
+                source=system_wallet(payout.source),
+                destination=_user_wallet(by_user, payout.user_id),
+                amount=payout.amount,
+                kind=payout.kind,
+                remarks=payout.remarks,
+                initiated_by=pending.initiated_by,
+                purchase=pending.purchase,
+                now=now,
+            )
+            for payout in payouts
+            if payout.amount > 0
+        ]
+        return pending, paid
+
+
+def void_transfer(*, transfer) -> Transfer:
+    """Cancel a PENDING transfer: release the hold, move nothing. Refuses a final transfer."""
+    with transaction.atomic():
+        pending, wallets = _lock_pending(transfer)
+        now = timezone.now()
+        source = wallets.get(pending.from_wallet_id)
+        if source is not None:
+            source.held -= pending.amount
+            _store_balance(source, now)
+        pending.status = Status.VOIDED
+        pending.updated_at = pending.finalized_at = now
+        pending.save(update_fields=["status", "updated_at", "finalized_at"])
+        return pending
+
+
+def refund_transfer(*, transfer, remarks="", initiated_by=None) -> Transfer:
+    """Give back a POSTED transfer into a system wallet (REFUND, system -> the original sender)."""
+    with transaction.atomic():
+        original = Transfer.objects.select_related("from_wallet", "to_wallet").get(pk=transfer.pk)
+        if original.status != Status.POSTED or not original.to_wallet.is_system:
+            raise TransferNotPending(pk=original.pk, status=original.status)
+        destination = wallets_for_update(wallet_ids=[original.from_wallet_id])[0]
+        return _move(
+            source=original.to_wallet,
+            destination=destination,
+            amount=original.amount,
+            kind=Kind.REFUND,
+            remarks=remarks or f"Refund of transfer #{original.pk}",
+            initiated_by=initiated_by,
+            purchase=original.purchase,
+        )
+
+
+# --- internals ------------------------------------------------------------------
+
+
+def _locked_user_wallet(user) -> Wallet:
+    wallets = wallets_for_update(user_ids=[user.pk])
+    if not wallets:
+        raise WalletNotFound()
+    return wallets[0]
+
+
+def _user_wallet(by_user, user_id) -> Wallet:
+    try:
+        return by_user[user_id]
+    except KeyError:
+        raise WalletNotFound() from None
+
+
+def _ensure_active(*wallets):
+    for wallet in wallets:
+        if not wallet.user.is_active:
+            raise WalletInactive(username=wallet.user.username)
+
+
+def _lock_pending(transfer, extra_user_ids=()):
+    """Lock the user wallets of a pending transfer (and of its payouts), then the transfer row.
+
+    Wallets first, in id order, like every other operation, so posting never deadlocks with a
+    transfer between the same wallets."""
+    wallet_ids = Transfer.objects.filter(pk=transfer.pk).values_list("from_wallet_id", "to_wallet_id").get()
+    wallets = {wallet.pk: wallet for wallet in wallets_for_update(wallet_ids=wallet_ids, user_ids=extra_user_ids)}
+    pending = Transfer.objects.select_for_update().get(pk=transfer.pk)
+    if pending.status != Status.PENDING:
+        raise TransferNotPending(pk=pending.pk, status=pending.status)
+    return pending, wallets
+
+
+def _move(
+    *,
+    source,
+    destination,
+    amount,
+    kind,
+    status=Status.POSTED,
+    remarks="",
+    initiated_by=None,
+    purchase=None,
+    idempotency_key=None,
+    now=None,
+) -> Transfer:
+    """Check and apply one transfer between wallets the caller has locked (system wallets are not
+    locked and never rewritten). Everything is checked before the first write."""
+    if source.pk == destination.pk:
+        raise SameWallet()
+    if not source.is_system and source.available < amount:
+        raise InsufficientFunds(available=f"{source.available:.2f}", amount=f"{amount:.2f}")
+    now = now or timezone.now()
+    if not source.is_system:
+        if status == Status.POSTED:
+            source.balance -= amount
+        else:
+            source.held += amount
+        _store_balance(source, now)
+    if not destination.is_system and status == Status.POSTED:
+        destination.balance += amount
+        _store_balance(destination, now)
+    return Transfer.objects.create(
+        from_wallet=source,
+        to_wallet=destination,
+        amount=amount,
+        kind=kind,
+        status=status,
+        remarks=remarks[:255],
+        initiated_by=initiated_by,
+        idempotency_key=idempotency_key,
+        purchase=purchase,
+        from_balance_after=None if source.is_system else source.balance,
+        to_balance_after=None if destination.is_system else destination.balance,
+        created_at=now,
+        updated_at=now,
+        finalized_at=now if status != Status.PENDING else None,
+    )
+
+
+def _store_balance(wallet, now):
+    Wallet.objects.filter(pk=wallet.pk).update(balance=wallet.balance, held=wallet.held, updated_at=now)
