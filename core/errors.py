@@ -127,7 +127,10 @@ def exception_handler(exc, context):
 def _response_for(exc):
     if isinstance(exc, DomainError):
         errors = {exc.field: [exc.message]} if exc.field else None
-        return _error(exc.message, exc.code, exc.status_code, errors=errors)
+        # A refusal that lifts by itself (a cooldown) says when, like DRF's throttles.
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(max(1, int(retry_after)))} if retry_after is not None else None
+        return _error(exc.message, exc.code, exc.status_code, errors=errors, headers=headers)
     if isinstance(exc, Http404):
         return _error("Not found.", "not_found", 404)
     if isinstance(exc, DjangoPermissionDenied):
