@@ -22,8 +22,8 @@ def percentage_of(amount: Decimal, percentage: Decimal) -> Decimal:
 class MoneyField(serializers.Field):
     """A positive amount with at most two decimal places, within the per-transfer maximum.
 
-    Accepts strings ("150.50") and integers; refuses floats, since a JSON float has already lost
-    the exact value the client meant.
+    Only strings ("150.50") are accepted, as the schema documents: a JSON float has already lost the
+    exact value the client meant, and accepting bare numbers would make the schema a lie.
     """
 
     default_error_messages = {
@@ -42,13 +42,11 @@ class MoneyField(serializers.Field):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
-        if isinstance(data, bool) or data is None:
+        if isinstance(data, (int, float)) and not isinstance(data, bool):
+            self.fail("not_a_string")
+        if not isinstance(data, str):
             self.fail("invalid")
-        if isinstance(data, float):
-            self.fail("float")
-        if not isinstance(data, (str, int)):
-            self.fail("invalid")
-        text = str(data).strip()
+        text = data.strip()
         if not text or len(text) > 32:
             self.fail("invalid")
         try:
