@@ -28,7 +28,7 @@ class MoneyField(serializers.Field):
 
     default_error_messages = {
         "invalid": 'Enter the amount as a decimal string, e.g. "150.50".',
-        "float": 'Send the amount as a string ("150.50"), not a JSON number with a fraction.',
+        "not_a_string": 'Send the amount as a string ("150.50"), not a JSON number.',
         "positive": "The amount must be greater than 0.",
         "places": "The amount can have at most two decimal places.",
         "max": "The amount can be at most {maximum}.",
