@@ -156,7 +156,8 @@ STORAGES = {
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 if not DEBUG:
-    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # Off under pytest: the test client speaks plain HTTP and would get a 301 to https on every request.
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not TESTING)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
@@ -214,6 +215,12 @@ SWAGGER_SETTINGS = {
     "USE_SESSION_AUTH": False,
     "PERSIST_AUTH": True,
     "DEFAULT_AUTO_SCHEMA_CLASS": "core.schema.AutoSchema",
+    # JSON first: /swagger.json answers JSON to any Accept (drf-yasg's default order serves YAML to */*).
+    "DEFAULT_SPEC_RENDERERS": [
+        "drf_yasg.renderers.SwaggerJSONRenderer",
+        "drf_yasg.renderers.SwaggerYAMLRenderer",
+        "drf_yasg.renderers.OpenAPIRenderer",
+    ],
 }
 
 # --- Phone numbers and OTP ------------------------------------------------
