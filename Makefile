@@ -1,0 +1,53 @@
+# Two commands on a fresh machine: `make run` (demo server) and `make test` (the whole suite).
+# Both create .venv themselves and reinstall only when a requirements file has changed.
+# Extra pytest arguments: make test ARGS="-m browser -x"
+
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --disable-pip-version-check -q
+ARGS   ?=
+DEV_ENV := DEBUG=true OTP_EXPOSE_IN_RESPONSE=true
+
+.PHONY: run test install install-dev lint fmt migrate demo-data schema
+
+run: install migrate demo-data
+	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:8000
+
+test: install-dev
+	$(VENV)/bin/pytest $(ARGS)
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+$(PY):
+	python3 -m venv $(VENV)
+
+$(VENV)/.installed: requirements.txt | $(PY)
+	$(PIP) -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(PY)
+	$(PIP) -r requirements-dev.txt
+	touch $@ $(VENV)/.installed
+
+migrate: install
+	$(DEV_ENV) $(PY) manage.py migrate --noinput
+
+# Demo data commands are optional: each runs only if the project defines it.
+demo-data: install
+	@for cmd in setup_demo_data populate_plans; do \
+	  if $(DEV_ENV) $(PY) manage.py help $$cmd >/dev/null 2>&1; then \
+	    echo "manage.py $$cmd"; $(DEV_ENV) $(PY) manage.py $$cmd || exit 1; \
+	  else echo "manage.py $$cmd: not available, skipped"; fi; \
+	done
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: install-dev
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+schema: install
+	$(DEV_ENV) $(PY) manage.py generate_swagger -f json -o swagger-ci.json --overwrite
