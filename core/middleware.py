@@ -1,0 +1,19 @@
+from urllib.parse import unquote
+
+from django.http import JsonResponse
+
+
+class RejectNulBytesMiddleware:
+    """Refuse a NUL byte anywhere in the path or query string with a 400.
+
+    PostgreSQL text cannot hold NUL, so such a value would otherwise reach a filter or a search
+    and fail deep inside the driver. Request bodies are covered by DRF's CharField, which
+    refuses NUL already."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if "\x00" in request.path or "\x00" in unquote(request.META.get("QUERY_STRING", "")):
+            return JsonResponse({"detail": "NUL bytes are not allowed in URLs.", "code": "invalid"}, status=400)
+        return self.get_response(request)
