@@ -17,12 +17,16 @@ pytestmark = pytest.mark.django_db
 UNDOCUMENTED_METHODS = {"options", "head", "trace"}
 _ROUTE_PARAMETER = re.compile(r"<(?:[^>:]+:)?([^>]+)>")
 _REGEX_GROUP = re.compile(r"\(\?P<([^>]+)>[^)]*\)")
+_PATH_PARAMETER = re.compile(r"\{[^}]+\}")
 
 
 def _as_swagger_path(pattern_text):
-    """`api/wallet/wallets/<int:pk>/` or `^wallets/(?P<pk>[^/.]+)/$` -> `/api/wallet/wallets/{pk}/`."""
-    text = _ROUTE_PARAMETER.sub(r"{\1}", pattern_text)
-    text = _REGEX_GROUP.sub(r"{\1}", text)
+    """`api/wallet/wallets/<int:pk>/` or `^wallets/(?P<pk>[^/.]+)/$` -> `/api/wallet/wallets/{}/`.
+
+    Parameter names are dropped: drf-yasg renames `{pk}` to the model's primary key (`{id}`).
+    """
+    text = _ROUTE_PARAMETER.sub("{}", pattern_text)
+    text = _REGEX_GROUP.sub("{}", text)
     text = text.replace("^", "").replace("$", "").replace("\\", "")
     return "/" + text
 
@@ -67,7 +71,8 @@ def schema(api_client):
 def documented_operations(schema):
     base = schema.get("basePath", "/").rstrip("/")
     return {
-        base + path: {method for method in item if method != "parameters"} for path, item in schema["paths"].items()
+        _PATH_PARAMETER.sub("{}", base + path): {method for method in item if method != "parameters"}
+        for path, item in schema["paths"].items()
     }
 
 
