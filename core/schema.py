@@ -41,6 +41,13 @@ class AutoSchema(SwaggerAutoSchema):
             responses.setdefault(code, response)
         return responses
 
+    def get_operation_id(self, operation_keys=None):
+        operation_id = super().get_operation_id(operation_keys)
+        # The second seed's paths (outside /api/) reuse the /api/ views; operation ids must stay unique.
+        if not self.path.startswith("/api/") and not operation_id.startswith("legacy_"):
+            return f"legacy_{operation_id}"
+        return operation_id
+
     def get_security(self):
         if self._allows_anonymous():
             return []  # public endpoints: Swagger sends no token and promises no 401
