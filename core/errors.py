@@ -119,7 +119,10 @@ def exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: every error gets `detail` and `code`, and the request's
     transaction (if a view opened one) is rolled back so a refusal never leaves half a write."""
     response = _response_for(exc)
-    if response is not None and connection.in_atomic_block:
+    # Like DRF's own handler: only a request-wide transaction (ATOMIC_REQUESTS) is marked here.
+    # Marking any open block would also poison an enclosing one the view does not own (a test's
+    # transaction, a caller's atomic): its next query fails with TransactionManagementError.
+    if response is not None and connection.settings_dict.get("ATOMIC_REQUESTS") and connection.in_atomic_block:
         transaction.set_rollback(True)
     return response
 
