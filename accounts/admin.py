@@ -1,0 +1,114 @@
+"""The Django admin for accounts. Balances are shown, never edited (only the ledger service writes them);
+one-time passwords are read-only and show no code (only an HMAC is stored, and it is not shown either)."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import UserChangeForm, UserCreationForm
+
+from accounts import services
+from accounts.models import OneTimePassword, OtpPhoneLock, User
+from core.money import money_str
+from core.phone import InvalidPhoneNumber, normalize_phone
+
+
+class _PhoneCleaning:
+    def clean_phone_number(self):
+        raw = self.cleaned_data.get("phone_number")
+        if not raw:
+            return None
+        try:
+            return normalize_phone(raw)
+        except InvalidPhoneNumber as exc:
+            raise forms.ValidationError(exc.message) from None
+
+    def clean(self):
+        cleaned = super().clean()
+        user_type, parent = cleaned.get("user_type"), cleaned.get("parent")
+        try:
+            services._check_parent(user_type=user_type, parent=parent)
+        except services.InvalidParent as exc:
+            self.add_error("parent", exc.message)
+        return cleaned
+
+
+class AdminUserCreationForm(_PhoneCleaning, UserCreationForm):
+    class Meta(UserCreationForm.Meta):
+        model = User
+        fields = ("username", "email", "phone_number", "user_type", "parent")
+
+
+class AdminUserChangeForm(_PhoneCleaning, UserChangeForm):
+    class Meta(UserChangeForm.Meta):
+        model = User
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    form = AdminUserChangeForm
+    add_form = AdminUserCreationForm
+    list_display = ("username", "email", "phone_number", "user_type", "parent", "wallet_balance", "is_active")
+    list_filter = ("user_type", "is_active", "is_staff", "date_joined")
+    search_fields = ("username", "email", "phone_number", "first_name", "last_name")
+    list_select_related = ("wallet", "parent")
+    raw_id_fields = ("parent",)
+    ordering = ("id",)
+    readonly_fields = ("wallet_balance", "last_login", "date_joined", "is_staff", "is_superuser")
+    fieldsets = (
+        (None, {"fields": ("username", "password")}),
+        ("Profile", {"fields": ("first_name", "last_name", "email", "phone_number")}),
+        ("Role", {"fields": ("user_type", "parent", "is_active", "is_staff", "is_superuser")}),
+        ("Wallet", {"fields": ("wallet_balance",)}),
+        ("Dates", {"fields": ("last_login", "date_joined")}),
+    )
+    add_fieldsets = (
+        (
+            None,
+            {
+                "classes": ("wide",),
+                "fields": ("username", "email", "phone_number", "user_type", "parent", "password1", "password2"),
+            },
+        ),
+    )
+
+    @admin.display(description="Wallet balance", ordering="wallet__balance")
+    def wallet_balance(self, user):
+        wallet = getattr(user, "wallet", None)
+        return money_str(wallet.balance) if wallet else "-"
+
+    def save_model(self, request, obj, form, change):
+        # is_staff / is_superuser follow the role (see accounts.services); save() opens the wallet.
+        services.apply_role_flags(obj)
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(OtpPhoneLock)
+class OtpPhoneLockAdmin(admin.ModelAdmin):
+    list_display = ("phone_number", "failed_count", "window_started_at", "locked_until")
+    search_fields = ("phone_number",)
+    list_filter = ("locked_until",)
+    readonly_fields = ("phone_number", "failed_count", "window_started_at", "locked_until")
+    actions = ["unlock"]
+
+    @admin.action(description="Unlock OTP login for the selected phones")
+    def unlock(self, request, queryset):
+        unlocked = sum(services.unlock_phone(phone_number=lock.phone_number) for lock in queryset)
+        self.message_user(request, f"{unlocked} phone(s) unlocked.", messages.SUCCESS)
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(OneTimePassword)
+class OneTimePasswordAdmin(admin.ModelAdmin):
+    list_display = ("phone_number", "created_at", "expires_at", "attempts", "consumed_at", "requested_from")
+    search_fields = ("phone_number",)
+    list_filter = ("created_at",)
+    fields = ("phone_number", "created_at", "expires_at", "attempts", "consumed_at", "requested_from")
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,346 @@
+"""The accounts API (api-contract.md, "Accounts"). Each view: input serializer, one service, output serializer.
+
+Public endpoints (signup, logins, OTP, token refresh) run with `authentication_classes = []`: a stale or
+invalid token sent by a client to a public endpoint is ignored instead of answering 401.
+"""
+
+import django_filters
+from django.conf import settings
+from drf_yasg import openapi
+from drf_yasg.utils import swagger_auto_schema
+from rest_framework import generics, status
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework_simplejwt.views import TokenRefreshView as SimpleJwtTokenRefreshView
+
+from accounts import selectors, services
+from accounts.api import serializers as s
+from accounts.models import User
+from core.permissions import IsAdmin, IsDistributor
+from core.roles import UserType
+from wallet.selectors import margin_for
+
+
+def _login_body(user, **extra):
+    return {**services.issue_tokens(user=user), "user": s.UserSerializer(user).data, **extra}
+
+
+class PublicView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes = []
+
+
+# --- registration and logins ----------------------------------------------------------------------
+
+
+class SignupView(PublicView):
+    """Register a CLIENT account (the role cannot be chosen here) with its wallet; returns a token pair."""
+
+    throttle_scope = "signup"
+
+    @swagger_auto_schema(
+        operation_id="auth_signup",
+        request_body=s.SignupSerializer,
+        responses={201: s.SignupResponseSerializer},
+    )
+    def post(self, request):
+        data = s.SignupSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = services.sign_up(**data.validated_data)
+        user = selectors.profile_of(user=user)
+        return Response(_login_body(user, message="Account created successfully"), status=status.HTTP_201_CREATED)
+
+
+class EmailLoginView(PublicView):
+    """Log in with email (case-insensitive) and password."""
+
+    throttle_scope = "login"
+
+    @swagger_auto_schema(
+        operation_id="auth_login_email",
+        request_body=s.EmailLoginSerializer,
+        responses={200: s.LoginResponseSerializer},
+    )
+    def post(self, request):
+        data = s.EmailLoginSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = services.authenticate_by_email(**data.validated_data)
+        return Response(_login_body(selectors.profile_of(user=user)))
+
+
+class OtpGenerateView(PublicView):
+    """Send a login code by SMS. The answer is the same whether or not the phone has an account.
+
+    Refused with 429 (`otp_cooldown`, `otp_rate_limited`, `otp_locked`, `throttled`) and a Retry-After
+    header inside the resend cooldown, past the hourly cap, while the phone is locked, or when the
+    client address sends too many requests. `otp` is in the answer only with OTP_EXPOSE_IN_RESPONSE."""
+
+    throttle_scope = "otp"
+
+    @swagger_auto_schema(request_body=s.OtpRequestSerializer, responses={200: s.OtpSentSerializer})
+    def post(self, request):
+        data = s.OtpRequestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        issued = services.request_otp(
+            phone_number=data.validated_data["phone_number"], requested_from=request.META.get("REMOTE_ADDR")
+        )
+        body = {"phone_number": issued.phone_number, "expires_in": issued.expires_in}
+        if settings.OTP_EXPOSE_IN_RESPONSE:
+            body["otp"] = issued.code
+        return Response(body)
+
+
+class OtpVerifyView(PublicView):
+    """Log in with the phone's newest code; creates a CLIENT `user_<digits>` with a wallet if the phone is new.
+
+    400 `otp_invalid` / `otp_expired` / `otp_attempts_exceeded`; 429 `otp_locked` after the daily failure limit."""
+
+    throttle_scope = "otp"
+
+    @swagger_auto_schema(request_body=s.OtpVerifySerializer, responses={200: s.OtpLoginResponseSerializer})
+    def post(self, request):
+        data = s.OtpVerifySerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user, created = services.verify_otp(
+            phone_number=data.validated_data["phone_number"], code=data.validated_data["otp"]
+        )
+        return Response(_login_body(selectors.profile_of(user=user), created=created))
+
+
+class TokenRefreshView(SimpleJwtTokenRefreshView):
+    """Exchange a refresh token for a new access token and a new (rotated) refresh token.
+
+    The old refresh token is blacklisted: using it again is a 401 `token_not_valid`."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = []
+    throttle_scope = "token"
+
+    @swagger_auto_schema(
+        operation_id="auth_token_refresh",
+        request_body=s.RefreshTokenSerializer,
+        responses={200: s.TokenPairSerializer},
+    )
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
+
+class LogoutView(APIView):
+    """Blacklist the caller's refresh token. Answers 200 with a body (not 205), so every client can parse it."""
+
+    permission_classes = [IsAuthenticated]
+
+    @swagger_auto_schema(
+        operation_id="auth_logout", request_body=s.RefreshTokenSerializer, responses={200: s.MessageSerializer}
+    )
+    def post(self, request):
+        data = s.RefreshTokenSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.log_out(user=request.user, refresh=data.validated_data["refresh"])
+        return Response({"detail": "Logged out."})
+
+
+class MeView(APIView):
+    """The caller's own profile with wallet and margin. PATCH changes names, email and username only:
+    user_type, parent, is_active, phone_number and balances are read-only here and ignored if sent."""
+
+    permission_classes = [IsAuthenticated]
+
+    def _render(self, user):
+        profile = selectors.profile_of(user=user)
+        return Response(s.ProfileSerializer(profile, context={"margin_percentage": margin_for(user=profile)}).data)
+
+    @swagger_auto_schema(operation_id="auth_me_read", responses={200: s.ProfileSerializer})
+    def get(self, request):
+        return self._render(request.user)
+
+    @swagger_auto_schema(
+        operation_id="auth_me_update", request_body=s.ProfileUpdateSerializer, responses={200: s.ProfileSerializer}
+    )
+    def patch(self, request):
+        data = s.ProfileUpdateSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        user = services.update_profile(user=request.user, **data.validated_data)
+        return self._render(user)
+
+
+# --- admin user management ------------------------------------------------------------------------
+
+
+class AdminUserFilter(django_filters.FilterSet):
+    user_type = django_filters.TypedChoiceFilter(choices=UserType.choices, coerce=int)
+    is_active = django_filters.BooleanFilter()
+    parent = django_filters.NumberFilter(field_name="parent_id")
+
+    class Meta:
+        model = User
+        fields = ["user_type", "is_active", "parent"]
+
+
+class AdminUserListView(generics.ListAPIView):
+    """Distributors and retailers (any role with `?user_type=`), each with wallet_id and wallet_balance."""
+
+    permission_classes = [IsAdmin]
+    serializer_class = s.UserSerializer
+    filterset_class = AdminUserFilter
+    search_fields = ["email", "username", "phone_number", "first_name", "last_name"]
+    ordering_fields = ["id", "username", "email", "date_joined", "user_type", "wallet__balance"]
+    ordering = ["id"]
+
+    def get_queryset(self):
+        return selectors.users_for_admin(all_roles="user_type" in self.request.query_params)
+
+    @swagger_auto_schema(operation_id="auth_admin_users_list")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class AdminUserCreateView(APIView):
+    """Create a user of any role with its wallet. `phone` is accepted as an alias of `phone_number`.
+
+    An ADMIN created here is also is_staff and is_superuser (it may use the Django admin)."""
+
+    permission_classes = [IsAdmin]
+
+    @swagger_auto_schema(
+        operation_id="auth_admin_users_create",
+        request_body=s.AdminUserCreateSerializer,
+        responses={201: s.UserCreatedSerializer},
+    )
+    def post(self, request):
+        data = s.AdminUserCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        user = services.create_user(**data.validated_data)
+        user = selectors.profile_of(user=user)
+        return Response(
+            {"message": "User created successfully", "user": s.UserSerializer(user).data},
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class AdminUserDetailView(APIView):
+    permission_classes = [IsAdmin]
+
+    @swagger_auto_schema(operation_id="auth_admin_users_read", responses={200: s.UserSerializer})
+    def get(self, request, pk):
+        return Response(s.UserSerializer(selectors.user_for_admin(pk=pk)).data)
+
+
+class AdminUserUpdateView(APIView):
+    """Change a user's profile, phone, role, parent or activity. A retailer's parent must be a distributor."""
+
+    permission_classes = [IsAdmin]
+
+    def _update(self, request, pk, *, partial):
+        user = selectors.user_for_admin(pk=pk)
+        data = s.AdminUserUpdateSerializer(data=request.data, partial=partial)
+        data.is_valid(raise_exception=True)
+        user = services.update_user(actor=request.user, user=user, **data.validated_data)
+        return Response(s.UserSerializer(selectors.user_for_admin(pk=user.pk)).data)
+
+    @swagger_auto_schema(
+        operation_id="auth_admin_users_replace",
+        request_body=s.AdminUserUpdateSerializer,
+        responses={200: s.UserSerializer},
+    )
+    def put(self, request, pk):
+        return self._update(request, pk, partial=False)
+
+    @swagger_auto_schema(
+        operation_id="auth_admin_users_update",
+        request_body=s.AdminUserUpdateSerializer,
+        responses={200: s.UserSerializer},
+    )
+    def patch(self, request, pk):
+        return self._update(request, pk, partial=True)
+
+
+class AdminUserDeleteView(APIView):
+    """Deactivate the account (its wallet and ledger history stay; its tokens stop working). 204."""
+
+    permission_classes = [IsAdmin]
+
+    @swagger_auto_schema(
+        operation_id="auth_admin_users_delete", responses={204: openapi.Response("Deactivated; no body.")}
+    )
+    def delete(self, request, pk):
+        services.deactivate_user(actor=request.user, user=selectors.user_for_admin(pk=pk))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AdminUserResetPasswordView(APIView):
+    """Set a new password (Django's validators apply); the user's refresh tokens are revoked."""
+
+    permission_classes = [IsAdmin]
+
+    @swagger_auto_schema(
+        operation_id="auth_admin_users_reset_password",
+        request_body=s.PasswordResetSerializer,
+        responses={200: s.MessageSerializer},
+    )
+    def post(self, request, pk):
+        user = selectors.user_for_admin(pk=pk)
+        data = s.PasswordResetSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.reset_password(user=user, new_password=data.validated_data["new_password"])
+        return Response({"detail": "Password reset."})
+
+
+# --- a distributor's retailers --------------------------------------------------------------------
+
+
+class RetailerListCreateView(generics.ListAPIView):
+    """The calling distributor's own retailers with wallet balances; POST creates one under it."""
+
+    permission_classes = [IsDistributor]
+    serializer_class = s.UserSerializer
+    filterset_fields = ["is_active"]
+    search_fields = ["email", "username", "phone_number", "first_name", "last_name"]
+    ordering_fields = ["id", "username", "date_joined", "wallet__balance"]
+    ordering = ["id"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return User.objects.none()
+        return selectors.retailers_of(distributor=self.request.user)
+
+    @swagger_auto_schema(operation_id="auth_retailers_list")
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @swagger_auto_schema(
+        operation_id="auth_retailers_create",
+        request_body=s.RetailerCreateSerializer,
+        responses={201: s.UserSerializer},
+    )
+    def post(self, request):
+        data = s.RetailerCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        retailer = services.create_retailer(distributor=request.user, **data.validated_data)
+        return Response(
+            s.UserSerializer(selectors.retailer_of(distributor=request.user, pk=retailer.pk)).data,
+            status=status.HTTP_201_CREATED,
+        )
+
+
+class RetailerDetailView(APIView):
+    """One of the calling distributor's retailers; another distributor's retailer is a 404."""
+
+    permission_classes = [IsDistributor]
+
+    @swagger_auto_schema(operation_id="auth_retailers_read", responses={200: s.UserSerializer})
+    def get(self, request, pk):
+        return Response(s.UserSerializer(selectors.retailer_of(distributor=request.user, pk=pk)).data)
+
+    @swagger_auto_schema(
+        operation_id="auth_retailers_update",
+        request_body=s.RetailerUpdateSerializer,
+        responses={200: s.UserSerializer},
+    )
+    def patch(self, request, pk):
+        retailer = selectors.retailer_of(distributor=request.user, pk=pk)
+        data = s.RetailerUpdateSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        services.update_retailer(distributor=request.user, retailer=retailer, **data.validated_data)
+        return Response(s.UserSerializer(selectors.retailer_of(distributor=request.user, pk=pk)).data)
