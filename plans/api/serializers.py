@@ -1,0 +1,68 @@
+from rest_framework import serializers
+
+from core.money import MoneyField
+from plans.models import Provider, RechargePlan
+
+
+class ProviderSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Provider
+        fields = ["id", "code", "name", "is_active"]
+
+
+class RechargePlanSerializer(serializers.ModelSerializer):
+    """A plan as every caller sees it."""
+
+    amount = MoneyField()
+    provider_code = serializers.CharField(source="provider.code", read_only=True)
+    provider_name = serializers.CharField(source="provider.name", read_only=True)
+    circle_display = serializers.CharField(source="get_circle_display", read_only=True)
+    plan_type_display = serializers.CharField(source="get_plan_type_display", read_only=True)
+
+    class Meta:
+        model = RechargePlan
+        fields = [
+            "id",
+            "code",
+            "provider",
+            "provider_code",
+            "provider_name",
+            "circle",
+            "circle_display",
+            "plan_type",
+            "plan_type_display",
+            "amount",
+            "validity_days",
+            "data",
+            "talktime",
+            "sms",
+            "description",
+            "is_active",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class RechargePlanInputSerializer(serializers.ModelSerializer):
+    """What an admin sends to create (POST) or change (PUT/PATCH) a plan."""
+
+    amount = MoneyField()
+    provider = serializers.PrimaryKeyRelatedField(queryset=Provider.objects.all(), help_text="Operator id.")
+    validity_days = serializers.IntegerField(min_value=0, max_value=3650, allow_null=True, required=False)
+
+    class Meta:
+        model = RechargePlan
+        fields = [
+            "code",
+            "provider",
+            "circle",
+            "plan_type",
+            "amount",
+            "validity_days",
+            "data",
+            "talktime",
+            "sms",
+            "description",
+            "is_active",
+        ]
