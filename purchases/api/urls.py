@@ -1,7 +1,13 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from purchases.api import views
 
 app_name = "purchases"
 
-urlpatterns = []
+urlpatterns = [
+    path("purchase/", views.PurchaseCreateView.as_view(), name="purchase"),
+    path("history/", views.PurchaseHistoryView.as_view(), name="history"),
+    path("<int:pk>/", views.PurchaseDetailView.as_view(), name="detail"),
+]
 # The second seed's paths, mounted at the site root by config/urls.py (same views, no new logic).
 legacy_urlpatterns = []

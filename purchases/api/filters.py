@@ -1,0 +1,34 @@
+import django_filters
+from django.db.models import Q
+
+from core.phone import InvalidPhoneNumber, normalize_phone
+from purchases.models import Purchase
+
+
+class PurchaseFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=Purchase.Status.choices)
+    provider = django_filters.CharFilter(method="filter_provider", help_text="Operator id or code (e.g. `airtel`).")
+    mobile_number = django_filters.CharFilter(
+        method="filter_mobile_number", max_length=32, help_text="The number recharged, in any usual form."
+    )
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
+    date_from = django_filters.DateFilter(field_name="created_at", lookup_expr="date__gte")
+    date_to = django_filters.DateFilter(field_name="created_at", lookup_expr="date__lte")
+
+    class Meta:
+        model = Purchase
+        fields = ["status", "provider", "mobile_number"]
+
+    def filter_provider(self, queryset, name, value):
+        value = value.strip()
+        condition = Q(plan__provider__code__iexact=value)
+        if value.isdigit() and len(value) < 19:
+            condition |= Q(plan__provider_id=int(value))
+        return queryset.filter(condition)
+
+    def filter_mobile_number(self, queryset, name, value):
+        try:
+            return queryset.filter(mobile_number=normalize_phone(value))
+        except InvalidPhoneNumber:
+            return queryset.none()

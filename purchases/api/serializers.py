@@ -1,0 +1,57 @@
+from rest_framework import serializers
+
+from core.money import MoneyField
+from core.phone import PhoneNumberField
+from purchases.models import Purchase
+
+
+class PurchaseInputSerializer(serializers.Serializer):
+    plan_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="Id of an active recharge plan.")
+    mobile_number = PhoneNumberField(help_text="The number to recharge, e.g. 9876543210 or +919876543210.")
+
+
+class PurchaseSerializer(serializers.ModelSerializer):
+    buyer = serializers.CharField(source="buyer.username", read_only=True)
+    buyer_id = serializers.IntegerField(read_only=True)
+    plan_id = serializers.IntegerField(read_only=True)
+    plan_code = serializers.CharField(source="plan.code", read_only=True)
+    plan_description = serializers.CharField(source="plan.description", read_only=True)
+    provider = serializers.CharField(source="plan.provider.code", read_only=True)
+    provider_name = serializers.CharField(source="plan.provider.name", read_only=True)
+    amount = MoneyField(read_only=True)
+    buyer_commission = MoneyField(read_only=True)
+    distributor = serializers.CharField(source="distributor.username", read_only=True, allow_null=True, default=None)
+    distributor_commission = MoneyField(read_only=True)
+    status_display = serializers.CharField(source="get_status_display", read_only=True)
+
+    class Meta:
+        model = Purchase
+        fields = [
+            "id",
+            "buyer",
+            "buyer_id",
+            "plan_id",
+            "plan_code",
+            "plan_description",
+            "provider",
+            "provider_name",
+            "mobile_number",
+            "amount",
+            "buyer_commission",
+            "distributor",
+            "distributor_commission",
+            "status",
+            "status_display",
+            "operator_reference",
+            "failure_reason",
+            "created_at",
+            "updated_at",
+            "completed_at",
+        ]
+        read_only_fields = fields
+
+
+class PurchaseResultSerializer(serializers.Serializer):
+    purchase = PurchaseSerializer()
+    balance = MoneyField(help_text="The buyer's balance after the purchase (posted money).")
+    available = MoneyField(help_text="Balance minus what pending purchases still hold.")
