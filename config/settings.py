@@ -216,6 +216,7 @@ SWAGGER_SETTINGS = {
     "USE_SESSION_AUTH": False,
     "PERSIST_AUTH": True,
     "DEFAULT_AUTO_SCHEMA_CLASS": "core.schema.AutoSchema",
+    "DEFAULT_INFO": "config.urls.API_INFO",
     # JSON first: /swagger.json answers JSON to any Accept (drf-yasg's default order serves YAML to */*).
     "DEFAULT_SPEC_RENDERERS": [
         "drf_yasg.renderers.SwaggerJSONRenderer",
