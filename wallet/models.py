@@ -89,6 +89,14 @@ class Transfer(models.Model):
     purchase = models.ForeignKey(
         "purchases.Purchase", null=True, blank=True, on_delete=models.PROTECT, related_name="transfers"
     )
+    refund_of = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="refund",
+        help_text="The transfer refunded.",
+    )
     from_balance_after = models.DecimalField(**MONEY, null=True, blank=True)
     to_balance_after = models.DecimalField(**MONEY, null=True, blank=True)
     created_at = models.DateTimeField()

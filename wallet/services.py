@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from core.errors import DomainError
 from core.money import PAISA
-from wallet.models import SystemWallet, Transfer, Wallet
+from wallet.models import SystemWallet, Transfer, UserMargin, Wallet
 
 Kind = Transfer.Kind
 Status = Transfer.Status
@@ -55,6 +55,28 @@ class WalletNotFound(DomainError):
     code = "not_found"
     message = "Wallet not found."
     status_code = 404
+
+
+class TransferAlreadyRefunded(DomainError):
+    code = "transfer_already_refunded"
+    message = "Transfer #{pk} has already been refunded."
+    status_code = 409
+
+
+class InvalidMargin(DomainError):
+    code = "invalid_margin"
+    message = "The margin must be a percentage from 0 to 100 with at most two decimal places."
+
+
+class MarginAboveOwn(DomainError):
+    code = "margin_above_own"
+    message = "A retailer's margin cannot exceed its distributor's own margin ({own}%)."
+
+
+class MarginNotAllowed(DomainError):
+    code = "permission_denied"
+    message = "Only administrators, and distributors for their own retailers, may set margins."
+    status_code = 403
 
 
 @dataclass(frozen=True)
@@ -231,7 +253,8 @@ def post_transfer(*, transfer, payouts=()) -> tuple[Transfer, list[Transfer]]:
     """Phase two: move the held money of a PENDING transfer and release the hold; in the same
     transaction pay `payouts` (commissions) from system wallets. Every user wallet involved is
     locked up front, in id order. Refuses a transfer that is no longer pending."""
-    payouts = list(payouts)
+    # A margin rounded down to the paisa can be 0.00: nothing to pay, not an invalid amount.
+    payouts = [payout for payout in payouts if not _is_zero(payout.amount)]
     for payout in payouts:
         validate_amount(payout.amount)
     with transaction.atomic():
@@ -263,7 +286,6 @@ def post_transfer(*, transfer, payouts=()) -> tuple[Transfer, list[Transfer]]:
                 now=now,
             )
             for payout in payouts
-            if payout.amount > 0
         ]
         return pending, paid
 
@@ -284,24 +306,71 @@ def void_transfer(*, transfer) -> Transfer:
 
 
 def refund_transfer(*, transfer, remarks="", initiated_by=None) -> Transfer:
-    """Give back a POSTED transfer into a system wallet (REFUND, system -> the original sender)."""
+    """Give back a POSTED transfer into a system wallet (REFUND, system -> the original sender).
+
+    At most once per transfer: the buyer's wallet is locked first (as everywhere), then the original
+    row, and the refund row points at it through a unique `refund_of`, so a second refund (even a
+    concurrent one) is refused with TransferAlreadyRefunded instead of paying twice."""
     with transaction.atomic():
-        original = Transfer.objects.select_related("from_wallet", "to_wallet").get(pk=transfer.pk)
-        if original.status != Status.POSTED or not original.to_wallet.is_system:
+        from_wallet_id = Transfer.objects.filter(pk=transfer.pk).values_list("from_wallet_id", flat=True).get()
+        locked = wallets_for_update(wallet_ids=[from_wallet_id])
+        original = Transfer.objects.select_for_update().select_related("to_wallet").get(pk=transfer.pk)
+        if original.status != Status.POSTED or not original.to_wallet.is_system or not locked:
             raise TransferNotPending(pk=original.pk, status=original.status)
-        destination = wallets_for_update(wallet_ids=[original.from_wallet_id])[0]
+        if Transfer.objects.filter(refund_of=original).exists():
+            raise TransferAlreadyRefunded(pk=original.pk)
         return _move(
             source=original.to_wallet,
-            destination=destination,
+            destination=locked[0],
             amount=original.amount,
             kind=Kind.REFUND,
             remarks=remarks or f"Refund of transfer #{original.pk}",
             initiated_by=initiated_by,
             purchase=original.purchase,
+            refund_of=original,
         )
 
 
+def set_margin(*, user, margin_percentage, set_by) -> UserMargin:
+    """Set `user`'s margin. Admins set anyone's; a distributor only its own retailers', never above
+    its own margin; anyone else is refused. A retailer outside the distributor's scope is NotFound."""
+    margin = check_margin_change(user=user, margin_percentage=margin_percentage, set_by=set_by)
+    with transaction.atomic():
+        record, _ = UserMargin.objects.update_or_create(
+            user=user, defaults={"margin_percentage": margin, "set_by": set_by}
+        )
+        return record
+
+
+def check_margin_change(*, user, margin_percentage, set_by) -> Decimal:
+    """The validated margin, or the DomainError set_margin would raise (the Django admin's form uses it)."""
+    from core.errors import NotFound
+    from core.roles import UserType
+    from wallet.selectors import margin_for
+
+    try:
+        margin = Decimal(str(margin_percentage)) if not isinstance(margin_percentage, (bool, float)) else None
+    except (InvalidOperation, ValueError):
+        margin = None
+    if margin is None or not margin.is_finite() or not 0 <= margin <= 100 or margin.as_tuple().exponent < -2:
+        raise InvalidMargin(field="margin_percentage")
+    if set_by.user_type == UserType.ADMIN:
+        return margin.quantize(PAISA)
+    if set_by.user_type != UserType.DISTRIBUTOR:
+        raise MarginNotAllowed()
+    if user.user_type != UserType.RETAILER or user.parent_id != set_by.pk:
+        raise NotFound("User not found.")
+    own = margin_for(user=set_by)
+    if margin > own:
+        raise MarginAboveOwn(field="margin_percentage", own=f"{own:.2f}")
+    return margin.quantize(PAISA)
+
+
 # --- internals ------------------------------------------------------------------
+
+
+def _is_zero(amount) -> bool:
+    return isinstance(amount, (Decimal, int)) and not isinstance(amount, bool) and amount == 0
 
 
 def _locked_user_wallet(user) -> Wallet:
@@ -348,6 +417,7 @@ def _move(
     initiated_by=None,
     purchase=None,
     idempotency_key=None,
+    refund_of=None,
     now=None,
 ) -> Transfer:
     """Check and apply one transfer between wallets the caller has locked (system wallets are not
@@ -376,6 +446,7 @@ def _move(
         initiated_by=initiated_by,
         idempotency_key=idempotency_key,
         purchase=purchase,
+        refund_of=refund_of,
         from_balance_after=None if source.is_system else source.balance,
         to_balance_after=None if destination.is_system else destination.balance,
         created_at=now,

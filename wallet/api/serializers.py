@@ -1,0 +1,217 @@
+"""Request and response bodies of the wallet API. Money travels as two-place strings."""
+
+from rest_framework import serializers
+
+from core.money import MoneyField, money_str
+from core.phone import PhoneNumberField
+from wallet.models import Transfer, UserMargin, Wallet
+from wallet.selectors import can_see_user, find_user
+
+REMARKS = {"required": False, "allow_blank": True, "max_length": 255, "default": ""}
+
+
+# --- responses ------------------------------------------------------------------------------
+
+
+class BalanceSerializer(serializers.Serializer):
+    """The seed's `{"user", "balance"}` plus what is reserved by pending recharges."""
+
+    user = serializers.CharField(source="user.username")
+    balance = serializers.DecimalField(max_digits=14, decimal_places=2)
+    held = serializers.DecimalField(max_digits=14, decimal_places=2)
+    available = serializers.DecimalField(max_digits=14, decimal_places=2)
+
+
+class OwnerSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField()
+    email = serializers.EmailField(allow_null=True)
+    phone_number = serializers.CharField(allow_null=True)
+    user_type = serializers.IntegerField()
+    user_type_display = serializers.CharField(source="get_user_type_display")
+    parent_id = serializers.IntegerField(allow_null=True)
+    is_active = serializers.BooleanField()
+
+
+class WalletSerializer(serializers.ModelSerializer):
+    user = OwnerSerializer()
+    available = serializers.DecimalField(max_digits=14, decimal_places=2)
+
+    class Meta:
+        model = Wallet
+        fields = ["id", "user", "balance", "held", "available", "currency", "created_at", "updated_at"]
+
+
+class PartySerializer(serializers.Serializer):
+    """One side of a transfer: a user's wallet or a system wallet (`system`: TREASURY ...)."""
+
+    wallet_id = serializers.IntegerField(source="pk")
+    user_id = serializers.IntegerField(allow_null=True)
+    username = serializers.CharField(source="user.username", allow_null=True, default=None)
+    phone_number = serializers.CharField(source="user.phone_number", allow_null=True, default=None)
+    system = serializers.CharField(source="system_code", allow_null=True)
+
+
+class TransferSerializer(serializers.ModelSerializer):
+    """A journal row. A party's balance after the transfer is shown only to whom may see that wallet
+    (a sender does not learn the receiver's balance). `transaction_type`, `timestamp`, `sender` and
+    `receiver` are the second seed's names for kind, created_at and the parties."""
+
+    from_ = PartySerializer(source="from_wallet")
+    to = PartySerializer(source="to_wallet")
+    from_balance_after = serializers.SerializerMethodField()
+    to_balance_after = serializers.SerializerMethodField()
+    sender = serializers.SerializerMethodField()
+    receiver = serializers.SerializerMethodField()
+    transaction_type = serializers.CharField(source="kind", read_only=True)
+    timestamp = serializers.DateTimeField(source="created_at", read_only=True)
+
+    class Meta:
+        model = Transfer
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "amount",
+            "from_",
+            "to",
+            "from_balance_after",
+            "to_balance_after",
+            "remarks",
+            "created_at",
+            "finalized_at",
+            "sender",
+            "receiver",
+            "transaction_type",
+            "timestamp",
+        ]
+
+    def get_fields(self):
+        fields = super().get_fields()
+        # `from` is a Python keyword: declared as from_, answered as "from".
+        return {("from" if name == "from_" else name): field for name, field in fields.items()}
+
+    def _visible_balance(self, wallet, value):
+        viewer = self.context.get("viewer")
+        if value is None or wallet.user_id is None or viewer is None:
+            return None
+        if can_see_user(viewer=viewer, user_id=wallet.user_id, parent_id=wallet.user.parent_id):
+            return money_str(value)
+        return None
+
+    def get_from_balance_after(self, transfer) -> str | None:
+        return self._visible_balance(transfer.from_wallet, transfer.from_balance_after)
+
+    def get_to_balance_after(self, transfer) -> str | None:
+        return self._visible_balance(transfer.to_wallet, transfer.to_balance_after)
+
+    @staticmethod
+    def _party_name(wallet):
+        return wallet.user.username if wallet.user_id else wallet.system_code
+
+    def get_sender(self, transfer) -> str:
+        return self._party_name(transfer.from_wallet)
+
+    def get_receiver(self, transfer) -> str:
+        return self._party_name(transfer.to_wallet)
+
+
+class MoneyMovedSerializer(serializers.Serializer):
+    """What every money-moving POST answers: the transfer and the caller's balance after it."""
+
+    transfer = TransferSerializer()
+    user = serializers.CharField()
+    balance = serializers.DecimalField(max_digits=14, decimal_places=2)
+    held = serializers.DecimalField(max_digits=14, decimal_places=2)
+    available = serializers.DecimalField(max_digits=14, decimal_places=2)
+
+
+class AdminMoneyMovedSerializer(MoneyMovedSerializer):
+    """An admin's funding or debit: also the target account's wallet after it."""
+
+    message = serializers.CharField()
+    wallet = BalanceSerializer(help_text="The target account's wallet after the operation.")
+
+
+class MarginSerializer(serializers.ModelSerializer):
+    user = OwnerSerializer()
+    set_by = serializers.CharField(source="set_by.username", allow_null=True, default=None)
+
+    class Meta:
+        model = UserMargin
+        fields = ["id", "user", "margin_percentage", "set_by", "created_at", "updated_at"]
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+class AmountSerializer(serializers.Serializer):
+    """Self top-up and self debit: `{"amount": "150.50", "remarks": "Initial top-up"}`."""
+
+    amount = MoneyField()
+    remarks = serializers.CharField(**REMARKS)
+
+
+def _one_of(attrs, names, field_for_error):
+    given = [name for name in names if attrs.get(name) not in (None, "")]
+    if len(given) != 1:
+        raise serializers.ValidationError(
+            {field_for_error: [f"Give exactly one of {', '.join(names)}."]}, code="recipient_required"
+        )
+    return given[0]
+
+
+class TransferInputSerializer(serializers.Serializer):
+    """Exactly one of `to_phone_number`, `to_user_id`, `to_email`; the receiver is resolved here."""
+
+    to_phone_number = PhoneNumberField(required=False, allow_null=True)
+    to_user_id = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**63 - 1)
+    to_email = serializers.EmailField(required=False, allow_null=True, max_length=254)
+    amount = MoneyField()
+    remarks = serializers.CharField(**REMARKS)
+
+    def validate(self, attrs):
+        given = _one_of(attrs, ["to_phone_number", "to_user_id", "to_email"], "to_phone_number")
+        attrs["receiver"] = find_user(
+            user_id=attrs.get("to_user_id"),
+            email=attrs.get("to_email"),
+            phone_number=attrs.get("to_phone_number"),
+            field=given,
+        )
+        return attrs
+
+
+class TargetUserSerializer(serializers.Serializer):
+    """An account named by exactly one of `user_email`, `user_id` or `phone_number`."""
+
+    user_email = serializers.EmailField(required=False, allow_null=True, max_length=254)
+    user_id = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=2**63 - 1)
+    phone_number = PhoneNumberField(required=False, allow_null=True)
+    target_fields = ["user_email", "user_id", "phone_number"]
+
+    def validate(self, attrs):
+        given = _one_of(attrs, self.target_fields, self.target_fields[0])
+        attrs["target"] = find_user(
+            user_id=attrs.get("user_id"),
+            email=attrs.get("user_email"),
+            phone_number=attrs.get("phone_number"),
+            field=given,
+        )
+        return attrs
+
+
+class AdminFundingSerializer(TargetUserSerializer):
+    """`{"user_email": "distributor@example.com", "amount": "1000.00", "description": "..."}`."""
+
+    amount = MoneyField()
+    description = serializers.CharField(**REMARKS)
+
+
+class SetMarginSerializer(TargetUserSerializer):
+    """`{"user_email": "retailer@example.com", "margin_percentage": "2.50"}`."""
+
+    target_fields = ["user_email", "user_id"]
+    phone_number = None
+    margin_percentage = serializers.DecimalField(
+        max_digits=5, decimal_places=2, min_value=0, max_value=100, coerce_to_string=True
+    )

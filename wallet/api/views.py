@@ -1,0 +1,312 @@
+"""Wallet endpoints (api-contract.md, Wallet). Thin: parse, call one service or selector, render.
+
+Money-moving POSTs run under `@idempotent(atomic=True)`: the transfer and the stored answer to its
+Idempotency-Key commit together.
+"""
+
+from django.conf import settings
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_yasg.utils import swagger_auto_schema
+from rest_framework import generics, status
+from rest_framework.filters import SearchFilter
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.idempotency import HEADER, IDEMPOTENCY_KEY_PARAMETER, idempotent
+from core.permissions import IsAdmin, IsAdminOrDistributor
+from wallet import selectors, services
+from wallet.api.filters import AliasOrderingFilter, TransferFilter, WalletFilter
+from wallet.api.serializers import (
+    AdminFundingSerializer,
+    AdminMoneyMovedSerializer,
+    AmountSerializer,
+    BalanceSerializer,
+    MarginSerializer,
+    MoneyMovedSerializer,
+    SetMarginSerializer,
+    TransferInputSerializer,
+    TransferSerializer,
+    WalletSerializer,
+)
+
+TAGS = ["wallet"]
+PARTY_SEARCH = [
+    "from_wallet__user__username",
+    "to_wallet__user__username",
+    "from_wallet__user__phone_number",
+    "to_wallet__user__phone_number",
+]
+
+
+class SelfTopUpEnabled(BasePermission):
+    message = "Self top-up is switched off on this deployment (WALLET_SELF_TOPUP_ENABLED)."
+    code = "self_topup_disabled"
+
+    def has_permission(self, request, view):
+        return settings.WALLET_SELF_TOPUP_ENABLED
+
+
+def _moved(request, transfer, *, wallet):
+    """The caller's answer: the transfer and `wallet` (a wallet the service just locked and updated)."""
+    return {
+        "transfer": transfer,
+        "user": wallet.user.username,
+        "balance": wallet.balance,
+        "held": wallet.held,
+        "available": wallet.available,
+    }
+
+
+def _render(request, payload, serializer_class=MoneyMovedSerializer):
+    body = serializer_class(payload, context={"request": request, "viewer": request.user}).data
+    return Response(body, status=status.HTTP_201_CREATED)
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+
+class BalanceView(APIView):
+    @swagger_auto_schema(operation_id="wallet_balance", tags=TAGS, responses={200: BalanceSerializer})
+    def get(self, request):
+        """The caller's balance, held amount and available amount."""
+        return Response(BalanceSerializer(selectors.wallet_of(user=request.user)).data)
+
+
+class WalletListView(generics.ListAPIView):
+    """Wallets in the caller's scope (admin: all users'; distributor: itself and its retailers)."""
+
+    serializer_class = WalletSerializer
+    filterset_class = WalletFilter
+    search_fields = ["user__username", "user__email", "user__phone_number"]
+    ordering_fields = ["id", "balance", "created_at", "updated_at"]
+    ordering = ["id"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # drf-yasg inspecting, no user
+            return self.serializer_class.Meta.model.objects.none()
+        return selectors.wallets_in_scope(user=self.request.user)
+
+    @swagger_auto_schema(operation_id="wallet_wallets_list", tags=TAGS)
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class WalletDetailView(generics.RetrieveAPIView):
+    serializer_class = WalletSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # drf-yasg inspecting, no user
+            return self.serializer_class.Meta.model.objects.none()
+        return selectors.wallets_in_scope(user=self.request.user)
+
+    @swagger_auto_schema(operation_id="wallet_wallets_read", tags=TAGS, responses={200: WalletSerializer})
+    def get(self, request, *args, **kwargs):
+        """One wallet in the caller's scope; any other is 404."""
+        return super().get(request, *args, **kwargs)
+
+
+class _TransferListBase(generics.ListAPIView):
+    serializer_class = TransferSerializer
+    filterset_class = TransferFilter
+    filter_backends = [DjangoFilterBackend, SearchFilter, AliasOrderingFilter]
+    search_fields = PARTY_SEARCH
+    ordering_fields = ["created_at", "amount"]
+    ordering_aliases = {"timestamp": "created_at"}
+    ordering = ["-created_at", "-id"]
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "viewer": self.request.user}
+
+
+class TransactionListView(_TransferListBase):
+    """Transfers touching the caller's scope, newest first. Filters: kind, status, created_after /
+    created_before (or date_from / date_to), amount_min / amount_max, sender, receiver; `search`
+    matches sender or receiver username or phone; `ordering` created_at or amount."""
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # drf-yasg inspecting, no user
+            return self.serializer_class.Meta.model.objects.none()
+        return selectors.transfers_in_scope(user=self.request.user)
+
+    @swagger_auto_schema(operation_id="wallet_transactions_list", tags=TAGS)
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class AdminTransactionListView(_TransferListBase):
+    """Every transfer (admin). `search` matches sender, receiver (username, phone or system wallet)
+    and kind; `kind` / `transaction_type` filter; `ordering` created_at (or `timestamp`) / amount."""
+
+    permission_classes = [IsAdmin]
+    search_fields = [*PARTY_SEARCH, "from_wallet__system_code", "to_wallet__system_code", "=kind"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # drf-yasg inspecting, no user
+            return self.serializer_class.Meta.model.objects.none()
+        return selectors.all_transfers()
+
+    @swagger_auto_schema(operation_id="wallet_admin_transactions_list", tags=TAGS)
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class TransactionDetailView(generics.RetrieveAPIView):
+    serializer_class = TransferSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # drf-yasg inspecting, no user
+            return self.serializer_class.Meta.model.objects.none()
+        return selectors.transfers_in_scope(user=self.request.user)
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "viewer": self.request.user}
+
+    @swagger_auto_schema(operation_id="wallet_transactions_read", tags=TAGS, responses={200: TransferSerializer})
+    def get(self, request, *args, **kwargs):
+        """One transfer touching the caller's scope; any other is 404."""
+        return super().get(request, *args, **kwargs)
+
+
+class MarginListView(generics.ListAPIView):
+    """Margins in the caller's scope."""
+
+    serializer_class = MarginSerializer
+    search_fields = ["user__username", "user__email", "user__phone_number"]
+    ordering_fields = ["margin_percentage", "updated_at", "user_id"]
+    ordering = ["user_id"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # drf-yasg inspecting, no user
+            return self.serializer_class.Meta.model.objects.none()
+        return selectors.margins_in_scope(user=self.request.user)
+
+    @swagger_auto_schema(operation_id="wallet_margins_list", tags=TAGS)
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+# --- writes ---------------------------------------------------------------------------------
+
+
+def _money_schema(operation_id, request_body, response=MoneyMovedSerializer):
+    return swagger_auto_schema(
+        operation_id=operation_id,
+        tags=TAGS,
+        request_body=request_body,
+        responses={201: response},
+        manual_parameters=[IDEMPOTENCY_KEY_PARAMETER],
+    )
+
+
+class CreditView(APIView):
+    permission_classes = [IsAuthenticated, SelfTopUpEnabled]
+
+    @_money_schema("wallet_credit", AmountSerializer)
+    @idempotent(atomic=True)
+    def post(self, request):
+        """Self top-up (CREDIT, from TREASURY). 403 `self_topup_disabled` when switched off."""
+        data = _valid(AmountSerializer, request)
+        transfer = services.credit_wallet(
+            user=request.user,
+            amount=data["amount"],
+            remarks=data["remarks"],
+            idempotency_key=request.headers.get(HEADER),
+        )
+        return _render(request, _moved(request, transfer, wallet=transfer.to_wallet))
+
+
+class DebitView(APIView):
+    @_money_schema("wallet_debit", AmountSerializer)
+    @idempotent(atomic=True)
+    def post(self, request):
+        """Self debit (DEBIT, to TREASURY). 400 `insufficient_funds` when available < amount."""
+        data = _valid(AmountSerializer, request)
+        transfer = services.debit_wallet(
+            user=request.user,
+            amount=data["amount"],
+            remarks=data["remarks"],
+            idempotency_key=request.headers.get(HEADER),
+        )
+        return _render(request, _moved(request, transfer, wallet=transfer.from_wallet))
+
+
+class TransferView(APIView):
+    @_money_schema("wallet_transfer", TransferInputSerializer)
+    @idempotent(atomic=True)
+    def post(self, request):
+        """Pay another account, named by exactly one of to_phone_number, to_user_id, to_email.
+        404 `user_not_found`, 400 `same_wallet`, `wallet_inactive`, `insufficient_funds`."""
+        data = _valid(TransferInputSerializer, request)
+        transfer = services.transfer_funds(
+            sender=request.user,
+            receiver=data["receiver"],
+            amount=data["amount"],
+            remarks=data["remarks"],
+            idempotency_key=request.headers.get(HEADER),
+        )
+        return _render(request, _moved(request, transfer, wallet=transfer.from_wallet))
+
+
+class _AdminFundingView(APIView):
+    permission_classes = [IsAdmin]
+    operation = None  # services.fund_wallet or services.defund_wallet
+    message = ""
+
+    def post(self, request):
+        data = _valid(AdminFundingSerializer, request)
+        transfer = type(self).operation(
+            user=data["target"],
+            amount=data["amount"],
+            remarks=data["description"],
+            initiated_by=request.user,
+            idempotency_key=request.headers.get(HEADER),
+        )
+        target_wallet = transfer.to_wallet if transfer.kind == transfer.Kind.FUND else transfer.from_wallet
+        payload = _moved(request, transfer, wallet=selectors.wallet_of(user=request.user))
+        payload.update(message=self.message, wallet=target_wallet)
+        return _render(request, payload, AdminMoneyMovedSerializer)
+
+
+class AddToWalletView(_AdminFundingView):
+    operation = staticmethod(services.fund_wallet)
+    message = "Wallet funded successfully"
+
+    @_money_schema("wallet_add_to_wallet", AdminFundingSerializer, AdminMoneyMovedSerializer)
+    @idempotent(atomic=True)
+    def post(self, request):
+        """Admin: add money to an account (FUND, from TREASURY)."""
+        return super().post(request)
+
+
+class DebitFromWalletView(_AdminFundingView):
+    operation = staticmethod(services.defund_wallet)
+    message = "Wallet debited successfully"
+
+    @_money_schema("wallet_debit_from_wallet", AdminFundingSerializer, AdminMoneyMovedSerializer)
+    @idempotent(atomic=True)
+    def post(self, request):
+        """Admin: take money out of an account (DEFUND, to TREASURY). 400 `insufficient_funds`."""
+        return super().post(request)
+
+
+class SetMarginView(APIView):
+    permission_classes = [IsAdminOrDistributor]
+
+    @swagger_auto_schema(
+        operation_id="wallet_set_margin", tags=TAGS, request_body=SetMarginSerializer, responses={200: MarginSerializer}
+    )
+    def post(self, request):
+        """Admin: anyone's margin. Distributor: its own retailers' only (others 404), never above
+        its own margin (400 `margin_above_own`)."""
+        data = _valid(SetMarginSerializer, request)
+        margin = services.set_margin(
+            user=data["target"], margin_percentage=data["margin_percentage"], set_by=request.user
+        )
+        return Response(MarginSerializer(margin).data)
+
+
+def _valid(serializer_class, request):
+    serializer = serializer_class(data=request.data, context={"request": request})
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
