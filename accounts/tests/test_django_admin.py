@@ -1,0 +1,53 @@
+import pytest
+
+from accounts import services
+from accounts.models import OneTimePassword, OtpPhoneLock
+
+pytestmark = pytest.mark.django_db
+
+
+def test_user_changelist_shows_role_parent_and_wallet_balance(client, admin_user, retailer):
+    client.force_login(admin_user)
+    response = client.get("/admin/accounts/user/", {"q": retailer.username})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert retailer.username in html and "0.00" in html and "Retailer" in html
+
+
+def test_user_change_form_has_no_editable_balance(client, admin_user, retailer):
+    client.force_login(admin_user)
+    response = client.get(f"/admin/accounts/user/{retailer.pk}/change/")
+    assert response.status_code == 200
+    assert 'name="wallet_balance"' not in response.content.decode()
+
+
+def test_user_changelist_filters_by_role(client, admin_user, retailer):
+    client.force_login(admin_user)
+    assert client.get("/admin/accounts/user/", {"user_type__exact": 3}).status_code == 200
+
+
+def test_otp_admin_never_shows_a_code_or_its_hash(client, admin_user, settings):
+    settings.OTP_RESEND_COOLDOWN_SECONDS = 0
+    issued = services.request_otp(phone_number="+919999999999")
+    otp = OneTimePassword.objects.get()
+    client.force_login(admin_user)
+    listing = client.get("/admin/accounts/onetimepassword/").content.decode()
+    page = client.get(f"/admin/accounts/onetimepassword/{otp.pk}/change/").content.decode()
+    for html in (listing, page):
+        assert otp.code_hash not in html
+        assert f">{issued.code}<" not in html
+    assert client.get("/admin/accounts/onetimepassword/add/").status_code == 403
+
+
+def test_unlock_action_lifts_the_lock(client, admin_user, settings):
+    settings.OTP_DAILY_FAILURE_LIMIT = 1
+    services.record_otp_failure(phone_number="+919999999999")
+    lock = OtpPhoneLock.objects.get()
+    assert lock.locked_until is not None
+    client.force_login(admin_user)
+    response = client.post(
+        "/admin/accounts/otpphonelock/", {"action": "unlock", "_selected_action": [lock.pk]}, follow=True
+    )
+    assert response.status_code == 200
+    lock.refresh_from_db()
+    assert (lock.locked_until, lock.failed_count) == (None, 0)
