@@ -160,11 +160,17 @@ def apply_gateway_result(*, purchase_id, result: GatewayResult) -> Purchase:
     SUCCESS posts the hold and pays the commissions recorded at the sale; FAILED voids the hold;
     PENDING changes nothing. A purchase that is no longer PENDING (someone settled it first) is
     returned unchanged, so a purchase is settled exactly once however many workers try."""
+    return _apply_gateway_result(purchase_id=purchase_id, result=result)[0]
+
+
+def _apply_gateway_result(*, purchase_id, result) -> tuple[Purchase, bool]:
+    """(the purchase, whether this call settled it)."""
     with transaction.atomic():
         purchase = Purchase.objects.select_for_update(of=("self",)).select_related("plan__provider").get(pk=purchase_id)
         if purchase.status != Status.PENDING:
-            return purchase
+            return purchase, False
         now = timezone.now()
+        settled = result.status in (GatewayResult.SUCCESS, GatewayResult.FAILED)
         if result.status == GatewayResult.SUCCESS:
             ledger.post_transfer(transfer=_hold_of(purchase), payouts=_payouts(purchase))
             purchase.status = Status.SUCCESS
@@ -180,7 +186,7 @@ def apply_gateway_result(*, purchase_id, result: GatewayResult) -> Purchase:
             purchase.operator_reference = (result.operator_reference or purchase.operator_reference)[:100]
             purchase.failure_reason = ""
         purchase.save(update_fields=["status", "operator_reference", "failure_reason", "completed_at", "updated_at"])
-        return purchase
+        return purchase, settled
 
 
 # --- settling purchases left pending ----------------------------------------------------
@@ -234,17 +240,17 @@ def settle_pending_purchases(*, older_than=None, limit=None, gateway=None) -> Se
             logger.warning("purchase %s: status check failed: %r", purchase_id, exc)
             report.errors += 1
             continue
-        settled = apply_gateway_result(purchase_id=purchase_id, result=result)
+        purchase, settled_now = _apply_gateway_result(purchase_id=purchase_id, result=result)
         if result.status == GatewayResult.PENDING:
             report.still_pending += 1
-        elif settled.status == Status.SUCCESS and result.status == GatewayResult.SUCCESS:
-            report.succeeded += 1
-            report.settled_ids.append(purchase_id)
-        elif settled.status == Status.FAILED and result.status == GatewayResult.FAILED:
-            report.failed += 1
-            report.settled_ids.append(purchase_id)
+        elif not settled_now:
+            report.skipped += 1  # its own request, or another run, settled it while we asked
         else:
-            report.skipped += 1
+            report.settled_ids.append(purchase_id)
+            if purchase.status == Status.SUCCESS:
+                report.succeeded += 1
+            else:
+                report.failed += 1
     return report
 
 

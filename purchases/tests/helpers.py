@@ -16,3 +16,29 @@ def balances(*users):
     """(balance, held) of each user's wallet, fresh from the database."""
     wallets = {w.user_id: w for w in Wallet.objects.filter(user__in=users)}
     return [(wallets[u.pk].balance, wallets[u.pk].held) for u in users]
+
+
+def assert_purchases_match_ledger():
+    """Every purchase's journal rows agree with its status: SUCCESS has its PURCHASE transfer
+    posted and each recorded commission paid exactly once; FAILED has it voided and no commission;
+    PENDING has it still pending. Exactly one PURCHASE transfer per purchase."""
+    from purchases.models import Purchase
+    from wallet.models import Transfer
+
+    expected_hold = {"SUCCESS": "POSTED", "FAILED": "VOIDED", "PENDING": "PENDING"}
+    for purchase in Purchase.objects.all():
+        holds = list(purchase.transfers.filter(kind=Transfer.Kind.PURCHASE).values_list("status", "amount"))
+        assert holds == [(expected_hold[purchase.status], purchase.amount)], (purchase, holds)
+        paid = sorted(purchase.transfers.filter(kind=Transfer.Kind.COMMISSION).values_list("amount", flat=True))
+        owed = [purchase.buyer_commission, purchase.distributor_commission] if purchase.status == "SUCCESS" else []
+        assert paid == sorted(amount for amount in owed if amount > 0), (purchase, paid, owed)
+
+
+def assert_ledger_clean():
+    """`manage.py verify_ledger` (the wallet app's reconciliation) passes: it raises CommandError
+    on any mismatch."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    call_command("verify_ledger", stdout=StringIO(), stderr=StringIO())

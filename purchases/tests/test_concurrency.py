@@ -1,0 +1,122 @@
+"""Purchases under real concurrency (PostgreSQL row locks): threads released together."""
+
+import threading
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from accounts.tests.factories import DistributorFactory, RetailerFactory
+from plans.tests.factories import RechargePlanFactory
+from purchases import services
+from purchases.gateways import SandboxGateway
+from purchases.models import Purchase
+from purchases.tests.helpers import (
+    assert_ledger_clean,
+    assert_purchases_match_ledger,
+    balances,
+    fund,
+    give_margin,
+)
+from wallet.services import InsufficientFunds
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def run_together(workers):
+    """Run each callable in its own thread, all released at once; return (results, errors)."""
+    barrier = threading.Barrier(len(workers))
+    results, errors = [None] * len(workers), [None] * len(workers)
+
+    def run(index, work):
+        try:
+            barrier.wait(timeout=30)
+            results[index] = work()
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted on by the test
+            errors[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, work)) for i, work in enumerate(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a worker hung"
+    return results, errors
+
+
+@pytest.fixture
+def shop(settings):
+    settings.RECHARGE_GATEWAY_LATENCY_MS = 20  # holds overlap while the operator "answers"
+    distributor = DistributorFactory()
+    retailer = RetailerFactory(parent=distributor)
+    give_margin(distributor, "1.50")
+    give_margin(retailer, "3.00")
+    plan = RechargePlanFactory(amount=Decimal("199.00"))
+    return distributor, retailer, plan
+
+
+def test_concurrent_purchases_beyond_the_balance_succeed_exactly_as_far_as_it_goes(shop):
+    distributor, retailer, plan = shop
+    fund(retailer, "1095.00")  # covers 5 purchases of 199 (margins come back too late for a 6th)
+    attempts = 16
+
+    results, errors = run_together(
+        [
+            lambda i=i: services.purchase_recharge(buyer=retailer, plan_id=plan.pk, mobile_number=f"98765{i:05d}")
+            for i in range(attempts)
+        ]
+    )
+
+    succeeded = [r for r in results if r is not None]
+    refused = [e for e in errors if e is not None]
+    assert all(isinstance(error, InsufficientFunds) for error in refused), refused
+    assert len(succeeded) == 5 and len(refused) == attempts - 5
+    assert Purchase.objects.count() == 5
+    assert set(Purchase.objects.values_list("status", flat=True)) == {"SUCCESS"}
+    # 1095 - 5 x 199 + 5 x 5.97 (3% of 199); the distributor earns 5 x 2.98 (1.5%, rounded down)
+    assert balances(retailer, distributor) == [
+        (Decimal("129.85"), Decimal("0.00")),
+        (Decimal("14.90"), Decimal("0.00")),
+    ]
+    assert_purchases_match_ledger()
+    assert_ledger_clean()
+
+
+def test_settling_while_purchases_arrive_settles_each_pending_purchase_exactly_once(shop):
+    distributor, retailer, plan = shop
+    fund(retailer, "20000.00")
+    numbers = [SandboxGateway.PENDING_THEN_SUCCESS, SandboxGateway.PENDING_THEN_FAILS, "9876512345"]
+    for i in range(12):  # pending purchases waiting for a status check
+        services.purchase_recharge(buyer=retailer, plan_id=plan.pk, mobile_number=numbers[i % 2])
+    reports = []
+
+    def settler():
+        for _ in range(4):
+            reports.append(services.settle_pending_purchases(older_than=_zero()))
+
+    def buyer(offset):
+        def work():
+            for i in range(6):
+                services.purchase_recharge(buyer=retailer, plan_id=plan.pk, mobile_number=numbers[(offset + i) % 3])
+
+        return work
+
+    _, errors = run_together([settler, settler, settler, buyer(0), buyer(1), buyer(2)])
+
+    assert errors == [None] * 6, errors
+    reports.append(services.settle_pending_purchases(older_than=_zero()))  # whatever arrived last
+    settled = [purchase_id for report in reports for purchase_id in report.settled_ids]
+    assert len(settled) == len(set(settled)), "a purchase was settled twice"
+    assert not Purchase.objects.filter(status=Purchase.Status.PENDING).exists()
+    assert Purchase.objects.count() == 12 + 18
+    assert_purchases_match_ledger()
+    assert balances(retailer)[0][1] == Decimal("0.00")  # no hold left behind
+    assert_ledger_clean()
+
+
+def _zero():
+    from datetime import timedelta
+
+    return timedelta(0)
