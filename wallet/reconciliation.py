@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.db.models import DecimalField, F, OuterRef, Q, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Round
 
 from wallet.models import Transfer, Wallet
 
@@ -47,7 +47,8 @@ def _sum_of(status, side):
         .annotate(total=Sum("amount"))
         .values("total")
     )
-    return Coalesce(Subquery(rows, output_field=MONEY), Value(ZERO), output_field=MONEY)
+    # Round: SQLite sums decimals as floats (30.2 + 0.2 ...); on PostgreSQL numeric is exact anyway.
+    return Round(Coalesce(Subquery(rows, output_field=MONEY), Value(ZERO), output_field=MONEY), 2, output_field=MONEY)
 
 
 def wallets_with_journal_totals():
@@ -56,7 +57,7 @@ def wallets_with_journal_totals():
         posted_in=_sum_of(Status.POSTED, "to_wallet"),
         posted_out=_sum_of(Status.POSTED, "from_wallet"),
         pending_out=_sum_of(Status.PENDING, "from_wallet"),
-    ).annotate(derived=F("posted_in") - F("posted_out"))
+    ).annotate(derived=Round(F("posted_in") - F("posted_out"), 2, output_field=MONEY))
 
 
 def verify_ledger(*, chunk_size=2000, keep=1000, on_mismatch: Callable[[str], None] | None = None) -> LedgerReport:
@@ -113,7 +114,7 @@ def verify_ledger(*, chunk_size=2000, keep=1000, on_mismatch: Callable[[str], No
     system_total = ZERO
     for wallet in wallets_with_journal_totals().filter(user__isnull=True).values("derived"):
         system_total += wallet["derived"]
-    grand_total = user_total + system_total
+    grand_total = Decimal(user_total).quantize(ZERO) + Decimal(system_total).quantize(ZERO)
     run(
         "sum of all balances (system wallets derived from the journal) is zero",
         1,

@@ -1,0 +1,100 @@
+"""The ledger service's guarantees that the API tests do not reach."""
+
+from decimal import Decimal
+
+import pytest
+
+from accounts.tests.factories import ClientFactory, RetailerFactory
+from core.errors import NotFound
+from wallet import services
+from wallet.models import Transfer, UserMargin
+from wallet.tests.conftest import assert_ledger_clean, balance_of, ledger_snapshot
+
+pytestmark = pytest.mark.django_db
+
+
+def _fail_on_call(monkeypatch, target, name, on_call):
+    original, calls = getattr(target, name), {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == on_call:
+            raise RuntimeError("injected failure")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(target, name, flaky)
+    return calls
+
+
+def test_a_failure_after_the_first_balance_update_leaves_both_wallets_and_the_journal_as_they_were(monkeypatch, fund):
+    sender, receiver = ClientFactory(), ClientFactory()
+    fund(sender, "50.00")
+    before = ledger_snapshot()
+    calls = _fail_on_call(monkeypatch, services, "_store_balance", on_call=2)
+    with pytest.raises(RuntimeError):
+        services.transfer_funds(sender=sender, receiver=receiver, amount="20.00")
+    assert calls["n"] == 2  # the sender's balance had been written when the failure hit
+    assert ledger_snapshot() == before
+    assert (balance_of(sender), balance_of(receiver)) == (Decimal("50.00"), Decimal("0.00"))
+
+
+def test_a_failure_writing_the_journal_row_rolls_back_both_balances(monkeypatch, fund):
+    sender, receiver = ClientFactory(), ClientFactory()
+    fund(sender, "50.00")
+    before = ledger_snapshot()
+    _fail_on_call(monkeypatch, Transfer.objects, "create", on_call=1)
+    with pytest.raises(RuntimeError):
+        services.transfer_funds(sender=sender, receiver=receiver, amount="20.00")
+    assert ledger_snapshot() == before
+
+
+def test_a_posted_purchase_is_refunded_at_most_once(fund):
+    buyer = ClientFactory()
+    fund(buyer, "10.00")
+    posted, _ = services.post_transfer(transfer=services.hold_funds(user=buyer, amount="4.00"))
+    services.refund_transfer(transfer=posted)
+    with pytest.raises(services.TransferAlreadyRefunded):
+        services.refund_transfer(transfer=posted)
+    assert balance_of(buyer) == Decimal("10.00")
+    assert_ledger_clean()
+
+
+def test_posting_skips_a_commission_rounded_down_to_zero(fund):
+    buyer = ClientFactory()
+    fund(buyer, "10.00")
+    pending = services.hold_funds(user=buyer, amount="1.00")
+    posted, paid = services.post_transfer(
+        transfer=pending, payouts=[services.Payout(user_id=buyer.pk, amount=Decimal("0.00"))]
+    )
+    assert posted.status == Transfer.Status.POSTED and paid == []
+    assert balance_of(buyer) == Decimal("9.00")
+
+
+def test_posting_or_voiding_a_final_transfer_is_refused(fund):
+    buyer = ClientFactory()
+    fund(buyer, "10.00")
+    pending = services.hold_funds(user=buyer, amount="1.00")
+    services.void_transfer(transfer=pending)
+    with pytest.raises(services.TransferNotPending):
+        services.post_transfer(transfer=pending)
+    with pytest.raises(services.TransferNotPending):
+        services.void_transfer(transfer=pending)
+    assert_ledger_clean()
+
+
+def test_set_margin_lets_a_distributor_set_only_its_retailers_up_to_its_own(admin_user, distributor, retailer):
+    services.set_margin(user=distributor, margin_percentage="5.00", set_by=admin_user)
+    assert services.set_margin(user=retailer, margin_percentage="5", set_by=distributor).margin_percentage == 5
+    with pytest.raises(services.MarginAboveOwn):
+        services.set_margin(user=retailer, margin_percentage="5.01", set_by=distributor)
+    with pytest.raises(NotFound):
+        services.set_margin(user=RetailerFactory(), margin_percentage="1", set_by=distributor)
+    with pytest.raises(services.MarginNotAllowed):
+        services.set_margin(user=retailer, margin_percentage="1", set_by=retailer)
+    assert UserMargin.objects.get(user=retailer).set_by == distributor
+
+
+@pytest.mark.parametrize("margin", ["-0.01", "100.01", "1.001", "abc", None, 1.5, "NaN", "Infinity"])
+def test_set_margin_refuses_a_value_outside_0_to_100_with_two_places(admin_user, retailer, margin):
+    with pytest.raises(services.InvalidMargin):
+        services.set_margin(user=retailer, margin_percentage=margin, set_by=admin_user)

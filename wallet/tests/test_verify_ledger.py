@@ -1,0 +1,65 @@
+from decimal import Decimal
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.utils import timezone
+
+from accounts.tests.factories import ClientFactory
+from wallet import services
+from wallet.models import Transfer
+from wallet.reconciliation import verify_ledger
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def busy_ledger(fund, distributor, retailer):
+    fund(distributor, "100.00")
+    services.transfer_funds(sender=distributor, receiver=retailer, amount="30.00")
+    posted, _ = services.post_transfer(
+        transfer=services.hold_funds(user=retailer, amount="10.00"),
+        payouts=[services.Payout(user_id=retailer.pk, amount=Decimal("0.20"))],
+    )
+    services.refund_transfer(transfer=posted)
+    services.void_transfer(transfer=services.hold_funds(user=retailer, amount="5.00"))
+    services.hold_funds(user=retailer, amount="3.00")
+    return distributor, retailer
+
+
+def test_verify_ledger_passes_on_a_consistent_ledger_and_says_what_it_checked(busy_ledger, capsys):
+    call_command("verify_ledger")
+    out = capsys.readouterr().out
+    assert "Ledger verified" in out and "held = pending transfers out" in out and "[FAIL]" not in out
+
+
+def test_verify_ledger_finds_a_balance_tampered_with_by_raw_sql_and_exits_non_zero(busy_ledger, capsys):
+    _, retailer = busy_ledger
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE wallet_wallet SET balance = balance + 1 WHERE user_id = %s", [retailer.pk])
+    with pytest.raises(CommandError):
+        call_command("verify_ledger")
+    captured = capsys.readouterr()
+    assert f"user {retailer.pk}" in captured.err and "[FAIL] sum of all balances" in captured.out
+
+
+def test_verify_ledger_finds_a_held_amount_without_a_pending_transfer(busy_ledger):
+    _, retailer = busy_ledger
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE wallet_wallet SET held = 0 WHERE user_id = %s", [retailer.pk])
+    report = verify_ledger()
+    assert [check.name for check in report.checks if check.mismatches] == ["user wallet held = pending transfers out"]
+
+
+def test_verify_ledger_finds_a_final_transfer_changed_after_finalisation(busy_ledger):
+    Transfer.objects.filter(kind="TRANSFER").update(updated_at=timezone.now(), remarks="edited")
+    report = verify_ledger()
+    assert not report.ok and "unchanged since finalised" in report.mismatches[0]
+
+
+def test_verify_ledger_finds_a_journal_row_deleted_behind_the_services_back(fund):
+    user = ClientFactory()
+    fund(user, "5.00")
+    Transfer.objects.all().delete()
+    report = verify_ledger()
+    assert report.mismatch_count == 2  # the wallet's balance and the grand total
