@@ -1,0 +1,149 @@
+"""Idempotency-Key on money-moving POSTs (ledger.md, "Idempotency"), exercised through the wallet API."""
+
+import threading
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts.tests.factories import ClientFactory
+from core.models import IdempotencyRecord
+from wallet import services
+from wallet.models import Transfer, Wallet
+
+CREDIT, TRANSFER = reverse("wallet:credit"), reverse("wallet:transfer")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def balance_of(user):
+    return Wallet.objects.get(user=user).balance
+
+
+def snapshot(response):
+    return response.status_code, response.json()
+
+
+@pytest.mark.django_db
+def test_the_same_request_sent_twenty_times_moves_money_once_and_answers_the_same(auth_client, client_user):
+    api = auth_client(client_user)
+    responses = [api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="top-up-1") for _ in range(20)]
+    assert {snapshot(r) == snapshot(responses[0]) for r in responses} == {True}
+    assert responses[0].status_code == 201 and "Idempotent-Replayed" not in responses[0].headers
+    assert all(r.headers["Idempotent-Replayed"] == "true" for r in responses[1:])
+    assert balance_of(client_user) == Decimal("10.00") and Transfer.objects.count() == 1
+    assert Transfer.objects.get().idempotency_key == "top-up-1"
+
+
+@pytest.mark.django_db
+def test_the_same_key_at_the_seeds_path_and_under_api_is_one_request(auth_client, client_user):
+    api = auth_client(client_user)
+    first = api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    second = api.post("/wallet/credit/", {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    assert snapshot(first) == snapshot(second) and second.headers["Idempotent-Replayed"] == "true"
+    assert balance_of(client_user) == Decimal("10.00")
+
+
+@pytest.mark.django_db
+def test_the_same_key_with_another_body_is_422_and_moves_nothing(auth_client, client_user):
+    api = auth_client(client_user)
+    api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    response = api.post(CREDIT, {"amount": "11.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    assert response.status_code == 422 and response.json()["code"] == "idempotency_key_reused"
+    assert balance_of(client_user) == Decimal("10.00")
+
+
+@pytest.mark.django_db
+def test_keys_belong_to_their_user(auth_client, client_user):
+    other = ClientFactory()
+    auth_client(client_user).post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    response = auth_client(other).post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    assert response.status_code == 201 and "Idempotent-Replayed" not in response.headers
+    assert balance_of(other) == Decimal("10.00")
+
+
+@pytest.mark.django_db
+def test_a_duplicate_arriving_while_the_first_is_in_flight_is_409(auth_client, client_user, settings):
+    settings.IDEMPOTENCY_WAIT_SECONDS = 0
+    api = auth_client(client_user)
+    api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    # As if the first request were still running: its claim is fresh and has no answer yet.
+    IdempotencyRecord.objects.filter(key="k").update(state="IN_PROGRESS", locked_at=timezone.now())
+    response = api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    assert response.status_code == 409 and response.json()["code"] == "idempotency_request_in_progress"
+    assert balance_of(client_user) == Decimal("10.00")
+
+
+@pytest.mark.django_db
+def test_a_refusal_is_replayed_too_and_still_writes_nothing(auth_client, client_user):
+    api = auth_client(client_user)
+    first = api.post(reverse("wallet:debit"), {"amount": "5.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    again = api.post(reverse("wallet:debit"), {"amount": "5.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    assert first.status_code == 400 and snapshot(first) == snapshot(again)
+    assert Transfer.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_server_error_releases_the_key_so_the_retry_runs(auth_client, client_user, monkeypatch):
+    original = services.credit_wallet
+
+    def broken(**kwargs):
+        raise RuntimeError("database exploded")
+
+    monkeypatch.setattr(services, "credit_wallet", broken)
+    api = auth_client(client_user)
+    api.raise_request_exception = False
+    failed = api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    assert failed.status_code == 500 and not IdempotencyRecord.objects.filter(key="k").exists()
+    monkeypatch.setattr(services, "credit_wallet", original)
+    retried = api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    assert retried.status_code == 201 and "Idempotent-Replayed" not in retried.headers
+    assert balance_of(client_user) == Decimal("10.00")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("key", ["", " ", "x" * 256, "caf\u00e9"], ids=["empty", "blank", "too long", "non-ascii"])
+def test_a_malformed_key_is_400_and_moves_nothing(auth_client, client_user, key):
+    response = auth_client(client_user).post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY=key)
+    assert response.status_code == 400 and response.json()["code"] == "invalid_idempotency_key"
+    assert Transfer.objects.count() == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_twenty_concurrent_copies_of_a_transfer_move_money_once_and_answer_the_same(auth_client):
+    from wallet.tests.conftest import assert_ledger_clean
+
+    sender, receiver = ClientFactory(), ClientFactory()
+    services.credit_wallet(user=sender, amount="100.00")
+    barrier, responses, errors = threading.Barrier(20), [], []
+
+    def send():
+        try:
+            api = auth_client(sender)
+            barrier.wait()
+            responses.append(
+                api.post(TRANSFER, {"to_user_id": receiver.pk, "amount": "30.00"}, HTTP_IDEMPOTENCY_KEY="pay-1")
+            )
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == [] and len(responses) == 20
+    assert {snapshot(r) == snapshot(responses[0]) for r in responses} == {True}
+    assert responses[0].status_code == 201
+    assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in responses) == 19
+    assert (balance_of(sender), balance_of(receiver)) == (Decimal("70.00"), Decimal("30.00"))
+    assert Transfer.objects.filter(kind="TRANSFER").count() == 1
+    assert_ledger_clean()

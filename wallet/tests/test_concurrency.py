@@ -1,0 +1,154 @@
+"""Concurrent money movements on PostgreSQL (real row locks). Threads start together on a barrier,
+each on its own connection, closed at the end."""
+
+import random
+import threading
+import time
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from accounts.tests.factories import AdminFactory, ClientFactory, DistributorFactory, RetailerFactory
+from wallet import services
+from wallet.models import Wallet
+from wallet.tests.conftest import assert_ledger_clean
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+THREADS = 8
+
+
+def run_together(jobs):
+    """Run each callable of `jobs` in its own thread, released together; returns (results, errors)."""
+    barrier = threading.Barrier(len(jobs))
+    results, errors = [None] * len(jobs), []
+
+    def worker(index, job):
+        try:
+            barrier.wait()
+            results[index] = job()
+        except BaseException as exc:  # collected and asserted on by the test
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(i, job)) for i, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a thread hung (deadlock?)"
+    return results, errors
+
+
+def user_balances(users):
+    return {w.user_id: w.balance for w in Wallet.objects.filter(user__in=users)}
+
+
+def test_random_transfers_in_both_directions_never_deadlock_lose_or_create_money(capsys):
+    admin = AdminFactory()
+    users = [ClientFactory() for _ in range(5)]
+    for user in users:
+        services.fund_wallet(user=user, amount="20.00", initiated_by=admin)
+    funded = Decimal("100.00")
+    per_thread = 50
+
+    def job(seed):
+        rng = random.Random(seed)
+        done = refused = 0
+        for _ in range(per_thread):
+            sender, receiver = rng.sample(users, 2)
+            amount = Decimal(rng.randint(1, 1500)) / 100
+            try:
+                services.transfer_funds(sender=sender, receiver=receiver, amount=amount)
+                done += 1
+            except services.InsufficientFunds:
+                refused += 1
+        return done, refused
+
+    started = time.monotonic()
+    results, errors = run_together([lambda seed=seed: job(seed) for seed in range(THREADS)])
+    elapsed = time.monotonic() - started
+    assert errors == []
+    done, refused = sum(r[0] for r in results), sum(r[1] for r in results)
+    assert done + refused == THREADS * per_thread and refused > 0 and done > 0
+    balances = user_balances(users)
+    assert all(balance >= 0 for balance in balances.values())
+    assert sum(balances.values()) == funded
+    assert_ledger_clean()
+    with capsys.disabled():
+        print(f"\n{THREADS * per_thread} transfers: {done} done, {refused} refused, {elapsed:.2f}s")
+
+
+def test_concurrent_debits_against_one_wallet_succeed_exactly_floor_balance_over_amount_times():
+    admin, user = AdminFactory(), ClientFactory()
+    services.fund_wallet(user=user, amount="100.00", initiated_by=admin)
+    amount, attempts_per_thread = Decimal("7.00"), 5
+
+    def job():
+        succeeded = 0
+        for _ in range(attempts_per_thread):
+            try:
+                services.debit_wallet(user=user, amount=amount)
+                succeeded += 1
+            except services.InsufficientFunds:
+                pass
+        return succeeded
+
+    results, errors = run_together([job] * THREADS)
+    assert errors == []
+    assert sum(results) == 14  # floor(100.00 / 7.00)
+    assert Wallet.objects.get(user=user).balance == Decimal("2.00")
+    assert_ledger_clean()
+
+
+def test_one_distributor_paying_many_retailers_at_once_never_overspends():
+    admin, distributor = AdminFactory(), DistributorFactory()
+    retailers = [RetailerFactory(parent=distributor) for _ in range(THREADS * 2)]
+    services.fund_wallet(user=distributor, amount="500.00", initiated_by=admin)
+
+    def job(retailer):
+        try:
+            services.transfer_funds(sender=distributor, receiver=retailer, amount="40.00")
+            return True
+        except services.InsufficientFunds:
+            return False
+
+    results, errors = run_together([lambda r=r: job(r) for r in retailers])
+    assert errors == []
+    assert sum(results) == 12  # floor(500 / 40)
+    balances = user_balances([distributor, *retailers])
+    assert balances[distributor.pk] == Decimal("20.00")
+    assert sum(balances[r.pk] for r in retailers) == Decimal("480.00")
+    assert_ledger_clean()
+
+
+def test_concurrent_holds_and_transfers_keep_held_within_the_balance():
+    admin, buyer, friend = AdminFactory(), ClientFactory(), ClientFactory()
+    services.fund_wallet(user=buyer, amount="50.00", initiated_by=admin)
+
+    def hold_then_settle(index):
+        try:
+            pending = services.hold_funds(user=buyer, amount="9.00")
+        except services.InsufficientFunds:
+            return "refused"
+        if index % 2:
+            services.post_transfer(transfer=pending)
+        else:
+            services.void_transfer(transfer=pending)
+        return "settled"
+
+    def pay_friend():
+        try:
+            services.transfer_funds(sender=buyer, receiver=friend, amount="5.00")
+        except services.InsufficientFunds:
+            return "refused"
+        return "paid"
+
+    jobs = [lambda i=i: hold_then_settle(i) for i in range(THREADS)] + [pay_friend] * THREADS
+    _, errors = run_together(jobs)
+    assert errors == []
+    wallet = Wallet.objects.get(user=buyer)
+    assert wallet.held == 0 and wallet.balance >= 0
+    assert_ledger_clean()
