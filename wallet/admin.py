@@ -1,0 +1,222 @@
+"""The ledger in the Django admin: everything readable, nothing editable by hand.
+
+Balances and journal rows change only through wallet.services: the "Fund or debit" page and the
+margin form call the service, never save a model.
+"""
+
+import uuid
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from core.errors import DomainError
+from core.money import money_str
+from core.roles import UserType
+from wallet import selectors, services
+from wallet.models import Transfer, UserMargin, Wallet
+
+
+def _may_move_money(user):
+    return user.is_active and (user.is_superuser or getattr(user, "user_type", None) == UserType.ADMIN)
+
+
+class MoveMoneyForm(forms.Form):
+    operation = forms.ChoiceField(choices=[("FUND", "Add money (FUND)"), ("DEFUND", "Debit (DEFUND)")])
+    amount = forms.DecimalField(max_digits=14, decimal_places=2, min_value=0.01, help_text="e.g. 1000.00")
+    description = forms.CharField(max_length=255, required=False)
+    # One token per rendered form: a double-clicked submit is recognised and moves money once.
+    token = forms.CharField(widget=forms.HiddenInput, max_length=64)
+
+
+@admin.register(Wallet)
+class WalletAdmin(admin.ModelAdmin):
+    list_display = ["id", "owner", "role", "balance_display", "held", "available_display", "currency", "move_money"]
+    list_filter = ["user__user_type", "user__is_active", "currency"]
+    search_fields = ["user__username", "user__email", "user__phone_number", "system_code"]
+    list_select_related = ["user"]
+    readonly_fields = ["user", "system_code", "balance", "held", "currency", "created_at", "updated_at", "move_money"]
+    fields = readonly_fields
+    actions = ["fund_or_debit"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # read-only; money moves through the "Fund or debit" page
+
+    @admin.display(description="owner", ordering="user__username")
+    def owner(self, wallet):
+        return wallet.user.username if wallet.user_id else f"[system] {wallet.system_code}"
+
+    @admin.display(description="role", ordering="user__user_type")
+    def role(self, wallet):
+        return wallet.user.get_user_type_display() if wallet.user_id else "System"
+
+    @admin.display(description="balance", ordering="balance")
+    def balance_display(self, wallet):
+        if wallet.is_system:  # derived from the journal (two aggregates, for the three system rows only)
+            return f"{money_str(selectors.derived_balance(wallet=wallet))} (journal)"
+        return money_str(wallet.balance)
+
+    @admin.display(description="available")
+    def available_display(self, wallet):
+        return "" if wallet.is_system else money_str(wallet.available)
+
+    @admin.display(description="fund / debit")
+    def move_money(self, wallet):
+        if wallet.is_system:
+            return ""
+        return format_html(
+            '<a href="{}">Fund or debit</a>', reverse("admin:wallet_wallet_move_money", args=[wallet.pk])
+        )
+
+    @admin.action(description="Fund or debit the selected wallet")
+    def fund_or_debit(self, request, queryset):
+        wallets = list(queryset.filter(user__isnull=False)[:2])
+        if len(wallets) != 1:
+            self.message_user(request, "Select exactly one user wallet.", messages.WARNING)
+            return None
+        return redirect("admin:wallet_wallet_move_money", wallets[0].pk)
+
+    def get_urls(self):
+        extra = [
+            path(
+                "<int:pk>/move-money/",
+                self.admin_site.admin_view(self.move_money_view),
+                name="wallet_wallet_move_money",
+            )
+        ]
+        return extra + super().get_urls()
+
+    def move_money_view(self, request, pk):
+        if not _may_move_money(request.user):
+            raise PermissionDenied
+        wallet = get_object_or_404(Wallet.objects.select_related("user"), pk=pk, user__isnull=False)
+        form = MoveMoneyForm(request.POST or None, initial={"token": uuid.uuid4().hex})
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            operation = services.fund_wallet if data["operation"] == "FUND" else services.defund_wallet
+            key = f"admin-{data['token']}"
+            if Transfer.objects.filter(idempotency_key=key, initiated_by=request.user).exists():
+                self.message_user(request, "This form was already submitted; nothing more was moved.", messages.INFO)
+                return redirect("admin:wallet_wallet_change", wallet.pk)
+            try:
+                transfer = operation(
+                    user=wallet.user,
+                    amount=data["amount"],
+                    remarks=data["description"],
+                    initiated_by=request.user,
+                    idempotency_key=key,
+                )
+            except DomainError as exc:
+                form.add_error(
+                    "amount" if exc.field == "amount" or exc.code == "insufficient_funds" else None, exc.message
+                )
+            else:
+                self.message_user(
+                    request, f"{transfer.get_kind_display()} of {money_str(transfer.amount)} recorded (#{transfer.pk})."
+                )
+                return redirect("admin:wallet_wallet_change", wallet.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "wallet": wallet,
+            "form": form,
+            "title": f"Fund or debit {wallet.user.username}",
+        }
+        return TemplateResponse(request, "admin/wallet/wallet/move_money.html", context)
+
+
+@admin.register(Transfer)
+class TransferAdmin(admin.ModelAdmin):
+    """The journal: readable by staff, never added, changed or deleted by anyone (superusers included)."""
+
+    list_display = ["id", "created_at", "kind", "status", "amount", "sender", "receiver", "remarks", "initiated_by"]
+    list_filter = ["kind", "status", ("created_at", admin.DateFieldListFilter)]
+    search_fields = [
+        "from_wallet__user__username",
+        "to_wallet__user__username",
+        "from_wallet__user__phone_number",
+        "to_wallet__user__phone_number",
+        "remarks",
+        "idempotency_key",
+    ]
+    list_select_related = ["from_wallet__user", "to_wallet__user", "initiated_by"]
+    date_hierarchy = "created_at"
+    ordering = ["-created_at", "-id"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @staticmethod
+    def _party(wallet):
+        return wallet.user.username if wallet.user_id else wallet.system_code
+
+    @admin.display(description="from", ordering="from_wallet__user__username")
+    def sender(self, transfer):
+        return self._party(transfer.from_wallet)
+
+    @admin.display(description="to", ordering="to_wallet__user__username")
+    def receiver(self, transfer):
+        return self._party(transfer.to_wallet)
+
+
+class UserMarginForm(forms.ModelForm):
+    class Meta:
+        model = UserMargin
+        fields = ["user", "margin_percentage"]
+
+    def clean(self):
+        cleaned = super().clean()
+        user = cleaned.get("user") or (self.instance.user if self.instance.pk else None)
+        if user is not None and cleaned.get("margin_percentage") is not None:
+            try:
+                services.check_margin_change(
+                    user=user, margin_percentage=cleaned["margin_percentage"], set_by=self.set_by
+                )
+            except DomainError as exc:
+                raise ValidationError(exc.message) from None
+        return cleaned
+
+
+@admin.register(UserMargin)
+class UserMarginAdmin(admin.ModelAdmin):
+    """Margins are editable; saving goes through services.set_margin (its rules apply here too)."""
+
+    form = UserMarginForm
+    list_display = ["user", "role", "margin_percentage", "set_by", "updated_at"]
+    list_filter = ["user__user_type"]
+    search_fields = ["user__username", "user__email", "user__phone_number"]
+    list_select_related = ["user", "set_by"]
+    autocomplete_fields = ["user"]
+    readonly_fields = ["set_by", "created_at", "updated_at"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        form.set_by = request.user
+        return form
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "user"] if obj is not None else self.readonly_fields
+
+    @admin.display(description="role", ordering="user__user_type")
+    def role(self, margin):
+        return margin.user.get_user_type_display()
+
+    def save_model(self, request, obj, form, change):
+        saved = services.set_margin(user=obj.user, margin_percentage=obj.margin_percentage, set_by=request.user)
+        obj.pk, obj.set_by = saved.pk, saved.set_by

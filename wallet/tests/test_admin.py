@@ -1,0 +1,97 @@
+from decimal import Decimal
+
+import pytest
+from django.contrib.admin.sites import site
+from django.test import Client
+from django.urls import reverse
+
+from accounts.tests.factories import DEFAULT_PASSWORD
+from wallet.models import Transfer, UserMargin, Wallet
+from wallet.tests.conftest import assert_ledger_clean, balance_of
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_browser(admin_user):
+    browser = Client()
+    assert browser.login(username=admin_user.username, password=DEFAULT_PASSWORD)
+    return browser
+
+
+@pytest.mark.parametrize("model", [Transfer, Wallet])
+def test_nobody_adds_changes_or_deletes_journal_rows_or_wallets_not_even_a_superuser(rf, admin_user, model):
+    request = rf.get("/")
+    request.user = admin_user
+    model_admin = site._registry[model]
+    assert admin_user.is_superuser
+    assert not model_admin.has_add_permission(request)
+    assert not model_admin.has_change_permission(request, None)
+    assert not model_admin.has_delete_permission(request, None)
+
+
+def test_the_journal_and_wallet_lists_render_with_search_and_filters(admin_browser, distributor, fund):
+    fund(distributor, "10.00")
+    journal = admin_browser.get(
+        reverse("admin:wallet_transfer_changelist"), {"q": distributor.username, "kind": "FUND"}
+    )
+    assert journal.status_code == 200 and distributor.username in journal.content.decode()
+    wallets = admin_browser.get(reverse("admin:wallet_wallet_changelist"), {"q": distributor.phone_number})
+    assert wallets.status_code == 200 and "10.00" in wallets.content.decode()
+    transfer = Transfer.objects.get()
+    assert admin_browser.get(reverse("admin:wallet_transfer_change", args=[transfer.pk])).status_code == 200
+    assert admin_browser.post(reverse("admin:wallet_transfer_delete", args=[transfer.pk])).status_code == 403
+
+
+def test_the_admin_funds_and_debits_a_wallet_through_the_service(admin_browser, admin_user, retailer):
+    page = reverse("admin:wallet_wallet_move_money", args=[retailer.wallet.pk])
+    assert admin_browser.get(page).status_code == 200
+    form = {"operation": "FUND", "amount": "100.00", "description": "float", "token": "t1"}
+    assert admin_browser.post(page, form).status_code == 302
+    assert admin_browser.post(page, form).status_code == 302  # a double submit moves money once
+    admin_browser.post(page, {"operation": "DEFUND", "amount": "30.00", "description": "", "token": "t2"})
+    assert balance_of(retailer) == Decimal("70.00")
+    assert list(Transfer.objects.order_by("id").values_list("kind", "initiated_by")) == [
+        ("FUND", admin_user.pk),
+        ("DEFUND", admin_user.pk),
+    ]
+    assert_ledger_clean()
+
+
+def test_the_admin_debit_form_refuses_more_than_the_balance(admin_browser, retailer):
+    page = reverse("admin:wallet_wallet_move_money", args=[retailer.wallet.pk])
+    response = admin_browser.post(page, {"operation": "DEFUND", "amount": "1.00", "token": "t"})
+    assert response.status_code == 200 and "Insufficient funds" in response.content.decode()
+    assert Transfer.objects.count() == 0
+
+
+def test_a_staff_user_who_is_not_an_admin_cannot_move_money(distributor, retailer):
+    distributor.is_staff = True
+    distributor.save()
+    browser = Client()
+    browser.login(username=distributor.username, password=DEFAULT_PASSWORD)
+    page = reverse("admin:wallet_wallet_move_money", args=[retailer.wallet.pk])
+    assert browser.post(page, {"operation": "FUND", "amount": "1.00", "token": "t"}).status_code == 403
+    assert Transfer.objects.count() == 0
+
+
+def test_the_fund_action_leads_to_the_form_for_one_wallet(admin_browser, retailer):
+    response = admin_browser.post(
+        reverse("admin:wallet_wallet_changelist"),
+        {"action": "fund_or_debit", "_selected_action": [retailer.wallet.pk]},
+    )
+    assert response.status_code == 302
+    assert response.url == reverse("admin:wallet_wallet_move_money", args=[retailer.wallet.pk])
+
+
+def test_saving_a_margin_in_the_admin_goes_through_set_margin(admin_browser, admin_user, retailer):
+    response = admin_browser.post(
+        reverse("admin:wallet_usermargin_add"), {"user": retailer.pk, "margin_percentage": "2.50"}
+    )
+    assert response.status_code == 302
+    margin = UserMargin.objects.get(user=retailer)
+    assert margin.margin_percentage == Decimal("2.50") and margin.set_by == admin_user
+    refused = admin_browser.post(
+        reverse("admin:wallet_usermargin_change", args=[margin.pk]), {"margin_percentage": "100.5"}
+    )
+    assert refused.status_code == 200 and UserMargin.objects.get(user=retailer).margin_percentage == Decimal("2.50")
