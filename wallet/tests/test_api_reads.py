@@ -206,3 +206,38 @@ def test_list_endpoints_do_not_grow_with_the_page_size(auth_client, admin_user, 
         UserMargin.objects.create(user=user, margin_percentage=Decimal("1"))
     api = auth_client(admin_user)
     assert _queries_for(api, url(name), {"page_size": 5}) == _queries_for(api, url(name), {"page_size": 50})
+
+
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("get", "/api/wallet/balance/"),
+        ("get", "/api/wallet/wallets/"),
+        ("get", "/api/wallet/wallets/1/"),
+        ("get", "/api/wallet/transactions/"),
+        ("get", "/api/wallet/transactions/1/"),
+        ("get", "/api/wallet/margins/"),
+        ("get", "/api/wallet/admin/transactions/"),
+        ("post", "/api/wallet/credit/"),
+        ("post", "/api/wallet/debit/"),
+        ("post", "/api/wallet/transfer/"),
+        ("post", "/api/wallet/add-to-wallet/"),
+        ("post", "/api/wallet/debit-from-wallet/"),
+        ("post", "/api/wallet/set-margin/"),
+        ("get", "/wallet/balance/"),
+        ("post", "/wallet/credit/"),
+        ("post", "/wallet/debit/"),
+        ("post", "/wallet/transfer/"),
+        ("get", "/transactions/admin-list/"),
+    ],
+)
+def test_every_wallet_endpoint_refuses_an_anonymous_caller(api_client, method, path):
+    response = getattr(api_client, method)(path, {"amount": "1.00"} if method == "post" else None)
+    assert response.status_code == 401 and response.json()["code"] == "not_authenticated"
+    assert Transfer.objects.count() == 0
+
+
+@pytest.mark.parametrize("role", ["distributor", "retailer", "client_user"])
+def test_the_seeds_admin_list_refuses_non_admins(request, auth_client, role):
+    response = auth_client(request.getfixturevalue(role)).get("/transactions/admin-list/")
+    assert response.status_code == 403
