@@ -197,3 +197,10 @@ def test_deleting_a_sold_plan_retires_it(auth_client, admin_user, retailer, cata
 
 def test_unknown_plan_is_404(auth_client, retailer, catalogue):
     assert auth_client(retailer).get(f"{PLANS}999999/").status_code == 404
+
+
+def test_plan_list_costs_a_fixed_number_of_queries(auth_client, client_user, catalogue, django_assert_max_num_queries):
+    client = auth_client(client_user)
+    with django_assert_max_num_queries(3):  # the user, the count, one page with its operators
+        response = client.get(PLANS)
+    assert response.data["count"] == 5

@@ -237,3 +237,10 @@ def test_purchase_detail_outside_the_scope_is_404(auth_client, sales, viewer, pu
     people, made = sales
     response = auth_client(people[viewer]).get(f"/api/purchases/{made[purchase].pk}/")
     assert (response.status_code, response.data["code"]) == (404, "not_found")
+
+
+def test_history_costs_a_fixed_number_of_queries(auth_client, admin_user, sales, django_assert_max_num_queries):
+    client = auth_client(admin_user)
+    with django_assert_max_num_queries(4):  # the user, the count, one page with its plans and buyers
+        response = client.get(HISTORY)
+    assert response.data["count"] == 5
