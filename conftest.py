@@ -28,6 +28,12 @@ def _fail_without_postgres():
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    # Password hashing is not what the suite measures; PBKDF2 costs ~0.4 s per factory user.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     from django.core.cache import cache
 

@@ -16,11 +16,6 @@ from wallet.models import Transfer, Wallet
 CREDIT, TRANSFER = reverse("wallet:credit"), reverse("wallet:transfer")
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def balance_of(user):
     return Wallet.objects.get(user=user).balance
 

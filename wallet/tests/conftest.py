@@ -32,9 +32,3 @@ def fund(admin_user):
         return services.fund_wallet(user=user, amount=Decimal(amount), initiated_by=admin_user)
 
     return _fund
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # Factories set a password for every user; PBKDF2 costs ~0.4 s each, which these tests don't test.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -41,7 +41,6 @@ def login_by_otp(paths, phone):
 @pytest.mark.parametrize("where", ["seed", "api"])
 def test_the_second_seeds_manual_flow(settings, auth_client, admin_user, where):
     settings.OTP_EXPOSE_IN_RESPONSE = True
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     paths = PATHS[where]
 
     first, first_user = login_by_otp(paths, "9999999999")
