@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip install --disable-pip-version-check -q
 ARGS   ?=
 DEV_ENV := DEBUG=true OTP_EXPOSE_IN_RESPONSE=true
 
-.PHONY: run test install install-dev lint fmt migrate demo-data schema
+.PHONY: run test install install-dev lint fmt migrate demo-data schema fuzz browser
 
 run: install migrate demo-data
 	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:8000
@@ -51,3 +51,10 @@ fmt: install-dev
 
 schema: install
 	$(DEV_ENV) $(PY) manage.py generate_swagger -f json -o swagger-ci.json --overwrite
+
+# One suite at a time. fuzz needs PostgreSQL: DATABASE_URL=postgres://... make fuzz FUZZ_MAX_EXAMPLES=200
+fuzz: install-dev
+	$(if $(FUZZ_MAX_EXAMPLES),FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES)) $(VENV)/bin/pytest -m fuzz $(ARGS)
+
+browser: install-dev
+	$(VENV)/bin/pytest -m browser $(ARGS)
