@@ -1,0 +1,206 @@
+"""A real server for the suites that must see what production sees: gunicorn, its own PostgreSQL
+database, persistent connections. Used by the fault suite (backends killed under load) and the
+schema fuzzer. The database is created and dropped around the session."""
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import dj_database_url
+import psycopg2
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SEED_SCRIPT = """
+import json
+from decimal import Decimal
+from rest_framework_simplejwt.tokens import RefreshToken
+from accounts.models import User
+from core.roles import UserType
+from plans.models import Provider, RechargePlan
+from wallet import services as ledger
+from wallet.models import UserMargin
+
+def user(username, user_type, parent=None, phone=None):
+    found = User.objects.filter(username=username).first()
+    if found:
+        return found
+    return User.objects.create_user(username, email=f"{username}@live.test", password="Live-Pass-123!",
+                                    user_type=user_type, parent=parent, phone_number=phone,
+                                    is_staff=user_type == UserType.ADMIN, is_superuser=user_type == UserType.ADMIN)
+
+admin = user("live-admin", UserType.ADMIN)
+distributor = user("live-distributor", UserType.DISTRIBUTOR, phone="+919811100001")
+retailer = user("live-retailer", UserType.RETAILER, parent=distributor, phone="+919811100002")
+client = user("live-client", UserType.CLIENT, phone="+919811100003")
+UserMargin.objects.get_or_create(user=distributor, defaults={"margin_percentage": Decimal("3.00")})
+UserMargin.objects.get_or_create(user=retailer, defaults={"margin_percentage": Decimal("2.00")})
+for who, amount in ((distributor, "50000.00"), (retailer, "5000.00"), (client, "500.00")):
+    ledger.fund_wallet(user=who, amount=amount, initiated_by=admin, remarks="live seed")
+provider, _ = Provider.objects.get_or_create(code="live-op", defaults={"name": "Live Operator"})
+plan, _ = RechargePlan.objects.get_or_create(code="live-plan-19", defaults={"provider": provider,
+                                              "amount": Decimal("19.00"), "validity_days": 1})
+print("SEED" + json.dumps({
+    "tokens": {u.username.removeprefix("live-"): str(RefreshToken.for_user(u).access_token)
+               for u in (admin, distributor, retailer, client)},
+    "ids": {"admin": admin.pk, "distributor": distributor.pk, "retailer": retailer.pk, "client": client.pk,
+            "plan": plan.pk},
+    "phones": {"distributor": distributor.phone_number, "retailer": retailer.phone_number,
+               "client": client.phone_number},
+}))
+"""
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveStack:
+    def __init__(self, base_database_url, name_suffix="live", workers=2, extra_env=None):
+        config = dj_database_url.parse(base_database_url)
+        self.admin_dsn = {
+            "host": config["HOST"] or "127.0.0.1",
+            "port": config["PORT"] or 5432,
+            "user": config["USER"] or "postgres",
+            "password": config["PASSWORD"] or None,
+            "dbname": "postgres",
+        }
+        self.database = f"{config['NAME']}_{name_suffix}"[:60]
+        user = config["USER"] or "postgres"
+        self.database_url = f"postgres://{user}@{self.admin_dsn['host']}:{self.admin_dsn['port']}/{self.database}"
+        self.port = _free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.workers = workers
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": self.database_url,
+            "DEBUG": "false",
+            "SECRET_KEY": "live-stack-secret-key-for-tests-only-0123456789abcdef",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SECURE_SSL_REDIRECT": "false",
+            "OTP_EXPOSE_IN_RESPONSE": "true",
+            "THROTTLE_OTP": "100000/min",
+            "THROTTLE_LOGIN": "100000/min",
+            "THROTTLE_SIGNUP": "100000/min",
+            "THROTTLE_TOKEN": "100000/min",
+            "DB_LOCK_TIMEOUT_MS": "2000",
+            "IDEMPOTENCY_WAIT_SECONDS": "2",
+            "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
+        }
+        self.env.pop("DJANGO_SETTINGS_MODULE", None)
+        self.server = None
+        self.seed = None
+
+    # --- database ---------------------------------------------------------------------
+    def _admin(self, sql):
+        conn = psycopg2.connect(**{k: v for k, v in self.admin_dsn.items() if v is not None})
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql)
+                return cursor.fetchall() if cursor.description else None
+        finally:
+            conn.close()
+
+    def terminate_backends(self):
+        """Kill every server connection to the live database (what a failover or an admin does)."""
+        rows = self._admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{self.database}' AND pid <> pg_backend_pid()"
+        )
+        return len(rows or [])
+
+    def manage(self, *args, check=True):
+        return subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=600,
+        )
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def start(self):
+        self._admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        self._admin(f'CREATE DATABASE "{self.database}"')
+        self.manage("migrate", "-v0")
+        output = self.manage("shell", "-c", SEED_SCRIPT).stdout
+        self.seed = json.loads(output[output.index("SEED") + 4 :].strip().splitlines()[0])
+        (ROOT / "artifacts").mkdir(exist_ok=True)
+        self.log = open(ROOT / "artifacts" / f"gunicorn-{self.port}.log", "w")  # noqa: SIM115
+        self.server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "config.wsgi",
+                "-b",
+                f"127.0.0.1:{self.port}",
+                "-w",
+                str(self.workers),
+                "--timeout",
+                "60",
+                "--graceful-timeout",
+                "5",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if self.request("GET", "/api/health/")[0] == 200:
+                    return self
+            except OSError:
+                pass
+            if self.server.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: see {self.log.name}")
+            time.sleep(0.2)
+        raise RuntimeError("the live server did not answer /api/health/ within 60 s")
+
+    def stop(self):
+        if self.server is not None:
+            self.server.terminate()
+            try:
+                self.server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+            self.log.close()
+        with contextlib.suppress(psycopg2.Error):
+            self._admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+    # --- HTTP --------------------------------------------------------------------------
+    def request(self, method, path, body=None, token=None, headers=None, timeout=30):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base_url + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback only
+                return response.status, _json(response.read()), dict(response.headers)
+        except urllib.error.HTTPError as error:
+            return error.code, _json(error.read()), dict(error.headers)
+
+
+def _json(raw):
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return {"raw": raw.decode(errors="replace")[:500]}

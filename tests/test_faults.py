@@ -1,0 +1,128 @@
+"""Faults on a real server (gunicorn + PostgreSQL): the database connection killed under load, and
+a wallet locked for longer than the request may wait. Money is never lost or moved twice, and the
+caller always gets an answer with a `code`, never a 500."""
+
+import os
+import threading
+import time
+import uuid
+
+import psycopg2
+import pytest
+
+from tests.live import LiveStack
+
+pytestmark = pytest.mark.postgres
+
+RETRYABLE = {"database_unavailable", "try_again"}
+
+
+@pytest.fixture(scope="module")
+def live():
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL")
+    stack = LiveStack(
+        os.environ["DATABASE_URL"], name_suffix="faults", extra_env={"RECHARGE_GATEWAY_LATENCY_MS": "150"}
+    )
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+def _transfer(live, amount="1.00", key=None):
+    return live.request(
+        "POST",
+        "/api/wallet/transfer/",
+        {"to_phone_number": live.seed["phones"]["retailer"], "amount": amount, "remarks": "fault stream"},
+        token=live.seed["tokens"]["distributor"],
+        headers={"Idempotency-Key": key or uuid.uuid4().hex},
+    )
+
+
+def _purchase(live):
+    return live.request(
+        "POST",
+        "/api/purchases/purchase/",
+        {"plan_id": live.seed["ids"]["plan"], "mobile_number": "9876512345"},
+        token=live.seed["tokens"]["retailer"],
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
+
+
+def _assert_ledger_clean(live):
+    result = live.manage("verify_ledger", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_killed_backends_fail_cleanly_and_the_next_requests_succeed(live):
+    outcomes = []
+    stop = threading.Event()
+
+    def stream():
+        calls = (_transfer, _purchase)
+        index = 0
+        while not stop.is_set() and index < 400:
+            status, body, _ = calls[index % 2](live)
+            outcomes.append((status, (body or {}).get("code")))
+            index += 1
+
+    worker = threading.Thread(target=stream)
+    worker.start()
+    kills = 0
+    deadline = time.monotonic() + 60
+    # Keep killing until some request has been caught mid-flight (or the minute is up).
+    while time.monotonic() < deadline and not any(status == 503 for status, _ in outcomes):
+        time.sleep(0.07)
+        kills += live.terminate_backends()
+    stop.set()
+    worker.join(timeout=120)
+
+    assert kills > 0
+    caught = [(status, code) for status, code in outcomes if status >= 500]
+    assert caught, "no request was caught by a killed backend; the test proved nothing"
+    assert all(status == 503 and code in RETRYABLE for status, code in caught), caught
+    assert all(status in (200, 201, 503) for status, _ in outcomes), outcomes
+
+    after = [_transfer(live)[0] for _ in range(3)] + [_purchase(live)[0] for _ in range(3)]
+    assert all(status in (200, 201) for status in after), after
+
+    # A purchase caught after its hold committed stays PENDING with the money held; the settler
+    # finishes it. The ledger balances before and after.
+    _assert_ledger_clean(live)
+    live.manage("settle_pending_purchases")
+    _assert_ledger_clean(live)
+
+
+def test_transfer_waiting_too_long_on_a_locked_wallet_is_refused_with_try_again(live):
+    dsn = {k: v for k, v in live.admin_dsn.items() if v is not None} | {"dbname": live.database}
+    blocker = psycopg2.connect(**dsn)
+    try:
+        with blocker.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM wallet_transfer")
+            journal_before = cursor.fetchone()[0]
+            cursor.execute("SELECT balance FROM wallet_wallet WHERE user_id = %s", [live.seed["ids"]["distributor"]])
+            balance_before = cursor.fetchone()[0]
+            # Hold the receiver's wallet as a long transaction would.
+            cursor.execute("SELECT id FROM wallet_wallet WHERE user_id = %s FOR UPDATE", [live.seed["ids"]["retailer"]])
+            started = time.monotonic()
+            status, body, headers = _transfer(live, amount="2.00")
+            waited = time.monotonic() - started
+        blocker.rollback()
+        assert status == 503, body
+        assert body["code"] == "try_again"
+        assert headers.get("Retry-After")
+        assert waited >= 1.5  # it waited for DB_LOCK_TIMEOUT_MS (2 s) before giving up
+
+        with blocker.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM wallet_transfer")
+            assert cursor.fetchone()[0] == journal_before
+            cursor.execute("SELECT balance FROM wallet_wallet WHERE user_id = %s", [live.seed["ids"]["distributor"]])
+            assert cursor.fetchone()[0] == balance_before
+        blocker.rollback()
+    finally:
+        blocker.close()
+
+    assert _transfer(live)[0] == 201  # the lock is gone: the same request now goes through
+    _assert_ledger_clean(live)
