@@ -17,3 +17,19 @@ class RejectNulBytesMiddleware:
         if "\x00" in request.path or "\x00" in unquote(request.META.get("QUERY_STRING", "")):
             return JsonResponse({"detail": "NUL bytes are not allowed in URLs.", "code": "invalid"}, status=400)
         return self.get_response(request)
+
+
+class JsonContentTypeOnEmptyResponses:
+    """Give an empty API answer (a 204) the JSON content type that every other answer has.
+
+    The schema promises `produces: application/json` for every operation (Swagger 2.0 cannot say
+    "except for this status"), and DRF drops the header when there is no body."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if response.status_code == 204 and not response.has_header("Content-Type"):
+            response["Content-Type"] = "application/json"
+        return response

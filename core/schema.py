@@ -1,7 +1,7 @@
 """drf-yasg defaults: every operation documents the error body the exception handler returns."""
 
 from drf_yasg import openapi
-from drf_yasg.inspectors import SwaggerAutoSchema
+from drf_yasg.inspectors import FieldInspector, SwaggerAutoSchema
 
 ERROR_SCHEMA = openapi.Schema(
     title="Error",
@@ -31,12 +31,16 @@ class AutoSchema(SwaggerAutoSchema):
             defaults["400"] = error_response("Invalid input or a business refusal.")
         if self.should_page() or self.method == "GET":
             defaults["400"] = error_response("Invalid filter or page.")
+        # Public endpoints answer 401 too: wrong credentials at a login, a dead refresh token.
+        defaults["401"] = error_response("Missing, invalid or expired token or credentials.")
         if self.get_security() != []:
-            defaults["401"] = error_response("Missing, invalid or expired token.")
             defaults["403"] = error_response("The caller's role may not do this.")
-        if "{" in self.path:
-            defaults["404"] = error_response("Not found, or outside the caller's scope.")
+        if "{" in self.path or self.method == "GET":
+            defaults["404"] = error_response("Not found, outside the caller's scope, or a page past the end.")
         defaults["429"] = error_response("Too many requests; see Retry-After.")
+        if any(getattr(p, "name", None) == "Idempotency-Key" for p in self.overrides.get("manual_parameters", [])):
+            defaults["409"] = error_response("A request with this Idempotency-Key is still running.")
+            defaults["422"] = error_response("This Idempotency-Key was used with a different request.")
         for code, response in defaults.items():
             responses.setdefault(code, response)
         return responses
@@ -48,9 +52,32 @@ class AutoSchema(SwaggerAutoSchema):
             return f"legacy_{operation_id}"
         return operation_id
 
+    def get_request_body_parameters(self, consumes):
+        parameters = super().get_request_body_parameters(consumes)
+        if self.method == "PATCH":
+            for parameter in parameters:
+                parameter.required = False  # an empty PATCH changes nothing, and says so with a 200
+        return parameters
+
+    def get_request_body_schema(self, serializer):
+        schema = super().get_request_body_schema(serializer)
+        if self.method != "PATCH":
+            return schema
+        # PATCH sends any subset of the fields: the same body as PUT, with nothing required.
+        resolved = openapi.resolve_ref(schema, self.components)
+        if not isinstance(resolved, openapi.Schema) or not resolved.get("required"):
+            return schema
+        partial = openapi.Schema(
+            type=openapi.TYPE_OBJECT,
+            title=resolved.get("title"),
+            description=resolved.get("description"),
+            properties=resolved.get("properties"),
+        )
+        return partial
+
     def get_security(self):
         if self._allows_anonymous():
-            return []  # public endpoints: Swagger sends no token and promises no 401
+            return []  # public endpoints: Swagger sends no token
         return super().get_security()
 
     def _allows_anonymous(self):
@@ -58,3 +85,13 @@ class AutoSchema(SwaggerAutoSchema):
 
         permissions = getattr(self.view, "permission_classes", [])
         return any(permission is AllowAny for permission in permissions)
+
+
+class ReadOnlyFieldInspector(FieldInspector):
+    """A read-only string may well be empty ("first_name": ""): drf-yasg's minLength 1 applies to
+    input, so it is dropped from fields the client never sends."""
+
+    def process_result(self, result, method_name, obj, **kwargs):
+        if isinstance(result, openapi.Schema) and getattr(obj, "read_only", False):
+            result.pop("minLength", None)
+        return result
