@@ -35,8 +35,9 @@ class AutoSchema(SwaggerAutoSchema):
         defaults["401"] = error_response("Missing, invalid or expired token or credentials.")
         if self.get_security() != []:
             defaults["403"] = error_response("The caller's role may not do this.")
-        if "{" in self.path or self.method == "GET":
-            defaults["404"] = error_response("Not found, outside the caller's scope, or a page past the end.")
+        # Any operation may name a record that does not exist or is outside the caller's scope (a
+        # path id, a user in the body), and a list may be asked for a page past the end.
+        defaults["404"] = error_response("Not found, or outside the caller's scope.")
         defaults["429"] = error_response("Too many requests; see Retry-After.")
         if any(getattr(p, "name", None) == "Idempotency-Key" for p in self.overrides.get("manual_parameters", [])):
             defaults["409"] = error_response("A request with this Idempotency-Key is still running.")
