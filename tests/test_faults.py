@@ -6,6 +6,7 @@ import os
 import threading
 import time
 import uuid
+from decimal import Decimal
 
 import psycopg2
 import pytest
@@ -91,7 +92,7 @@ def test_killed_backends_fail_cleanly_and_the_next_requests_succeed(live):
     # A purchase caught after its hold committed stays PENDING with the money held; the settler
     # finishes it. The ledger balances before and after.
     _assert_ledger_clean(live)
-    live.manage("settle_pending_purchases")
+    live.manage("settle_pending_purchases", "--older-than", "0")
     _assert_ledger_clean(live)
 
 
@@ -125,4 +126,55 @@ def test_transfer_waiting_too_long_on_a_locked_wallet_is_refused_with_try_again(
         blocker.close()
 
     assert _transfer(live)[0] == 201  # the lock is gone: the same request now goes through
+    _assert_ledger_clean(live)
+
+
+def _available(live, role):
+    status, body, _ = live.request("GET", "/api/wallet/balance/", token=live.seed["tokens"][role])
+    assert status == 200, body
+    return Decimal(body["available"]), Decimal(body["balance"])
+
+
+def test_gateway_that_raises_or_times_out_never_loses_money_and_the_settler_finishes(live):
+    from purchases.gateways import SandboxGateway
+
+    price = Decimal("19.00")
+    live.manage("settle_pending_purchases", "--older-than", "0")  # nothing left over from other tests
+    available_before, balance_before = _available(live, "retailer")
+
+    def buy(number):
+        status, body, _ = live.request(
+            "POST",
+            "/api/purchases/purchase/",
+            {"plan_id": live.seed["ids"]["plan"], "mobile_number": number},
+            token=live.seed["tokens"]["retailer"],
+            headers={"Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert status == 201, body
+        return body["purchase"]
+
+    # Not sent at all: failed at once, the hold released.
+    assert buy(SandboxGateway.UNAVAILABLE)["status"] == "FAILED"
+    assert _available(live, "retailer") == (available_before, balance_before)
+
+    # Timed out: the outcome is unknown, so the money stays held (not spent, not returned).
+    succeeds_later, fails_later = buy(SandboxGateway.TIMEOUT_THEN_SUCCESS), buy(SandboxGateway.TIMEOUT_THEN_FAILS)
+    assert succeeds_later["status"] == fails_later["status"] == "PENDING"
+    assert _available(live, "retailer") == (available_before - 2 * price, balance_before)
+    _assert_ledger_clean(live)
+
+    settled = live.manage("settle_pending_purchases", "--older-than", "0")
+    assert settled.returncode == 0, settled.stderr
+
+    statuses = {
+        purchase["id"]: live.request("GET", f"/api/purchases/{purchase['id']}/", token=live.seed["tokens"]["retailer"])[
+            1
+        ]
+        for purchase in (succeeds_later, fails_later)
+    }
+    assert statuses[succeeds_later["id"]]["status"] == "SUCCESS"
+    assert statuses[fails_later["id"]]["status"] == "FAILED"
+    commission = Decimal(statuses[succeeds_later["id"]]["buyer_commission"])
+    # One recharge paid (less the retailer's own margin); the other's hold given back.
+    assert _available(live, "retailer") == (available_before - price + commission,) * 2
     _assert_ledger_clean(live)
