@@ -33,13 +33,10 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(PY)
 migrate: install
 	$(DEV_ENV) $(PY) manage.py migrate --noinput
 
-# Demo data commands are optional: each runs only if the project defines it.
+# Idempotent: a second `make run` creates nothing and moves no money.
 demo-data: install
-	@for cmd in setup_demo_data populate_plans; do \
-	  if $(DEV_ENV) $(PY) manage.py help $$cmd >/dev/null 2>&1; then \
-	    echo "manage.py $$cmd"; $(DEV_ENV) $(PY) manage.py $$cmd || exit 1; \
-	  else echo "manage.py $$cmd: not available, skipped"; fi; \
-	done
+	$(DEV_ENV) $(PY) manage.py setup_demo_data
+	$(DEV_ENV) $(PY) manage.py populate_plans
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
