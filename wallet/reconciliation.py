@@ -6,10 +6,12 @@ transfers. `manage.py verify_ledger`, the tests and the property-based state mac
 """
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.contrib.auth import get_user_model
+from django.db import connection, transaction
 from django.db.models import DecimalField, F, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, Round
 
@@ -60,9 +62,30 @@ def wallets_with_journal_totals():
     ).annotate(derived=Round(F("posted_in") - F("posted_out"), 2, output_field=MONEY))
 
 
+@contextmanager
+def _consistent_snapshot():
+    """On PostgreSQL, one REPEATABLE READ, read-only transaction without a statement timeout: every
+    check sees the same committed state, so transfers committing meanwhile (a live system) cannot
+    show up as a false mismatch between two checks, and a large journal is not cut off by the
+    request-sized statement_timeout. Inside a caller's transaction (tests) the caller's view is used."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            cursor.execute("SET LOCAL statement_timeout = 0")
+        yield
+
+
 def verify_ledger(*, chunk_size=2000, keep=1000, on_mismatch: Callable[[str], None] | None = None) -> LedgerReport:
     """Check every invariant over the whole database. Each mismatch is passed to `on_mismatch` as
     it is found (the command prints it) and the first `keep` are kept in the report."""
+    with _consistent_snapshot():
+        return _verify(chunk_size=chunk_size, keep=keep, on_mismatch=on_mismatch)
+
+
+def _verify(*, chunk_size, keep, on_mismatch) -> LedgerReport:
     report = LedgerReport()
 
     def run(name, total, offenders, describe):

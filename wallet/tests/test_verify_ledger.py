@@ -63,3 +63,28 @@ def test_verify_ledger_finds_a_journal_row_deleted_behind_the_services_back(fund
     Transfer.objects.all().delete()
     report = verify_ledger()
     assert report.mismatch_count == 2  # the wallet's balance and the grand total
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_verify_ledger_reads_one_snapshot_without_the_request_statement_timeout(monkeypatch):
+    """Run against a live system, every check must see the same committed state (else a transfer
+    committing between two checks reads as a mismatch), and a large journal must not be cut off
+    by the request-sized statement_timeout."""
+    from django.db import connection
+
+    from wallet import reconciliation
+
+    seen = {}
+    verify = reconciliation._verify
+
+    def spy(**kwargs):
+        with connection.cursor() as cursor:
+            for setting in ("transaction_isolation", "transaction_read_only", "statement_timeout"):
+                cursor.execute(f"SHOW {setting}")
+                seen[setting] = cursor.fetchone()[0]
+        return verify(**kwargs)
+
+    monkeypatch.setattr(reconciliation, "_verify", spy)
+    assert reconciliation.verify_ledger().ok
+    assert seen == {"transaction_isolation": "repeatable read", "transaction_read_only": "on", "statement_timeout": "0"}
