@@ -118,17 +118,28 @@ def replay(record):
 
 
 def complete(record, response):
-    record.state = IdempotencyRecord.State.COMPLETED
-    record.response_status = response.status_code
-    record.response_body = response.data
-    record.completed_at = _now()
-    record.save(update_fields=["state", "response_status", "response_body", "completed_at"])
+    """Store the answer, if this request still owns the key. A request that outlived its lease
+    (another took the key over) must not answer for it: in an atomic view the raise rolls its money
+    movement back, so only one of the two ever moves money."""
+    owned = IdempotencyRecord.objects.filter(
+        pk=record.pk, state=IdempotencyRecord.State.IN_PROGRESS, locked_at=record.locked_at
+    ).update(
+        state=IdempotencyRecord.State.COMPLETED,
+        response_status=response.status_code,
+        response_body=response.data,
+        completed_at=_now(),
+    )
+    if not owned:
+        raise IdempotencyRequestInProgress()
 
 
 def release(record):
-    """Forget a claim whose request failed with a server error, so the client may retry."""
+    """Forget a claim whose request failed with a server error, so the client may retry (only if
+    this request still owns it)."""
     try:
-        IdempotencyRecord.objects.filter(pk=record.pk, state=IdempotencyRecord.State.IN_PROGRESS).delete()
+        IdempotencyRecord.objects.filter(
+            pk=record.pk, state=IdempotencyRecord.State.IN_PROGRESS, locked_at=record.locked_at
+        ).delete()
     except DatabaseError:
         # The connection may be gone; the lease then expires the claim instead.
         logger.warning("could not release idempotency key %s", record.key, exc_info=True)

@@ -75,6 +75,31 @@ def test_a_duplicate_arriving_while_the_first_is_in_flight_is_409(auth_client, c
 
 
 @pytest.mark.django_db
+def test_a_request_that_outlived_its_lease_moves_no_money_once_another_took_its_key(
+    auth_client, client_user, monkeypatch
+):
+    """The first request stalls past IDEMPOTENCY_LEASE_SECONDS; a retry takes the key over and
+    runs. When the stalled one finally finishes, it no longer owns the key: its money movement is
+    rolled back and it answers 409, so the client is charged once."""
+    api = auth_client(client_user)
+    original = services.credit_wallet
+
+    def stalled_then_overtaken(**kwargs):
+        transfer = original(**kwargs)
+        # Meanwhile a retry took the key over (a newer lease on the same claim).
+        IdempotencyRecord.objects.filter(key="slow").update(locked_at=timezone.now() + timezone.timedelta(seconds=1))
+        return transfer
+
+    monkeypatch.setattr(services, "credit_wallet", stalled_then_overtaken)
+    response = api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="slow")
+    assert response.status_code == 409
+    assert response.json()["code"] == "idempotency_request_in_progress"
+    assert balance_of(client_user) == Decimal("0.00")
+    assert Transfer.objects.count() == 0
+    assert not IdempotencyRecord.objects.filter(key="slow", state=IdempotencyRecord.State.COMPLETED).exists()
+
+
+@pytest.mark.django_db
 def test_a_refusal_is_replayed_too_and_still_writes_nothing(auth_client, client_user):
     api = auth_client(client_user)
     first = api.post(reverse("wallet:debit"), {"amount": "5.00"}, HTTP_IDEMPOTENCY_KEY="k")
