@@ -4,16 +4,21 @@ Balances and journal rows change only through wallet.services: the "Fund or debi
 margin form call the service, never save a model.
 """
 
+import hashlib
 import uuid
+from decimal import Decimal
+from types import SimpleNamespace
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from core import idempotency
 from core.errors import DomainError
 from core.money import money_str
 from core.roles import UserType
@@ -27,7 +32,7 @@ def _may_move_money(user):
 
 class MoveMoneyForm(forms.Form):
     operation = forms.ChoiceField(choices=[("FUND", "Add money (FUND)"), ("DEFUND", "Debit (DEFUND)")])
-    amount = forms.DecimalField(max_digits=14, decimal_places=2, min_value=0.01, help_text="e.g. 1000.00")
+    amount = forms.DecimalField(max_digits=14, decimal_places=2, min_value=Decimal("0.01"), help_text="e.g. 1000.00")
     description = forms.CharField(max_length=255, required=False)
     # One token per rendered form: a double-clicked submit is recognised and moves money once.
     token = forms.CharField(widget=forms.HiddenInput, max_length=64)
@@ -104,22 +109,41 @@ class WalletAdmin(admin.ModelAdmin):
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             operation = services.fund_wallet if data["operation"] == "FUND" else services.defund_wallet
-            key = f"admin-{data['token']}"
-            if Transfer.objects.filter(idempotency_key=key, initiated_by=request.user).exists():
+            # The form's token is claimed like an API Idempotency-Key (one row per user and key,
+            # in the database): a double click, even landing on two app servers at once, moves
+            # money once.
+            fingerprint = hashlib.sha256(f"{wallet.pk}:{data['operation']}:{data['amount']}".encode()).hexdigest()
+            try:
+                claim, replayed = idempotency.claim_key(
+                    user=request.user,
+                    key=f"admin-move-money-{data['token']}",
+                    endpoint="admin:move_money",
+                    fingerprint=fingerprint,
+                )
+            except DomainError as exc:
+                self.message_user(request, exc.message, messages.WARNING)
+                return redirect("admin:wallet_wallet_change", wallet.pk)
+            if replayed is not None:
                 self.message_user(request, "This form was already submitted; nothing more was moved.", messages.INFO)
                 return redirect("admin:wallet_wallet_change", wallet.pk)
             try:
-                transfer = operation(
-                    user=wallet.user,
-                    amount=data["amount"],
-                    remarks=data["description"],
-                    initiated_by=request.user,
-                    idempotency_key=key,
-                )
+                with transaction.atomic():
+                    transfer = operation(
+                        user=wallet.user,
+                        amount=data["amount"],
+                        remarks=data["description"],
+                        initiated_by=request.user,
+                        idempotency_key=f"admin-{data['token']}",
+                    )
+                    idempotency.complete(claim, SimpleNamespace(status_code=201, data={"transfer_id": transfer.pk}))
             except DomainError as exc:
+                idempotency.release(claim)
                 form.add_error(
                     "amount" if exc.field == "amount" or exc.code == "insufficient_funds" else None, exc.message
                 )
+            except BaseException:
+                idempotency.release(claim)
+                raise
             else:
                 self.message_user(
                     request, f"{transfer.get_kind_display()} of {money_str(transfer.amount)} recorded (#{transfer.pk})."

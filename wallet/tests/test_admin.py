@@ -95,3 +95,49 @@ def test_saving_a_margin_in_the_admin_goes_through_set_margin(admin_browser, adm
         reverse("admin:wallet_usermargin_change", args=[margin.pk]), {"margin_percentage": "100.5"}
     )
     assert refused.status_code == 200 and UserMargin.objects.get(user=retailer).margin_percentage == Decimal("2.50")
+
+
+def test_the_admin_form_accepts_the_smallest_amount(admin_browser, retailer):
+    page = reverse("admin:wallet_wallet_move_money", args=[retailer.wallet.pk])
+    response = admin_browser.post(page, {"operation": "FUND", "amount": "0.01", "description": "", "token": "min"})
+    assert response.status_code == 302
+    assert balance_of(retailer) == Decimal("0.01")
+
+
+def test_a_refused_submit_can_be_corrected_and_sent_again_with_the_same_form(admin_browser, retailer):
+    page = reverse("admin:wallet_wallet_move_money", args=[retailer.wallet.pk])
+    refused = admin_browser.post(page, {"operation": "DEFUND", "amount": "5.00", "token": "same"})
+    assert refused.status_code == 200
+    corrected = admin_browser.post(page, {"operation": "FUND", "amount": "5.00", "token": "same"})
+    assert corrected.status_code == 302 and balance_of(retailer) == Decimal("5.00")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_simultaneous_submits_of_one_form_move_money_once(admin_user, retailer):
+    import threading
+
+    from django.db import connection
+
+    page = reverse("admin:wallet_wallet_move_money", args=[retailer.wallet.pk])
+    form = {"operation": "FUND", "amount": "25.00", "description": "double click", "token": "race"}
+    barrier, statuses = threading.Barrier(4), []
+
+    def submit():
+        browser = Client()
+        browser.force_login(admin_user)
+        barrier.wait()
+        try:
+            statuses.append(browser.post(page, form).status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [302] * 4
+    assert balance_of(retailer) == Decimal("25.00")
+    assert Transfer.objects.filter(kind="FUND").count() == 1
+    assert_ledger_clean()
