@@ -155,6 +155,9 @@ def _response_for(exc):
         if isinstance(exc, exceptions.NotAuthenticated):
             code = "not_authenticated"
         return _error(detail, code, exc.status_code, headers=headers)
+    if isinstance(exc, OverflowError):
+        # A number too large for the database (SQLite integers are 64-bit), e.g. ?parent=10**30.
+        return _error("A number in the request is out of range.", "invalid", 400)
     if isinstance(exc, DataError):
         return _error("A value is out of range or malformed.", "invalid", 400)
     if isinstance(exc, DatabaseError):

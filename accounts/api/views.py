@@ -17,6 +17,7 @@ from rest_framework_simplejwt.views import TokenRefreshView as SimpleJwtTokenRef
 from accounts import selectors, services
 from accounts.api import serializers as s
 from accounts.models import User
+from core.filters import WholeNumberFilter
 from core.permissions import IsAdmin, IsDistributor
 from core.roles import UserType
 from wallet.selectors import margin_for
@@ -171,7 +172,7 @@ class MeView(APIView):
 class AdminUserFilter(django_filters.FilterSet):
     user_type = django_filters.TypedChoiceFilter(choices=UserType.choices, coerce=int)
     is_active = django_filters.BooleanFilter()
-    parent = django_filters.NumberFilter(field_name="parent_id")
+    parent = WholeNumberFilter(field_name="parent_id")
 
     class Meta:
         model = User

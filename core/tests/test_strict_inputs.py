@@ -53,3 +53,10 @@ def test_an_empty_answer_still_says_it_is_json(auth_client, admin_user):
     response = auth_client(admin_user).delete(f"/api/plans/plans/{plan.pk}/")
     assert response.status_code == 204
     assert response["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("path", ["/api/wallet/wallets/", "/api/auth/admin/users/"])
+def test_a_filter_number_too_large_for_the_database_is_a_400(auth_client, admin_user, path):
+    response = auth_client(admin_user).get(path, {"parent": "9" * 26})
+    assert response.status_code == 400
+    assert "parent" in response.json()["errors"]

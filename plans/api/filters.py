@@ -1,6 +1,7 @@
 import django_filters
 from django.db.models import Q
 
+from core.filters import WholeNumberFilter
 from plans.models import RechargePlan
 
 
@@ -14,8 +15,8 @@ class RechargePlanFilter(django_filters.FilterSet):
     )
     min_amount = django_filters.NumberFilter(field_name="amount", lookup_expr="gte")
     max_amount = django_filters.NumberFilter(field_name="amount", lookup_expr="lte")
-    min_validity = django_filters.NumberFilter(field_name="validity_days", lookup_expr="gte")
-    max_validity = django_filters.NumberFilter(field_name="validity_days", lookup_expr="lte")
+    min_validity = WholeNumberFilter(field_name="validity_days", lookup_expr="gte")
+    max_validity = WholeNumberFilter(field_name="validity_days", lookup_expr="lte")
     include_retired = django_filters.BooleanFilter(
         method="filter_include_retired", help_text="Admins only: also list retired plans."
     )

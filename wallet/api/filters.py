@@ -4,6 +4,7 @@ import django_filters
 from django.db.models import Q
 from rest_framework.filters import OrderingFilter
 
+from core.filters import WholeNumberFilter
 from wallet.models import Transfer, Wallet
 
 MONEY_FILTER = {"max_digits": 14, "decimal_places": 2}
@@ -39,9 +40,9 @@ class TransferFilter(django_filters.FilterSet):
 
 
 class WalletFilter(django_filters.FilterSet):
-    user_type = django_filters.NumberFilter(field_name="user__user_type")
+    user_type = WholeNumberFilter(field_name="user__user_type")
     is_active = django_filters.BooleanFilter(field_name="user__is_active")
-    parent = django_filters.NumberFilter(field_name="user__parent_id")
+    parent = WholeNumberFilter(field_name="user__parent_id")
     balance_min = django_filters.NumberFilter(field_name="balance", lookup_expr="gte", **MONEY_FILTER)
     balance_max = django_filters.NumberFilter(field_name="balance", lookup_expr="lte", **MONEY_FILTER)
 
