@@ -1,3 +1,4 @@
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
@@ -51,8 +52,24 @@ def test_verify_ledger_finds_a_held_amount_without_a_pending_transfer(busy_ledge
     assert [check.name for check in report.checks if check.mismatches] == ["user wallet held = pending transfers out"]
 
 
+@contextmanager
+def journal_guard_lifted():
+    """Tamper as someone who can switch the database's guard off (a superuser at a psql prompt):
+    verify_ledger must still notice. On SQLite there is no guard to lift."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SET session_replication_role = replica")  # row triggers off for this session
+        try:
+            yield
+        finally:
+            cursor.execute("SET session_replication_role = DEFAULT")
+
+
 def test_verify_ledger_finds_a_final_transfer_changed_after_finalisation(busy_ledger):
-    Transfer.objects.filter(kind="TRANSFER").update(updated_at=timezone.now(), remarks="edited")
+    with journal_guard_lifted():
+        Transfer.objects.filter(kind="TRANSFER").update(updated_at=timezone.now(), remarks="edited")
     report = verify_ledger()
     assert not report.ok and "unchanged since finalised" in report.mismatches[0]
 
@@ -60,7 +77,8 @@ def test_verify_ledger_finds_a_final_transfer_changed_after_finalisation(busy_le
 def test_verify_ledger_finds_a_journal_row_deleted_behind_the_services_back(fund):
     user = ClientFactory()
     fund(user, "5.00")
-    Transfer.objects.all().delete()
+    with journal_guard_lifted():
+        Transfer.objects.all().delete()
     report = verify_ledger()
     assert report.mismatch_count == 2  # the wallet's balance and the grand total
 
@@ -88,3 +106,37 @@ def test_verify_ledger_reads_one_snapshot_without_the_request_statement_timeout(
     monkeypatch.setattr(reconciliation, "_verify", spy)
     assert reconciliation.verify_ledger().ok
     assert seen == {"transaction_isolation": "repeatable read", "transaction_read_only": "on", "statement_timeout": "0"}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE wallet_transfer SET remarks = 'edited' WHERE id = %s",
+        "UPDATE wallet_transfer SET amount = amount + 1 WHERE id = %s",
+        "DELETE FROM wallet_transfer WHERE id = %s",
+    ],
+    ids=["remarks", "amount", "delete"],
+)
+def test_the_database_refuses_to_change_or_delete_a_final_transfer(statement, admin_user):
+    from django.db import DatabaseError, transaction
+
+    transfer = services.fund_wallet(user=ClientFactory(), amount="10.00", initiated_by=admin_user)
+    with (
+        pytest.raises(DatabaseError, match="immutable|never deleted"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(statement, [transfer.pk])
+    transfer.refresh_from_db()
+    assert (transfer.remarks, transfer.amount) == ("", Decimal("10.00"))
+
+
+@pytest.mark.postgres
+def test_the_database_still_lets_the_ledger_post_and_void_pending_transfers(admin_user):
+    buyer = ClientFactory()
+    services.fund_wallet(user=buyer, amount="10.00", initiated_by=admin_user)
+    posted, _ = services.post_transfer(transfer=services.hold_funds(user=buyer, amount="4.00"))
+    voided = services.void_transfer(transfer=services.hold_funds(user=buyer, amount="1.00"))
+    assert (posted.status, voided.status) == (Transfer.Status.POSTED, Transfer.Status.VOIDED)
+    assert verify_ledger().ok
