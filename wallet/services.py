@@ -51,6 +51,12 @@ class TransferNotPending(DomainError):
     status_code = 409
 
 
+class NotRefundable(DomainError):
+    code = "not_refundable"
+    message = "Transfer #{pk} ({kind}, {status}) is not a posted purchase; only those are refunded."
+    status_code = 409
+
+
 class WalletNotFound(DomainError):
     code = "not_found"
     message = "Wallet not found."
@@ -306,7 +312,8 @@ def void_transfer(*, transfer) -> Transfer:
 
 
 def refund_transfer(*, transfer, remarks="", initiated_by=None) -> Transfer:
-    """Give back a POSTED transfer into a system wallet (REFUND, system -> the original sender).
+    """Give back a POSTED recharge purchase (REFUND, RECHARGE_SETTLEMENT -> the buyer); any other
+    kind is NotRefundable (a DEBIT or DEFUND is not a sale to reverse).
 
     At most once per transfer: the buyer's wallet is locked first (as everywhere), then the original
     row, and the refund row points at it through a unique `refund_of`, so a second refund (even a
@@ -315,8 +322,8 @@ def refund_transfer(*, transfer, remarks="", initiated_by=None) -> Transfer:
         from_wallet_id = Transfer.objects.filter(pk=transfer.pk).values_list("from_wallet_id", flat=True).get()
         locked = wallets_for_update(wallet_ids=[from_wallet_id])
         original = Transfer.objects.select_for_update().select_related("to_wallet").get(pk=transfer.pk)
-        if original.status != Status.POSTED or not original.to_wallet.is_system or not locked:
-            raise TransferNotPending(pk=original.pk, status=original.status)
+        if original.kind != Kind.PURCHASE or original.status != Status.POSTED or not locked:
+            raise NotRefundable(pk=original.pk, kind=original.kind, status=original.status)
         if Transfer.objects.filter(refund_of=original).exists():
             raise TransferAlreadyRefunded(pk=original.pk)
         return _move(

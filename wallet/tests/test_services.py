@@ -59,6 +59,20 @@ def test_a_posted_purchase_is_refunded_at_most_once(fund):
     assert_ledger_clean()
 
 
+@pytest.mark.parametrize("operation", ["debit_wallet", "defund_wallet"])
+def test_only_a_posted_purchase_can_be_refunded(fund, admin_user, operation):
+    user = ClientFactory()
+    fund(user, "10.00")
+    debit = getattr(services, operation)(user=user, amount="3.00", initiated_by=admin_user)
+    with pytest.raises(services.NotRefundable):
+        services.refund_transfer(transfer=debit)
+    pending = services.hold_funds(user=user, amount="2.00")
+    with pytest.raises(services.NotRefundable):
+        services.refund_transfer(transfer=pending)
+    assert balance_of(user) == Decimal("7.00")
+    assert_ledger_clean()
+
+
 def test_posting_skips_a_commission_rounded_down_to_zero(fund):
     buyer = ClientFactory()
     fund(buyer, "10.00")
