@@ -241,6 +241,9 @@ class UserMarginAdmin(admin.ModelAdmin):
     def role(self, margin):
         return margin.user.get_user_type_display()
 
+    def has_delete_permission(self, request, obj=None):
+        return False  # a margin goes to 0.00 through set_margin, which records who set it
+
     def save_model(self, request, obj, form, change):
         saved = services.set_margin(user=obj.user, margin_percentage=obj.margin_percentage, set_by=request.user)
         obj.pk, obj.set_by = saved.pk, saved.set_by

@@ -141,3 +141,15 @@ def test_two_simultaneous_submits_of_one_form_move_money_once(admin_user, retail
     assert balance_of(retailer) == Decimal("25.00")
     assert Transfer.objects.filter(kind="FUND").count() == 1
     assert_ledger_clean()
+
+
+def test_margins_cannot_be_deleted_behind_set_margin_and_keys_are_read_only(rf, admin_user, admin_browser):
+    from core.models import IdempotencyRecord
+
+    request = rf.get("/")
+    request.user = admin_user
+    assert not site._registry[UserMargin].has_delete_permission(request, None)
+    keys = site._registry[IdempotencyRecord]
+    assert not (keys.has_add_permission(request) or keys.has_change_permission(request, None))
+    assert not keys.has_delete_permission(request, None)
+    assert admin_browser.get(reverse("admin:core_idempotencyrecord_changelist")).status_code == 200
