@@ -12,6 +12,9 @@ Errors a gateway raises say what is known about the money:
   Nothing was recharged: the purchase is voided and the buyer gets the hold back.
 - `GatewayTimeout` (or any other exception): the request may have reached the operator. The
   outcome is unknown, so the hold stays and the purchase stays PENDING for a status check.
+
+A gateway gives up after `RECHARGE_GATEWAY_TIMEOUT_SECONDS` with GatewayTimeout, so a slow operator
+never holds a web worker past the server's own timeout.
 """
 
 import hashlib
@@ -124,9 +127,15 @@ class SandboxGateway(BaseGateway):
 
     @staticmethod
     def _wait():
-        latency = settings.RECHARGE_GATEWAY_LATENCY_MS
+        """Simulated network latency; past RECHARGE_GATEWAY_TIMEOUT_SECONDS the call gives up with
+        GatewayTimeout, as a real HTTP client with that timeout would (outcome unknown)."""
+        latency = settings.RECHARGE_GATEWAY_LATENCY_MS / 1000
+        timeout = settings.RECHARGE_GATEWAY_TIMEOUT_SECONDS
+        if latency > timeout:
+            time.sleep(timeout)
+            raise GatewayTimeout(f"No answer within {timeout} s (sandbox latency {latency:.0f} s).")
         if latency > 0:
-            time.sleep(latency / 1000)
+            time.sleep(latency)
 
 
 def get_gateway(path=None) -> BaseGateway:

@@ -272,3 +272,12 @@ def test_a_retailer_without_distributor_earns_only_its_own_margin(plan):
     purchase = buy(orphan, plan).purchase
 
     assert (purchase.buyer_commission, purchase.distributor_commission) == (Decimal("3.98"), Decimal("0"))
+
+
+def test_a_gateway_slower_than_its_timeout_keeps_the_money_held_for_a_status_check(funded_retailer, plan, settings):
+    settings.RECHARGE_GATEWAY_TIMEOUT_SECONDS = 0
+    settings.RECHARGE_GATEWAY_LATENCY_MS = 50
+    [(balance, held)] = balances(funded_retailer)
+    outcome = buy(funded_retailer, plan)
+    assert outcome.purchase.status == Purchase.Status.PENDING
+    assert balances(funded_retailer) == [(balance, held + plan.amount)]  # held, neither spent nor returned
