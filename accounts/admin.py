@@ -26,7 +26,7 @@ class _PhoneCleaning:
         cleaned = super().clean()
         user_type, parent = cleaned.get("user_type"), cleaned.get("parent")
         try:
-            services._check_parent(user_type=user_type, parent=parent)
+            services.check_parent(user_type=user_type, parent=parent)
         except services.InvalidParent as exc:
             self.add_error("parent", exc.message)
         return cleaned
@@ -78,7 +78,7 @@ class UserAdmin(DjangoUserAdmin):
 
     def save_model(self, request, obj, form, change):
         # is_staff / is_superuser follow the role (see accounts.services); save() opens the wallet.
-        services.apply_role_flags(obj)
+        services.apply_role_flags(user=obj)
         super().save_model(request, obj, form, change)
 
 

@@ -32,7 +32,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import OneTimePassword, OtpPhoneLock, User
 from accounts.sms import SmsDeliveryFailed, send_sms
-from core.errors import Conflict, DomainError
+from core.errors import Conflict, DomainError, NotFound
 from core.roles import UserType
 
 ONE_DAY = timedelta(days=1)
@@ -125,7 +125,7 @@ class OwnAccountRefused(DomainError):
 # --- users ----------------------------------------------------------------------------------------
 
 
-def apply_role_flags(user: User) -> None:
+def apply_role_flags(*, user: User) -> None:
     """ADMIN => is_staff and is_superuser (the Django admin is part of full control); others: neither."""
     is_admin = user.user_type == UserType.ADMIN
     user.is_staff = is_admin
@@ -151,7 +151,7 @@ def _ensure_unique(*, user: User) -> None:
             raise AlreadyTaken(field=field, label=label)
 
 
-def _check_parent(*, user_type: int, parent: User | None) -> None:
+def check_parent(*, user_type: int, parent: User | None) -> None:
     if parent is None:
         return
     if user_type != UserType.RETAILER:
@@ -192,7 +192,7 @@ def create_user(
 
     Refuses a weak password (Django's validators), a taken username/email/phone, and a parent that
     is not an active distributor of a retailer."""
-    _check_parent(user_type=user_type, parent=parent)
+    check_parent(user_type=user_type, parent=parent)
     user = User(
         username=username,
         email=email or None,
@@ -203,7 +203,7 @@ def create_user(
         parent=parent,
         is_active=is_active,
     )
-    apply_role_flags(user)
+    apply_role_flags(user=user)
     if password is None:
         user.set_unusable_password()
     else:
@@ -261,10 +261,10 @@ def update_user(*, actor: User, user: User, **changes) -> User:
         and User.objects.filter(parent=user).exists()
     ):
         raise InvalidParent("This distributor still has retailers; move them first.", field="user_type")
-    _check_parent(user_type=new_type, parent=changes.get("parent", user.parent))
+    check_parent(user_type=new_type, parent=changes.get("parent", user.parent))
     deactivating = user.is_active and changes.get("is_active", True) is False
     _apply(user, changes, ADMIN_EDITABLE_FIELDS)
-    apply_role_flags(user)
+    apply_role_flags(user=user)
     with transaction.atomic():
         _save(user)
         if deactivating:
@@ -274,7 +274,8 @@ def update_user(*, actor: User, user: User, **changes) -> User:
 
 def update_retailer(*, distributor: User, retailer: User, **changes) -> User:
     """A distributor's edit of one of its own retailers (scope is checked by the selector)."""
-    assert retailer.parent_id == distributor.pk
+    if retailer.parent_id != distributor.pk:
+        raise NotFound()
     deactivating = retailer.is_active and changes.get("is_active", True) is False
     _apply(retailer, changes, RETAILER_EDITABLE_FIELDS)
     with transaction.atomic():

@@ -30,8 +30,8 @@ from core.roles import UserType
 from plans.models import RechargePlan
 from purchases.gateways import GatewayResult, GatewayUnavailable, RechargeRequest, get_gateway
 from purchases.models import Purchase
+from wallet import selectors as wallet_selectors
 from wallet import services as ledger
-from wallet.models import Transfer, Wallet
 from wallet.selectors import margin_for
 
 logger = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ def send_to_operator(*, purchase, gateway=None) -> Purchase:
     Never called inside a transaction by the purchase flow: the network call must not hold locks."""
     gateway = gateway or get_gateway()
     try:
-        result = gateway.recharge(recharge_request(purchase))
+        result = gateway.recharge(recharge_request(purchase=purchase))
     except GatewayUnavailable as exc:
         logger.warning("purchase %s: gateway unavailable, voiding: %s", purchase.pk, exc)
         result = GatewayResult(GatewayResult.FAILED, message=f"Operator gateway unavailable: {exc}")
@@ -142,7 +142,7 @@ def send_to_operator(*, purchase, gateway=None) -> Purchase:
     return apply_gateway_result(purchase_id=purchase.pk, result=result)
 
 
-def recharge_request(purchase) -> RechargeRequest:
+def recharge_request(*, purchase) -> RechargeRequest:
     plan = purchase.plan
     return RechargeRequest(
         reference=f"P{purchase.pk}",
@@ -235,7 +235,7 @@ def settle_pending_purchases(*, older_than=None, limit=None, gateway=None) -> Se
             continue
         report.checked += 1
         try:
-            result = gateway.check_status(recharge_request(purchase))
+            result = gateway.check_status(recharge_request(purchase=purchase))
         except Exception as exc:  # noqa: BLE001 - an unanswered status check settles nothing
             logger.warning("purchase %s: status check failed: %r", purchase_id, exc)
             report.errors += 1
@@ -285,8 +285,8 @@ def _purchase_for_key(*, buyer, key, plan_id, number):
     return existing
 
 
-def _hold_of(purchase) -> Transfer:
-    return Transfer.objects.get(purchase=purchase, kind=Transfer.Kind.PURCHASE)
+def _hold_of(purchase):
+    return wallet_selectors.purchase_hold(purchase=purchase)
 
 
 def _payouts(purchase) -> list:
@@ -311,5 +311,5 @@ def _payouts(purchase) -> list:
 
 
 def _outcome(purchase, *, replayed=False) -> PurchaseOutcome:
-    wallet = Wallet.objects.only("balance", "held").get(user_id=purchase.buyer_id)
+    wallet = wallet_selectors.wallet_of(user=purchase.buyer)
     return PurchaseOutcome(purchase=purchase, balance=wallet.balance, available=wallet.available, replayed=replayed)

@@ -10,6 +10,11 @@ from core.roles import UserType
 from wallet.models import SystemWallet, Transfer, UserMargin, Wallet
 
 
+def purchase_hold(*, purchase) -> Transfer:
+    """The PURCHASE transfer (the hold, then the payment) of a recharge purchase."""
+    return Transfer.objects.get(purchase=purchase, kind=Transfer.Kind.PURCHASE)
+
+
 def margin_for(*, user) -> Decimal:
     """`user`'s margin percentage, 0.00 when none is set."""
     value = UserMargin.objects.filter(user_id=user.pk).values_list("margin_percentage", flat=True).first()

@@ -104,7 +104,7 @@ def open_wallet(*, user) -> Wallet:
     return Wallet.objects.create(user=user, currency=settings.WALLET_CURRENCY)
 
 
-def system_wallet(code: str) -> Wallet:
+def system_wallet(*, code: str) -> Wallet:
     """A system wallet, unlocked. Created by a data migration; recreated if a test flushed it."""
     wallet = Wallet.objects.filter(system_code=code).first()
     if wallet is not None:
@@ -116,7 +116,7 @@ def system_wallet(code: str) -> Wallet:
         return Wallet.objects.get(system_code=code)
 
 
-def validate_amount(amount) -> Decimal:
+def validate_amount(*, amount) -> Decimal:
     """The amount as a two-place Decimal, or InvalidAmount. Floats are refused: they are inexact."""
     maximum = settings.WALLET_MAX_TRANSFER_AMOUNT
     if isinstance(amount, (bool, float)) or not isinstance(amount, (Decimal, int, str)):
@@ -149,7 +149,7 @@ def wallets_for_update(*, user_ids=(), wallet_ids=()) -> list[Wallet]:
 def transfer_funds(*, sender, receiver, amount, remarks="", initiated_by=None, idempotency_key=None) -> Transfer:
     """Move `amount` from `sender`'s wallet to `receiver`'s (TRANSFER). Refuses self-transfers,
     deactivated accounts and insufficient available funds."""
-    amount = validate_amount(amount)
+    amount = validate_amount(amount=amount)
     if sender.pk == receiver.pk:
         raise SameWallet(field="to")
     with transaction.atomic():
@@ -169,12 +169,12 @@ def transfer_funds(*, sender, receiver, amount, remarks="", initiated_by=None, i
 
 def credit_wallet(*, user, amount, remarks="", initiated_by=None, kind=Kind.CREDIT, idempotency_key=None) -> Transfer:
     """TREASURY -> user: a self top-up (CREDIT) or, with kind=FUND, an admin's funding."""
-    amount = validate_amount(amount)
+    amount = validate_amount(amount=amount)
     with transaction.atomic():
         destination = _locked_user_wallet(user)
         _ensure_active(destination)
         return _move(
-            source=system_wallet(SystemWallet.TREASURY),
+            source=system_wallet(code=SystemWallet.TREASURY),
             destination=destination,
             amount=amount,
             kind=kind,
@@ -186,13 +186,13 @@ def credit_wallet(*, user, amount, remarks="", initiated_by=None, kind=Kind.CRED
 
 def debit_wallet(*, user, amount, remarks="", initiated_by=None, kind=Kind.DEBIT, idempotency_key=None) -> Transfer:
     """user -> TREASURY: a self debit (DEBIT) or, with kind=DEFUND, an admin's debit."""
-    amount = validate_amount(amount)
+    amount = validate_amount(amount=amount)
     with transaction.atomic():
         source = _locked_user_wallet(user)
         _ensure_active(source)
         return _move(
             source=source,
-            destination=system_wallet(SystemWallet.TREASURY),
+            destination=system_wallet(code=SystemWallet.TREASURY),
             amount=amount,
             kind=kind,
             remarks=remarks,
@@ -238,13 +238,13 @@ def hold_funds(
 ) -> Transfer:
     """Phase one of a two-phase transfer: a PENDING transfer user -> `destination` (a system
     wallet) that reserves `amount` in the user's `held` without moving it."""
-    amount = validate_amount(amount)
+    amount = validate_amount(amount=amount)
     with transaction.atomic():
         source = _locked_user_wallet(user)
         _ensure_active(source)
         return _move(
             source=source,
-            destination=system_wallet(destination),
+            destination=system_wallet(code=destination),
             amount=amount,
             kind=kind,
             status=Status.PENDING,
@@ -262,7 +262,7 @@ def post_transfer(*, transfer, payouts=()) -> tuple[Transfer, list[Transfer]]:
     # A margin rounded down to the paisa can be 0.00: nothing to pay, not an invalid amount.
     payouts = [payout for payout in payouts if not _is_zero(payout.amount)]
     for payout in payouts:
-        validate_amount(payout.amount)
+        validate_amount(amount=payout.amount)
     with transaction.atomic():
         pending, wallets = _lock_pending(transfer, extra_user_ids=[payout.user_id for payout in payouts])
         now = timezone.now()
@@ -282,7 +282,7 @@ def post_transfer(*, transfer, payouts=()) -> tuple[Transfer, list[Transfer]]:
         by_user = {wallet.user_id: wallet for wallet in wallets.values()}
         paid = [
             _move(
-                source=system_wallet(payout.source),
+                source=system_wallet(code=payout.source),
                 destination=_user_wallet(by_user, payout.user_id),
                 amount=payout.amount,
                 kind=payout.kind,
