@@ -260,7 +260,9 @@ WALLET_CURRENCY = os.environ.get("WALLET_CURRENCY", "INR")
 WALLET_MAX_TRANSFER_AMOUNT = Decimal(os.environ.get("WALLET_MAX_TRANSFER_AMOUNT", "100000.00"))
 WALLET_SELF_TOPUP_ENABLED = env_bool("WALLET_SELF_TOPUP_ENABLED", True)
 IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
-IDEMPOTENCY_WAIT_SECONDS = float(os.environ.get("IDEMPOTENCY_WAIT_SECONDS", "10"))
+# A duplicate of a request still running waits this long for its answer (a money request takes
+# milliseconds), then gets 409; kept short because a waiting duplicate occupies a web worker.
+IDEMPOTENCY_WAIT_SECONDS = float(os.environ.get("IDEMPOTENCY_WAIT_SECONDS", "2"))
 IDEMPOTENCY_LEASE_SECONDS = env_int("IDEMPOTENCY_LEASE_SECONDS", 120)
 RECHARGE_GATEWAY = os.environ.get("RECHARGE_GATEWAY", "purchases.gateways.SandboxGateway")
 RECHARGE_GATEWAY_LATENCY_MS = env_int("RECHARGE_GATEWAY_LATENCY_MS", 0)
