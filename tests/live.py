@@ -1,6 +1,7 @@
-"""A real server for the suites that must see what production sees: gunicorn, its own PostgreSQL
-database, persistent connections. Used by the fault suite (backends killed under load) and the
-schema fuzzer. The database is created and dropped around the session."""
+"""A real server for the suites that must see what production sees: gunicorn, its own database
+(PostgreSQL, or an SQLite file like `make run`'s), persistent connections. Used by the fault suite
+(backends killed under load), the schema fuzzer and the SQLite demo-concurrency test. The database
+is created and dropped around the session."""
 
 import contextlib
 import json
@@ -65,18 +66,26 @@ def _free_port():
 
 
 class LiveStack:
-    def __init__(self, base_database_url, name_suffix="live", workers=2, extra_env=None):
+    def __init__(self, base_database_url, name_suffix="live", workers=2, extra_env=None, gunicorn_args=()):
         config = dj_database_url.parse(base_database_url)
-        self.admin_dsn = {
-            "host": config["HOST"] or "127.0.0.1",
-            "port": config["PORT"] or 5432,
-            "user": config["USER"] or "postgres",
-            "password": config["PASSWORD"] or None,
-            "dbname": "postgres",
-        }
-        self.database = f"{config['NAME']}_{name_suffix}"[:60]
-        user = config["USER"] or "postgres"
-        self.database_url = f"postgres://{user}@{self.admin_dsn['host']}:{self.admin_dsn['port']}/{self.database}"
+        self.sqlite = config["ENGINE"].endswith("sqlite3")
+        if self.sqlite:
+            # The embedded default: a file of its own, as `make run` uses one.
+            self.sqlite_path = ROOT / "artifacts" / f"live-{name_suffix}.sqlite3"
+            self.database = self.sqlite_path.name
+            self.database_url = f"sqlite:///{self.sqlite_path}"
+        else:
+            self.admin_dsn = {
+                "host": config["HOST"] or "127.0.0.1",
+                "port": config["PORT"] or 5432,
+                "user": config["USER"] or "postgres",
+                "password": config["PASSWORD"] or None,
+                "dbname": "postgres",
+            }
+            self.database = f"{config['NAME']}_{name_suffix}"[:60]
+            user = config["USER"] or "postgres"
+            self.database_url = f"postgres://{user}@{self.admin_dsn['host']}:{self.admin_dsn['port']}/{self.database}"
+        self.gunicorn_args = list(gunicorn_args)
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.workers = workers
@@ -133,12 +142,16 @@ class LiveStack:
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self):
-        self._admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
-        self._admin(f'CREATE DATABASE "{self.database}"')
+        (ROOT / "artifacts").mkdir(exist_ok=True)
+        if self.sqlite:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.sqlite_path}{suffix}").unlink(missing_ok=True)
+        else:
+            self._admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+            self._admin(f'CREATE DATABASE "{self.database}"')
         self.manage("migrate", "-v0")
         output = self.manage("shell", "-c", SEED_SCRIPT).stdout
         self.seed = json.loads(output[output.index("SEED") + 4 :].strip().splitlines()[0])
-        (ROOT / "artifacts").mkdir(exist_ok=True)
         self.log = open(ROOT / "artifacts" / f"gunicorn-{self.port}.log", "w")  # noqa: SIM115
         self.server = subprocess.Popen(
             [
@@ -154,6 +167,7 @@ class LiveStack:
                 "60",
                 "--graceful-timeout",
                 "5",
+                *self.gunicorn_args,
             ],
             cwd=ROOT,
             env=self.env,
@@ -180,8 +194,9 @@ class LiveStack:
             except subprocess.TimeoutExpired:
                 self.server.kill()
             self.log.close()
-        with contextlib.suppress(psycopg2.Error):
-            self._admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        if not self.sqlite:
+            with contextlib.suppress(psycopg2.Error):
+                self._admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
 
     # --- HTTP --------------------------------------------------------------------------
     def request(self, method, path, body=None, token=None, headers=None, timeout=30):
