@@ -1,10 +1,8 @@
 """Purchases under real concurrency (PostgreSQL row locks): threads released together."""
 
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from accounts.tests.factories import DistributorFactory, RetailerFactory
 from plans.tests.factories import RechargePlanFactory
@@ -18,32 +16,10 @@ from purchases.tests.helpers import (
     fund,
     give_margin,
 )
+from tests.concurrency import run_together
 from wallet.services import InsufficientFunds
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def run_together(workers):
-    """Run each callable in its own thread, all released at once; return (results, errors)."""
-    barrier = threading.Barrier(len(workers))
-    results, errors = [None] * len(workers), [None] * len(workers)
-
-    def run(index, work):
-        try:
-            barrier.wait(timeout=30)
-            results[index] = work()
-        except BaseException as exc:  # noqa: BLE001 - collected and asserted on by the test
-            errors[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, work)) for i, work in enumerate(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a worker hung"
-    return results, errors
 
 
 @pytest.fixture

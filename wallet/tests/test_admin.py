@@ -115,28 +115,16 @@ def test_a_refused_submit_can_be_corrected_and_sent_again_with_the_same_form(adm
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_two_simultaneous_submits_of_one_form_move_money_once(admin_user, retailer):
-    import threading
-
-    from django.db import connection
+    from tests.concurrency import run_together
 
     page = reverse("admin:wallet_wallet_move_money", args=[retailer.wallet.pk])
     form = {"operation": "FUND", "amount": "25.00", "description": "double click", "token": "race"}
-    barrier, statuses = threading.Barrier(4), []
-
-    def submit():
-        browser = Client()
+    browsers = [Client() for _ in range(4)]
+    for browser in browsers:
         browser.force_login(admin_user)
-        barrier.wait()
-        try:
-            statuses.append(browser.post(page, form).status_code)
-        finally:
-            connection.close()
 
-    threads = [threading.Thread(target=submit) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    statuses, errors = run_together([lambda b=browser: b.post(page, form).status_code for browser in browsers])
+    assert not any(errors), errors
     assert statuses == [302] * 4
     assert balance_of(retailer) == Decimal("25.00")
     assert Transfer.objects.filter(kind="FUND").count() == 1

@@ -2,14 +2,13 @@
 each on its own connection, closed at the end."""
 
 import random
-import threading
 import time
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
 from accounts.tests.factories import AdminFactory, ClientFactory, DistributorFactory, RetailerFactory
+from tests.concurrency import run_together
 from wallet import services
 from wallet.models import Wallet
 from wallet.tests.conftest import assert_ledger_clean
@@ -17,29 +16,6 @@ from wallet.tests.conftest import assert_ledger_clean
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 THREADS = 8
-
-
-def run_together(jobs):
-    """Run each callable of `jobs` in its own thread, released together; returns (results, errors)."""
-    barrier = threading.Barrier(len(jobs))
-    results, errors = [None] * len(jobs), []
-
-    def worker(index, job):
-        try:
-            barrier.wait()
-            results[index] = job()
-        except BaseException as exc:  # collected and asserted on by the test
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i, job)) for i, job in enumerate(jobs)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    assert not any(thread.is_alive() for thread in threads), "a thread hung (deadlock?)"
-    return results, errors
 
 
 def user_balances(users):
@@ -70,7 +46,7 @@ def test_random_transfers_in_both_directions_never_deadlock_lose_or_create_money
     started = time.monotonic()
     results, errors = run_together([lambda seed=seed: job(seed) for seed in range(THREADS)])
     elapsed = time.monotonic() - started
-    assert errors == []
+    assert not any(errors), errors
     done, refused = sum(r[0] for r in results), sum(r[1] for r in results)
     assert done + refused == THREADS * per_thread and refused > 0 and done > 0
     balances = user_balances(users)
@@ -97,7 +73,7 @@ def test_concurrent_debits_against_one_wallet_succeed_exactly_floor_balance_over
         return succeeded
 
     results, errors = run_together([job] * THREADS)
-    assert errors == []
+    assert not any(errors), errors
     assert sum(results) == 14  # floor(100.00 / 7.00)
     assert Wallet.objects.get(user=user).balance == Decimal("2.00")
     assert_ledger_clean()
@@ -116,7 +92,7 @@ def test_one_distributor_paying_many_retailers_at_once_never_overspends():
             return False
 
     results, errors = run_together([lambda r=r: job(r) for r in retailers])
-    assert errors == []
+    assert not any(errors), errors
     assert sum(results) == 12  # floor(500 / 40)
     balances = user_balances([distributor, *retailers])
     assert balances[distributor.pk] == Decimal("20.00")
@@ -148,7 +124,7 @@ def test_concurrent_holds_and_transfers_keep_held_within_the_balance():
 
     jobs = [lambda i=i: hold_then_settle(i) for i in range(THREADS)] + [pay_friend] * THREADS
     _, errors = run_together(jobs)
-    assert errors == []
+    assert not any(errors), errors
     wallet = Wallet.objects.get(user=buyer)
     assert wallet.held == 0 and wallet.balance >= 0
     assert_ledger_clean()
