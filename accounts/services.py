@@ -34,6 +34,7 @@ from accounts.models import OneTimePassword, OtpPhoneLock, User
 from accounts.sms import SmsDeliveryFailed, send_sms
 from core.errors import Conflict, DomainError, NotFound
 from core.roles import UserType
+from wallet.services import open_wallets
 
 ONE_DAY = timedelta(days=1)
 ONE_HOUR = timedelta(hours=1)
@@ -210,6 +211,29 @@ def create_user(
         check_password_strength(password=password, user=user)
         user.set_password(password)
     return _save(user)
+
+
+def create_users_in_bulk(*, users: list[dict], password_hash: str | None = None, batch_size=2000) -> list[User]:
+    """Create many accounts and their wallets in one transaction (an import of a distributor's
+    retailers, a load-test population). Each dict holds User fields (username, user_type, phone_number,
+    parent...). `password_hash` (from make_password, hashed once for all) or an OTP-only account.
+
+    Bulk: no per-row uniqueness pre-check; a duplicate username, email or phone rolls the whole
+    import back with IntegrityError, and the caller learns nothing was created."""
+    password = password_hash or make_password(None)
+    accounts = []
+    for fields in users:
+        user = User(**fields)
+        user.email = user.email.strip().lower() if user.email else None
+        user.phone_number = user.phone_number or None
+        check_parent(user_type=user.user_type, parent=user.parent)
+        apply_role_flags(user=user)
+        user.password = password
+        accounts.append(user)
+    with transaction.atomic():
+        created = User.objects.bulk_create(accounts, batch_size=batch_size)
+        open_wallets(users=created)
+    return created
 
 
 def sign_up(*, username, email, password, phone_number=None, first_name="", last_name="") -> User:

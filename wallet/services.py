@@ -104,6 +104,11 @@ def open_wallet(*, user) -> Wallet:
     return Wallet.objects.create(user=user, currency=settings.WALLET_CURRENCY)
 
 
+def open_wallets(*, users) -> list[Wallet]:
+    """Create the wallets of many new users at once (accounts.services.create_users_in_bulk)."""
+    return Wallet.objects.bulk_create(Wallet(user=user, currency=settings.WALLET_CURRENCY) for user in users)
+
+
 def system_wallet(*, code: str) -> Wallet:
     """A system wallet, unlocked. Created by a data migration; recreated if a test flushed it."""
     wallet = Wallet.objects.filter(system_code=code).first()
@@ -336,6 +341,61 @@ def refund_transfer(*, transfer, remarks="", initiated_by=None) -> Transfer:
             purchase=original.purchase,
             refund_of=original,
         )
+
+
+def pay_out_in_bulk(*, payer=None, payments, kind=Kind.TRANSFER, remarks="", initiated_by=None, batch_size=5000) -> int:
+    """Many posted transfers from one payer in one transaction: a distributor paying its retailers,
+    or (payer=None, kind=FUND) the treasury funding many wallets. `payments` is a list of
+    (receiver user id, amount); a receiver may appear several times. Returns the rows written.
+
+    The same rules as a single transfer: every user wallet involved is locked in one query in id
+    order, every check (amounts, active owners, no self-payment, the payer's funds for the whole
+    batch) runs before the first write, each row carries the balances after it, and the balances
+    are stored once per wallet. All or nothing."""
+    payments = [(user_id, validate_amount(amount=amount)) for user_id, amount in payments]
+    if not payments:
+        return 0
+    receiver_ids = {user_id for user_id, _ in payments}
+    if payer is not None and payer.pk in receiver_ids:
+        raise SameWallet(field="payments")
+    with transaction.atomic():
+        payer_ids = [payer.pk] if payer is not None else []
+        by_user = {wallet.user_id: wallet for wallet in wallets_for_update(user_ids=[*payer_ids, *receiver_ids])}
+        source = _user_wallet(by_user, payer.pk) if payer is not None else system_wallet(code=SystemWallet.TREASURY)
+        receivers = {user_id: _user_wallet(by_user, user_id) for user_id in receiver_ids}
+        _ensure_active(*by_user.values())
+        total = sum((amount for _, amount in payments), Decimal("0.00"))
+        if not source.is_system and source.available < total:
+            raise InsufficientFunds(available=f"{source.available:.2f}", amount=f"{total:.2f}")
+        now = timezone.now()
+        rows = []
+        for user_id, amount in payments:
+            destination = receivers[user_id]
+            if not source.is_system:
+                source.balance -= amount
+            destination.balance += amount
+            rows.append(
+                Transfer(
+                    from_wallet=source,
+                    to_wallet=destination,
+                    amount=amount,
+                    kind=kind,
+                    status=Status.POSTED,
+                    remarks=remarks[:255],
+                    initiated_by=initiated_by or payer,
+                    from_balance_after=None if source.is_system else source.balance,
+                    to_balance_after=destination.balance,
+                    created_at=now,
+                    updated_at=now,
+                    finalized_at=now,
+                )
+            )
+        Transfer.objects.bulk_create(rows, batch_size=batch_size)
+        changed = list(receivers.values()) + ([] if source.is_system else [source])
+        for wallet in changed:
+            wallet.updated_at = now
+        Wallet.objects.bulk_update(changed, ["balance", "updated_at"], batch_size=batch_size)
+        return len(rows)
 
 
 def set_margin(*, user, margin_percentage, set_by) -> UserMargin:

@@ -17,6 +17,7 @@ from core.idempotency import HEADER, IDEMPOTENCY_KEY_PARAMETER, idempotent
 from core.permissions import IsAdmin, IsAdminOrDistributor
 from wallet import selectors, services
 from wallet.api.filters import AliasOrderingFilter, TransferFilter, WalletFilter
+from wallet.api.pagination import TransferPagination
 from wallet.api.serializers import (
     AdminFundingSerializer,
     AdminMoneyMovedSerializer,
@@ -108,6 +109,7 @@ class WalletDetailView(generics.RetrieveAPIView):
 
 class _TransferListBase(generics.ListAPIView):
     serializer_class = TransferSerializer
+    pagination_class = TransferPagination
     filterset_class = TransferFilter
     filter_backends = [DjangoFilterBackend, SearchFilter, AliasOrderingFilter]
     search_fields = PARTY_SEARCH

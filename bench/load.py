@@ -1,0 +1,146 @@
+"""The load generator: one scenario at one concurrency level, for a fixed time, over HTTP.
+
+    python bench/load.py --fixture F --scenario transfers --concurrency 8 --duration 10
+
+Runs in its own process (bench/run.py starts one per measurement) so its CPU is not the server's
+GIL. `concurrency` clients loop closed: each sends a request, waits for the answer, sends the next.
+A request counts once it has been answered; any status other than the scenario's expected one, or
+a connection error, is an error (the first few are printed). Prints one JSON object on stdout:
+requests, errors, seconds, rps and latency percentiles in milliseconds.
+"""
+
+import argparse
+import asyncio
+import json
+import random
+import time
+import uuid
+
+import aiohttp
+
+PERCENTILES = (50, 95, 99)
+WARMUP_SECONDS = 1.0
+
+
+def _bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+class Scenarios:
+    """What one request of each scenario is: (method, path, headers, json body, expected status)."""
+
+    def __init__(self, fixture):
+        self.f = fixture
+        self.rng = random.Random()
+
+    def balance(self):
+        token = self.rng.choice(self.f["client_tokens"])
+        return "GET", "/api/wallet/balance/", _bearer(token), None, 200
+
+    def transfers(self):
+        sender, receiver = self.rng.sample(range(len(self.f["client_tokens"])), 2)
+        body = {"to_phone_number": self.f["client_phones"][receiver], "amount": "1.00", "remarks": "bench"}
+        headers = {**_bearer(self.f["client_tokens"][sender]), "Idempotency-Key": uuid.uuid4().hex}
+        return "POST", "/api/wallet/transfer/", headers, body, 201
+
+    def hot_wallet(self):
+        body = {
+            "to_phone_number": self.rng.choice(self.f["hot_retailer_phones"]),
+            "amount": "1.00",
+            "remarks": "payout",
+        }
+        headers = {**_bearer(self.f["hot_distributor_token"]), "Idempotency-Key": uuid.uuid4().hex}
+        return "POST", "/api/wallet/transfer/", headers, body, 201
+
+    def purchases(self):
+        body = {"plan_id": self.rng.choice(self.f["plan_ids"]), "mobile_number": f"98{self.rng.randrange(10**8):08d}"}
+        headers = {**_bearer(self.rng.choice(self.f["retailer_tokens"])), "Idempotency-Key": uuid.uuid4().hex}
+        return "POST", "/api/purchases/purchase/", headers, body, 201
+
+    def plans(self):
+        query = self.rng.choice(self.f["plan_queries"])
+        return "GET", f"/api/plans/plans/?{query}", _bearer(self.rng.choice(self.f["client_tokens"])), None, 200
+
+    def history_first(self):
+        path = self.f["history_first_path"]
+        return "GET", path, _bearer(self.f["hot_distributor_token"]), None, 200
+
+    def history_deep(self):
+        path = self.rng.choice(self.f["history_deep_paths"])
+        return "GET", path, _bearer(self.f["hot_distributor_token"]), None, 200
+
+
+async def client(session, base_url, make, deadline, measure_from, latencies, errors, samples, ok_total):
+    while True:
+        method, path, headers, body, expected = make()
+        started = time.perf_counter()
+        if started >= deadline:
+            return
+        try:
+            async with session.request(method, base_url + path, headers=headers, json=body) as response:
+                payload = await response.read()
+                status = response.status
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            status, payload = None, repr(exc).encode()
+        finished = time.perf_counter()
+        if status == expected:
+            ok_total.append(1)  # warm-up included: the money check compares every success with the journal
+        if started < measure_from:
+            continue
+        latencies.append(finished - started)
+        if status != expected:
+            errors.append(status)
+            if len(samples) < 5:
+                samples.append(f"{method} {path} -> {status}: {payload[:300].decode(errors='replace')}")
+
+
+def percentile(sorted_values, p):
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values) + 0.5) - 1))
+    return sorted_values[index]
+
+
+async def run(args):
+    with open(args.fixture) as handle:
+        fixture = json.load(handle)
+    make = getattr(Scenarios(fixture), args.scenario)
+    connector = aiohttp.TCPConnector(limit=args.concurrency, force_close=args.no_keepalive)
+    timeout = aiohttp.ClientTimeout(total=60)
+    latencies, errors, samples, ok_total = [], [], [], []
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        measure_from = time.perf_counter() + WARMUP_SECONDS
+        deadline = measure_from + args.duration
+        await asyncio.gather(
+            *(
+                client(session, fixture["base_url"], make, deadline, measure_from, latencies, errors, samples, ok_total)
+                for _ in range(args.concurrency)
+            )
+        )
+    latencies.sort()
+    result = {
+        "scenario": args.scenario,
+        "concurrency": args.concurrency,
+        "seconds": args.duration,
+        "requests": len(latencies),
+        "errors": len(errors),
+        "rps": len(latencies) / args.duration,
+        **{f"p{p}_ms": (percentile(latencies, p) or 0) * 1000 for p in PERCENTILES},
+        "succeeded_including_warmup": len(ok_total),
+        "error_samples": samples,
+    }
+    print(json.dumps(result))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--fixture", required=True, help="JSON written by bench/run.py: base_url, tokens, targets")
+    parser.add_argument("--scenario", required=True, choices=[n for n in vars(Scenarios) if not n.startswith("_")])
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds (after a 1 s warm-up)")
+    parser.add_argument("--no-keepalive", action="store_true", help="a new connection per request")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,11 @@
+-- Scenario 3's work in raw SQL: the hot distributor's wallet pays 1.00 to one of its retailers.
+-- Variables (pgbench -D): hot = the distributor's wallet id; first, last = its retailers' wallet ids.
+\set b random(:first, :last)
+BEGIN;
+SELECT id FROM wallet_wallet WHERE id IN (:hot, :b) ORDER BY id FOR UPDATE;
+UPDATE wallet_wallet SET balance = balance - 1.00, updated_at = now() WHERE id = :hot RETURNING balance AS from_after \gset
+UPDATE wallet_wallet SET balance = balance + 1.00, updated_at = now() WHERE id = :b RETURNING balance AS to_after \gset
+INSERT INTO wallet_transfer (from_wallet_id, to_wallet_id, amount, kind, status, remarks, from_balance_after,
+                             to_balance_after, created_at, updated_at, finalized_at)
+VALUES (:hot, :b, 1.00, 'TRANSFER', 'POSTED', 'pgbench ceiling', :from_after, :to_after, now(), now(), now());
+END;
