@@ -63,11 +63,11 @@ class Scenarios:
 
     def history_first(self):
         path = self.f["history_first_path"]
-        return "GET", path, _bearer(self.f["hot_distributor_token"]), None, 200
+        return "GET", path, _bearer(self.f["busy_wallet_token"]), None, 200
 
     def history_deep(self):
         path = self.rng.choice(self.f["history_deep_paths"])
-        return "GET", path, _bearer(self.f["hot_distributor_token"]), None, 200
+        return "GET", path, _bearer(self.f["busy_wallet_token"]), None, 200
 
 
 async def client(session, base_url, make, deadline, measure_from, latencies, errors, samples, ok_total):

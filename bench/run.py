@@ -277,8 +277,8 @@ def build_fixture(population, base_url):
     def token(pk):
         return str(AccessToken.for_user(users[pk]))
 
-    hot = users[population.hot_distributor_id]
-    history = transfers_in_scope(user=hot)
+    busy = users[population.busy_retailer_id]
+    history = transfers_in_scope(user=busy)
     total = history.count()
     deep_positions = [int(total * share) for share in (0.5, 0.6, 0.7, 0.8, 0.9)]
     deep_paths = [history_cursor_path(queryset=history, position=position) for position in deep_positions]
@@ -298,6 +298,7 @@ def build_fixture(population, base_url):
         "hot_retailer_phones": population.hot_retailer_phones,
         "plan_ids": population.plan_ids,
         "plan_queries": plan_queries,
+        "busy_wallet_token": token(population.busy_retailer_id),
         "history_first_path": "/api/wallet/transactions/?cursor=",
         "history_deep_paths": deep_paths,
         "history_rows": total,

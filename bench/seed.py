@@ -4,8 +4,8 @@
   retailers, each other with `retailers_each`; clients make up the rest of `users`;
 - every user wallet funded by the treasury (`pay_out_in_bulk`, kind FUND), so each balance has
   its journal row;
-- the hot distributor's journal grown to `journal` rows by paying its own retailers in batches
-  (the busy wallet whose history scenario 6 pages through);
+- the journal grown to `journal` rows by the hot distributor paying its own retailers in batches,
+  nine payouts in ten to the same retailer (the busy wallet whose history scenario 6 pages through);
 - margins for distributors and retailers (`set_margin`) and the plan catalogue (`load_catalogue`).
 
 Needs Django set up against the benchmark database. Returns a `Population` the load generator uses.
@@ -24,6 +24,7 @@ HISTORY_BATCH = 20_000
 class Population:
     admin_id: int
     hot_distributor_id: int
+    busy_retailer_id: int
     hot_retailer_ids: list
     retailer_ids: list
     client_ids: list
@@ -111,7 +112,11 @@ def seed(*, users=10_000, distributors=10, hot_retailers=500, retailers_each=100
     history_started = time.monotonic()
     while written < remaining:
         size = min(HISTORY_BATCH, remaining - written)
-        payments = [(hot_retailers_list[(written + k) % len(hot_retailers_list)].pk, "1.00") for k in range(size)]
+        # Most payouts go to one retailer: the busy wallet whose history scenario 6 pages through.
+        payments = [
+            (hot_retailers_list[0 if k % 10 else (written + k) % len(hot_retailers_list)].pk, "1.00")
+            for k in range(size)
+        ]
         written += ledger.pay_out_in_bulk(payer=hot, payments=payments, remarks="Daily payout")
     seconds = time.monotonic() - history_started
     log(f"  journal: {_journal_rows()} rows ({written} hot-distributor payouts in {seconds:.0f} s)")
@@ -124,6 +129,7 @@ def seed(*, users=10_000, distributors=10, hot_retailers=500, retailers_each=100
     return Population(
         admin_id=admin.pk,
         hot_distributor_id=hot.pk,
+        busy_retailer_id=hot_retailers_list[0].pk,
         hot_retailer_ids=[r.pk for r in hot_retailers_list],
         retailer_ids=[r.pk for r in retailers],
         client_ids=[c.pk for c in clients],

@@ -115,6 +115,9 @@ class Transfer(models.Model):
             ),
         ]
         indexes = [
+            # A wallet's keyset history pages (wallet.selectors.history_window).
+            models.Index(fields=["from_wallet", "-id"], name="transfer_from_keyset"),
+            models.Index(fields=["to_wallet", "-id"], name="transfer_to_keyset"),
             models.Index(fields=["from_wallet", "-created_at"], name="transfer_from_history"),
             models.Index(fields=["to_wallet", "-created_at"], name="transfer_to_history"),
             models.Index(fields=["status", "created_at"], name="transfer_status_created"),

@@ -99,10 +99,40 @@ def transfers_in_scope(*, user):
     if _is_admin(user):
         return queryset
     if user.user_type == UserType.DISTRIBUTOR:
-        wallet_ids = Wallet.objects.filter(Q(user_id=user.pk) | Q(user__parent_id=user.pk)).values("pk")
+        # Two halves, each through its own index: as one OR across the user join, the planner
+        # hashed every wallet and user on each page (7 ms of a 9 ms page at 10,000 users).
+        own = Wallet.objects.filter(user_id=user.pk).order_by().values_list("pk", flat=True)
+        retailers = Wallet.objects.filter(user__parent_id=user.pk).order_by().values_list("pk", flat=True)
+        wallet_ids = own.union(retailers, all=True)
         return queryset.filter(Q(from_wallet_id__in=wallet_ids) | Q(to_wallet_id__in=wallet_ids))
     wallet_id = Wallet.objects.filter(user_id=user.pk).values("pk")
     return queryset.filter(Q(from_wallet_id__in=wallet_id) | Q(to_wallet_id__in=wallet_id))
+
+
+def own_wallet_id_if_single_scope(*, user):
+    """A retailer's or client's wallet id (their history is one wallet's); None for wider scopes."""
+    if user.user_type in (UserType.ADMIN, UserType.DISTRIBUTOR):
+        return None
+    return Wallet.objects.filter(user_id=user.pk).values_list("pk", flat=True).first()
+
+
+def history_window(*, queryset, wallet_id, before=None, after=None, limit):
+    """`queryset` narrowed to the `limit` newest transfers of `wallet_id` below id `before` (or the
+    `limit` oldest above id `after`), so that a keyset page costs the same at any depth.
+
+    A wallet's history is "sent OR received"; as one OR the planner must gather every row of a busy
+    wallet and sort them (a million rows), or walk the whole journal backwards when the wallet is
+    quiet. Each side alone is a short range read of its (wallet, id) index; the page is among the
+    union of the two."""
+    sides = []
+    for side in ("from_wallet_id", "to_wallet_id"):
+        rows = Transfer.objects.filter(**{side: wallet_id}).order_by()
+        if after is not None:
+            rows = rows.filter(pk__gt=after).order_by("pk")
+        else:
+            rows = (rows.filter(pk__lt=before) if before is not None else rows).order_by("-pk")
+        sides.append(rows.values_list("pk", flat=True)[:limit])
+    return queryset.filter(pk__in=list(sides[0].union(sides[1], all=True)))
 
 
 def all_transfers():

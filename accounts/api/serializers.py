@@ -4,6 +4,7 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from rest_framework import serializers
 
 from accounts.models import User
+from core.fields import ChoiceDisplayField
 from core.phone import PhoneNumberField
 from core.roles import UserType
 
@@ -13,7 +14,7 @@ from core.roles import UserType
 class UserSerializer(serializers.ModelSerializer):
     """A user as every endpoint shows it, with its wallet (select_related("wallet") upstream)."""
 
-    user_type_display = serializers.CharField(source="get_user_type_display", read_only=True)
+    user_type_display = ChoiceDisplayField("user_type")
     wallet_id = serializers.IntegerField(source="wallet.id", read_only=True)
     wallet_balance = serializers.DecimalField(source="wallet.balance", max_digits=14, decimal_places=2, read_only=True)
 

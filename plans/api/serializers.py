@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from core.fields import ChoiceDisplayField
 from core.money import MoneyField
 from plans.models import Provider, RechargePlan
 
@@ -16,8 +17,8 @@ class RechargePlanSerializer(serializers.ModelSerializer):
     amount = MoneyField()
     provider_code = serializers.CharField(source="provider.code", read_only=True)
     provider_name = serializers.CharField(source="provider.name", read_only=True)
-    circle_display = serializers.CharField(source="get_circle_display", read_only=True)
-    plan_type_display = serializers.CharField(source="get_plan_type_display", read_only=True)
+    circle_display = ChoiceDisplayField("circle")
+    plan_type_display = ChoiceDisplayField("plan_type")
 
     class Meta:
         model = RechargePlan

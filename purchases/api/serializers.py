@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from core.fields import ChoiceDisplayField
 from core.money import MoneyField
 from core.phone import PhoneNumberField
 from purchases.models import Purchase
@@ -22,7 +23,7 @@ class PurchaseSerializer(serializers.ModelSerializer):
     buyer_commission = MoneyField(read_only=True)
     distributor = serializers.CharField(source="distributor.username", read_only=True, allow_null=True, default=None)
     distributor_commission = MoneyField(read_only=True)
-    status_display = serializers.CharField(source="get_status_display", read_only=True)
+    status_display = ChoiceDisplayField("status")
 
     class Meta:
         model = Purchase

@@ -9,7 +9,7 @@ order (newest first, by id); `ordering` applies to page numbers only.
 """
 
 from django.conf import settings
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.response import Response
 
@@ -23,6 +23,13 @@ class JournalCursorPagination(CursorPagination):
     @property
     def max_page_size(self):
         return settings.MAX_PAGE_SIZE
+
+    def decode_cursor(self, request):
+        cursor = super().decode_cursor(request)
+        # A position is an id; anything else would reach the database as a malformed filter.
+        if cursor is not None and cursor.position is not None and not cursor.position.isdigit():
+            raise NotFound(self.invalid_cursor_message)
+        return cursor
 
     def get_ordering(self, request, queryset, view):
         # Only a unique key makes a keyset: ties on created_at (a bulk payout shares one
@@ -45,7 +52,20 @@ class TransferPagination(StandardPagination):
             )
         self._require_positive_integer(request, self.page_size_query_param)
         self._cursor = JournalCursorPagination()
+        wallet_id = view.keyset_wallet_id() if hasattr(view, "keyset_wallet_id") else None
+        if wallet_id is not None and set(request.query_params) <= {self.cursor_query_param, "page_size"}:
+            queryset = self._one_wallet_window(queryset, request, wallet_id)
         return self._cursor.paginate_queryset(queryset.order_by(), request, view)
+
+    def _one_wallet_window(self, queryset, request, wallet_id):
+        from wallet.selectors import history_window
+
+        cursor = self._cursor.decode_cursor(request)
+        limit = self._cursor.get_page_size(request) + 1 + (cursor.offset if cursor else 0)
+        position = int(cursor.position) if cursor and cursor.position is not None else None
+        if cursor is not None and cursor.reverse:
+            return history_window(queryset=queryset, wallet_id=wallet_id, after=position, limit=limit)
+        return history_window(queryset=queryset, wallet_id=wallet_id, before=position, limit=limit)
 
     def get_paginated_response(self, data):
         if self._cursor is None:

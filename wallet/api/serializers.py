@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from core.fields import ChoiceDisplayField
 from core.money import MoneyField, money_str
 from core.phone import PhoneNumberField
 from wallet.models import Transfer, UserMargin, Wallet
@@ -28,7 +29,7 @@ class OwnerSerializer(serializers.Serializer):
     email = serializers.EmailField(allow_null=True)
     phone_number = serializers.CharField(allow_null=True)
     user_type = serializers.IntegerField()
-    user_type_display = serializers.CharField(source="get_user_type_display")
+    user_type_display = ChoiceDisplayField("user_type")
     parent_id = serializers.IntegerField(allow_null=True)
     is_active = serializers.BooleanField()
 
@@ -52,39 +53,29 @@ class PartySerializer(serializers.Serializer):
     system = serializers.CharField(source="system_code", allow_null=True)
 
 
-class TransferSerializer(serializers.ModelSerializer):
+class TransferSerializer(serializers.Serializer):
     """A journal row. A party's balance after the transfer is shown only to whom may see that wallet
     (a sender does not learn the receiver's balance). `transaction_type`, `timestamp`, `sender` and
-    `receiver` are the second seed's names for kind, created_at and the parties."""
+    `receiver` are the second seed's names for kind, created_at and the parties.
 
+    Declared field by field rather than as a ModelSerializer: this body is rendered on every money
+    request and every history row, and ModelSerializer rebuilds its fields from the model each time."""
+
+    id = serializers.IntegerField(read_only=True)
+    kind = serializers.ChoiceField(choices=Transfer.Kind.choices)
+    status = serializers.ChoiceField(choices=Transfer.Status.choices)
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2)
     from_ = PartySerializer(source="from_wallet")
     to = PartySerializer(source="to_wallet")
     from_balance_after = serializers.SerializerMethodField()
     to_balance_after = serializers.SerializerMethodField()
+    remarks = serializers.CharField(max_length=255, allow_blank=True)
+    created_at = serializers.DateTimeField()
+    finalized_at = serializers.DateTimeField(allow_null=True)
     sender = serializers.SerializerMethodField()
     receiver = serializers.SerializerMethodField()
     transaction_type = serializers.CharField(source="kind", read_only=True)
     timestamp = serializers.DateTimeField(source="created_at", read_only=True)
-
-    class Meta:
-        model = Transfer
-        fields = [
-            "id",
-            "kind",
-            "status",
-            "amount",
-            "from_",
-            "to",
-            "from_balance_after",
-            "to_balance_after",
-            "remarks",
-            "created_at",
-            "finalized_at",
-            "sender",
-            "receiver",
-            "transaction_type",
-            "timestamp",
-        ]
 
     def get_fields(self):
         fields = super().get_fields()

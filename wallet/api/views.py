@@ -30,6 +30,7 @@ from wallet.api.serializers import (
     TransferSerializer,
     WalletSerializer,
 )
+from wallet.models import Transfer
 
 TAGS = ["wallet"]
 PARTY_SEARCH = [
@@ -128,8 +129,12 @@ class TransactionListView(_TransferListBase):
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # drf-yasg inspecting, no user
-            return self.serializer_class.Meta.model.objects.none()
+            return Transfer.objects.none()
         return selectors.transfers_in_scope(user=self.request.user)
+
+    def keyset_wallet_id(self):
+        """The one wallet a retailer's or client's history is about (TransferPagination's fast path)."""
+        return selectors.own_wallet_id_if_single_scope(user=self.request.user)
 
     @swagger_auto_schema(operation_id="wallet_transactions_list", tags=TAGS)
     def get(self, request, *args, **kwargs):
@@ -145,7 +150,7 @@ class AdminTransactionListView(_TransferListBase):
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # drf-yasg inspecting, no user
-            return self.serializer_class.Meta.model.objects.none()
+            return Transfer.objects.none()
         return selectors.all_transfers()
 
     @swagger_auto_schema(operation_id="wallet_admin_transactions_list", tags=TAGS)
@@ -158,7 +163,7 @@ class TransactionDetailView(generics.RetrieveAPIView):
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # drf-yasg inspecting, no user
-            return self.serializer_class.Meta.model.objects.none()
+            return Transfer.objects.none()
         return selectors.transfers_in_scope(user=self.request.user)
 
     def get_serializer_context(self):
