@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip install --disable-pip-version-check -q
 ARGS   ?=
 DEV_ENV := DEBUG=true OTP_EXPOSE_IN_RESPONSE=true
 
-.PHONY: run test install install-dev lint fmt migrate demo-data schema fuzz browser
+.PHONY: run test install install-dev lint fmt migrate demo-data schema fuzz browser bench
 
 run: install migrate demo-data
 	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:8000
@@ -26,9 +26,9 @@ $(VENV)/.installed: requirements.txt | $(PY)
 	$(PIP) -r requirements.txt
 	touch $@
 
-$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(PY)
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt requirements-bench.txt | $(PY)
 	$(PIP) -r requirements-dev.txt
-	touch $@ $(VENV)/.installed
+	touch $@ $(VENV)/.installed $(VENV)/.installed-bench
 
 migrate: install
 	$(DEV_ENV) $(PY) manage.py migrate --noinput
@@ -55,3 +55,14 @@ fuzz: install-dev
 
 browser: install-dev
 	$(VENV)/bin/pytest -m browser $(ARGS)
+
+# The benchmark (bench/README.md): a fresh PostgreSQL database (BENCH_DATABASE_URL, default
+# postgres://postgres@127.0.0.1:5432/recharge_bench), gunicorn, a load generator and pgbench.
+# About 15 minutes. A quick look: make bench BENCH_ARGS="--users 1000 --journal 50000 --duration 3"
+BENCH_ARGS ?=
+bench: $(VENV)/.installed-bench
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+$(VENV)/.installed-bench: requirements.txt requirements-bench.txt | $(PY)
+	$(PIP) -r requirements-bench.txt
+	touch $@

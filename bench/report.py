@@ -16,12 +16,25 @@ def _ratio(results, scenario, level):
     return run["rps"] / ceiling["tps"]
 
 
+def _peak_ratio(results, scenario):
+    """The most the application did at any concurrency over the most pgbench did at any."""
+    ceiling = results["ceilings"].get(scenario)
+    runs = results["runs"].get(scenario)
+    if not ceiling or not runs:
+        return None
+    return max(run["rps"] for run in runs.values()) / max(c["tps"] for c in ceiling.values())
+
+
 def verdicts(results, targets, verify_target_seconds):
-    """One PASS/FAIL line per target of the issue, judged on this run's numbers."""
+    """PASS/FAIL for correctness (errors, exactly-once, a clean ledger), MET/MISSED for each
+    performance target of the issue, judged on this run's numbers."""
     lines = []
 
-    def judge(ok, text):
+    def judge(ok, text):  # correctness: a FAIL makes the run exit non-zero
         lines.append(f"{'PASS' if ok else 'FAIL'}: {text}")
+
+    def target(ok, text):  # a performance target of the issue, reported as met or missed
+        lines.append(f"{'MET' if ok else 'MISSED'}: {text}")
 
     for scenario, runs in results["runs"].items():
         errors = sum(run["errors"] for run in runs.values())
@@ -33,33 +46,41 @@ def verdicts(results, targets, verify_target_seconds):
             if check:
                 judge(check["exactly_once"], f"{scenario} @ {level}: journal grew by exactly the successes")
                 judge(check["verify"]["ok"], f"{scenario} @ {level}: verify_ledger clean")
-    for scenario, target in targets.items():
+    for scenario, goal in targets.items():
         runs = results["runs"].get(scenario)
         if not runs:
             continue
-        if "min_ratio" in target:
+        if "min_ratio" in goal:
             for level in runs:
                 ratio = _ratio(results, scenario, level)
                 if ratio is not None:
-                    judge(
-                        ratio >= target["min_ratio"],
-                        f"{scenario} @ {level}: {ratio:.0%} of the raw-SQL ceiling (target {target['min_ratio']:.0%})",
+                    target(
+                        ratio >= goal["min_ratio"],
+                        f"{scenario} @ {level}: {ratio:.0%} of the raw-SQL ceiling (target {goal['min_ratio']:.0%})",
                     )
-        if "max_p99_ms_at_32" in target and 32 in runs:
+            peak = _peak_ratio(results, scenario)
+            if peak is not None:
+                target(
+                    peak >= goal["min_ratio"],
+                    f"{scenario}, best against best: {peak:.0%} of the most pgbench did at any concurrency "
+                    f"(target {goal['min_ratio']:.0%})",
+                )
+        if "max_p99_ms_at_32" in goal and 32 in runs:
             p99 = runs[32]["p99_ms"]
-            judge(
-                p99 < target["max_p99_ms_at_32"],
-                f"{scenario} @ 32: p99 {p99:.0f} ms (target < {target['max_p99_ms_at_32']} ms)",
+            target(
+                p99 < goal["max_p99_ms_at_32"],
+                f"{scenario} @ 32: p99 {p99:.0f} ms (target < {goal['max_p99_ms_at_32']} ms)",
             )
-        if "max_p95_ms" in target:
+        if "max_p95_ms" in goal:
             for level, run in runs.items():
-                judge(
-                    run["p95_ms"] < target["max_p95_ms"],
-                    f"{scenario} @ {level}: p95 {run['p95_ms']:.1f} ms (target < {target['max_p95_ms']} ms)",
+                target(
+                    run["p95_ms"] < goal["max_p95_ms"],
+                    f"{scenario} @ {level}: p95 {run['p95_ms']:.1f} ms (target < {goal['max_p95_ms']} ms)",
                 )
     verify = results["verify_initial"]
-    judge(
-        verify["ok"] and verify["seconds"] < verify_target_seconds,
+    judge(verify["ok"], f"verify_ledger clean on the seeded journal of {results['seed']['transfers']:,} transfers")
+    target(
+        verify["seconds"] < verify_target_seconds,
         f"verify_ledger on {results['seed']['transfers']:,} transfers: {verify['seconds']:.1f} s "
         f"(target < {verify_target_seconds} s), peak RSS {verify['rss_mb'][0]:.0f} -> {verify['rss_mb'][1]:.0f} MB",
     )
@@ -105,7 +126,7 @@ def plot(results, titles, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (throughput, tail) = plt.subplots(1, 2, figsize=(13, 5))
+    figure, (throughput, tail) = plt.subplots(1, 2, figsize=(13, 6.5))
     for scenario, runs in results["runs"].items():
         levels = sorted(runs)
         line = throughput.plot(levels, [runs[level]["rps"] for level in levels], marker="o", label=titles[scenario])
@@ -130,9 +151,10 @@ def plot(results, titles, path):
         axis.grid(True, which="both", alpha=0.3)
     throughput.set_title("Throughput (dashed: raw SQL in pgbench)")
     tail.set_title("p99 latency")
-    throughput.legend(fontsize=7, loc="lower left")
+    handles, labels = throughput.get_legend_handles_labels()
+    figure.legend(handles, labels, fontsize=8, loc="lower center", ncol=3)
     figure.suptitle(f"Recharge backend benchmark, {results['date']}, {results['machine']['cores']} cores")
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.16, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
@@ -200,3 +222,34 @@ def write_report(results, folder: Path, *, update_readme=False, readme=None):
             readme.write_text(f"{head}{README_START}\n{summary}{markdown_table(results, titles)}\n{README_END}{tail}")
             written.append(readme)
     return written
+
+
+def load_results(path: Path) -> dict:
+    """latest.json as written (JSON turned the concurrency keys into strings)."""
+    results = json.loads(Path(path).read_text())
+    for section in ("runs", "ceilings", "checks"):
+        results[section] = {
+            scenario: {(int(level) if level.isdigit() else level): value for level, value in levels.items()}
+            for scenario, levels in results[section].items()
+        }
+    return results
+
+
+def main():
+    """Re-render a saved run: python bench/report.py bench/results/latest.json [--update-readme]"""
+    import argparse
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root))
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("json")
+    parser.add_argument("--update-readme", action="store_true")
+    args = parser.parse_args()
+    path = Path(args.json)
+    written = write_report(load_results(path), path.parent, update_readme=args.update_readme, readme=root / "README.md")
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
+if __name__ == "__main__":
+    main()

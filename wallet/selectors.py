@@ -131,8 +131,8 @@ def history_window(*, queryset, wallet_id, before=None, after=None, limit):
             rows = rows.filter(pk__gt=after).order_by("pk")
         else:
             rows = (rows.filter(pk__lt=before) if before is not None else rows).order_by("-pk")
-        sides.append(rows.values_list("pk", flat=True)[:limit])
-    return queryset.filter(pk__in=list(sides[0].union(sides[1], all=True)))
+        sides.extend(rows.values_list("pk", flat=True)[:limit])
+    return queryset.filter(pk__in=sides)
 
 
 def all_transfers():

@@ -1,0 +1,49 @@
+"""`make bench` keeps working: a miniature run of bench/run.py end to end (seed, gunicorn, load
+generator, pgbench ceiling, report), so the benchmark cannot rot between the times someone runs it.
+Its numbers mean nothing at this size; only correctness is asserted (no errors, money exactly once,
+a clean ledger), which the run itself checks and turns into its exit status."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
+
+
+@pytest.fixture
+def bench_database_url():
+    settings = connection.settings_dict
+    name = f"recharge_bench_smoke_{os.getpid()}"
+    url = f"postgres://{settings['USER']}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{name}"
+    yield url
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_a_miniature_benchmark_runs_end_to_end(tmp_path, bench_database_url):
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "run.py"),
+        "--users=300",
+        "--journal=3000",
+        "--duration=1",
+        "--concurrency=2",
+        f"--output={tmp_path}",
+    ]
+    env = {**os.environ, "BENCH_DATABASE_URL": bench_database_url}
+    env.pop("DATABASE_URL", None)
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    report = (tmp_path / "latest.md").read_text()
+    for scenario in ("1. balance read", "2. transfers", "3. hot wallet", "4. recharge", "5. plan list", "6a.", "6b."):
+        assert scenario in report
+    assert "raw-SQL ceiling (pgbench)" in report
+    assert "FAIL" not in report and report.count("PASS") >= 10
+    assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,73 @@
+"""Every money-moving request runs a fixed, small number of queries, whatever the data.
+
+Counted as production runs them (`transaction=True`: real BEGIN/COMMIT, not the test's savepoints),
+with the Idempotency-Key a real client sends. bench/README.md explains each count; the benchmark
+report prints the same numbers measured on the live stack. A change that adds a query to a money
+path must change this table on purpose."""
+
+import uuid
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from accounts.tests.factories import AdminFactory, ClientFactory, DistributorFactory, RetailerFactory
+from conftest import client_for
+from plans.models import Provider, RechargePlan
+from wallet import services
+from wallet.models import UserMargin
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# endpoint: queries with an Idempotency-Key
+BUDGET = {
+    "transfer": 16,
+    "credit": 15,
+    "debit": 15,
+    "add-to-wallet": 17,
+    "debit-from-wallet": 17,
+    "purchase": 42,
+}
+
+
+@pytest.fixture
+def people():
+    admin = AdminFactory()
+    distributor = DistributorFactory()
+    retailer = RetailerFactory(parent=distributor)
+    client = ClientFactory(phone_number="+919876500001")
+    for user in (distributor, retailer, client):
+        services.fund_wallet(user=user, amount="1000.00", initiated_by=admin)
+    for user in (distributor, retailer):
+        UserMargin.objects.create(user=user, margin_percentage="2.00")
+    provider = Provider.objects.create(code="jio", name="Jio")
+    plan = RechargePlan.objects.create(provider=provider, code="jio-199", amount="199.00", validity_days=28)
+    return {"admin": admin, "retailer": retailer, "client": client, "plan": plan}
+
+
+def requests_for(people):
+    admin, retailer, client, plan = people["admin"], people["retailer"], people["client"], people["plan"]
+    return {
+        "transfer": (retailer, "/api/wallet/transfer/", {"to_phone_number": client.phone_number, "amount": "1.00"}),
+        "credit": (client, "/api/wallet/credit/", {"amount": "1.00"}),
+        "debit": (client, "/api/wallet/debit/", {"amount": "1.00"}),
+        "add-to-wallet": (admin, "/api/wallet/add-to-wallet/", {"user_id": client.pk, "amount": "1.00"}),
+        "debit-from-wallet": (admin, "/api/wallet/debit-from-wallet/", {"user_id": client.pk, "amount": "1.00"}),
+        "purchase": (retailer, "/api/purchases/purchase/", {"plan_id": plan.pk, "mobile_number": "9812345678"}),
+    }
+
+
+def queries_of(user, path, body):
+    api = client_for(user)
+    with CaptureQueriesContext(connection) as queries:
+        response = api.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=uuid.uuid4().hex)
+    assert response.status_code == 201, response.content
+    return len(queries)
+
+
+@pytest.mark.parametrize("endpoint", list(BUDGET))
+def test_a_money_request_runs_its_budgeted_queries_every_time(people, endpoint):
+    user, path, body = requests_for(people)[endpoint]
+    queries_of(user, path, body)  # the test's flush removed the system wallets; the first request recreates them
+    counts = [queries_of(user, path, body) for _ in range(3)]
+    assert counts == [BUDGET[endpoint]] * 3
