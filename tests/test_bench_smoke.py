@@ -22,8 +22,16 @@ def bench_database_url():
     name = f"recharge_bench_smoke_{os.getpid()}"
     url = f"postgres://{settings['USER']}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{name}"
     yield url
-    with connection.cursor() as cursor:
+    # Not through the test's connection: DROP DATABASE cannot run inside its transaction.
+    import psycopg2
+
+    admin = psycopg2.connect(
+        dbname="postgres", user=settings["USER"], host=settings["HOST"] or "127.0.0.1", port=settings["PORT"] or 5432
+    )
+    admin.autocommit = True
+    with admin.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
 
 
 def test_a_miniature_benchmark_runs_end_to_end(tmp_path, bench_database_url):
