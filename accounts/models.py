@@ -52,10 +52,14 @@ class User(AbstractUser):
     def role(self):
         return UserType(self.user_type)
 
-    def save(self, *args, **kwargs):
-        # Blank strings would collide under the unique constraints; absent means NULL.
+    def normalize_identity(self):
+        """Email lower-cased and trimmed; a blank email or phone is NULL (blank strings would
+        collide under the unique constraints). save() calls it; bulk_create, which skips save(), too."""
         self.email = self.email.strip().lower() or None if self.email else None
         self.phone_number = self.phone_number or None
+
+    def save(self, *args, **kwargs):
+        self.normalize_identity()
         creating = self._state.adding
         with transaction.atomic():
             super().save(*args, **kwargs)

@@ -165,8 +165,7 @@ def check_parent(*, user_type: int, parent: User | None) -> None:
 
 def _save(user: User) -> User:
     """Save after the uniqueness checks; a concurrent insert of the same email or phone is a 400 too."""
-    email = user.email.strip().lower() if user.email else None
-    user.email = email
+    user.normalize_identity()
     _ensure_unique(user=user)
     try:
         with transaction.atomic():
@@ -224,8 +223,7 @@ def create_users_in_bulk(*, users: list[dict], password_hash: str | None = None,
     accounts = []
     for fields in users:
         user = User(**fields)
-        user.email = user.email.strip().lower() if user.email else None
-        user.phone_number = user.phone_number or None
+        user.normalize_identity()
         check_parent(user_type=user.user_type, parent=user.parent)
         apply_role_flags(user=user)
         user.password = password

@@ -368,28 +368,20 @@ def pay_out_in_bulk(*, payer=None, payments, kind=Kind.TRANSFER, remarks="", ini
         if not source.is_system and source.available < total:
             raise InsufficientFunds(available=f"{source.available:.2f}", amount=f"{total:.2f}")
         now = timezone.now()
-        rows = []
-        for user_id, amount in payments:
-            destination = receivers[user_id]
-            if not source.is_system:
-                source.balance -= amount
-            destination.balance += amount
-            rows.append(
-                Transfer(
-                    from_wallet=source,
-                    to_wallet=destination,
+        rows = [
+            Transfer(
+                **_journal_fields(
+                    source=source,
+                    destination=receivers[user_id],
                     amount=amount,
                     kind=kind,
-                    status=Status.POSTED,
-                    remarks=remarks[:255],
+                    remarks=remarks,
                     initiated_by=initiated_by or payer,
-                    from_balance_after=None if source.is_system else source.balance,
-                    to_balance_after=destination.balance,
-                    created_at=now,
-                    updated_at=now,
-                    finalized_at=now,
+                    now=now,
                 )
             )
+            for user_id, amount in payments
+        ]
         Transfer.objects.bulk_create(rows, batch_size=batch_size)
         changed = list(receivers.values()) + ([] if source.is_system else [source])
         for wallet in changed:
@@ -494,31 +486,50 @@ def _move(
     if not source.is_system and source.available < amount:
         raise InsufficientFunds(available=f"{source.available:.2f}", amount=f"{amount:.2f}")
     now = now or timezone.now()
+    row = _journal_fields(
+        source=source,
+        destination=destination,
+        amount=amount,
+        kind=kind,
+        status=status,
+        remarks=remarks,
+        initiated_by=initiated_by,
+        purchase=purchase,
+        idempotency_key=idempotency_key,
+        refund_of=refund_of,
+        now=now,
+    )
+    if not source.is_system:
+        _store_balance(source, now)
+    if not destination.is_system and status == Status.POSTED:
+        _store_balance(destination, now)
+    return Transfer.objects.create(**row)
+
+
+def _journal_fields(*, source, destination, amount, kind, status=Status.POSTED, remarks="", now, **links) -> dict:
+    """Apply `amount` to the locked wallets in memory and return the journal row's fields, with the
+    balances after it: a posted transfer moves the balance, a pending one raises the sender's hold.
+    The one place both `_move` and `pay_out_in_bulk` do the arithmetic; the callers check and store."""
     if not source.is_system:
         if status == Status.POSTED:
             source.balance -= amount
         else:
             source.held += amount
-        _store_balance(source, now)
     if not destination.is_system and status == Status.POSTED:
         destination.balance += amount
-        _store_balance(destination, now)
-    return Transfer.objects.create(
+    return dict(
         from_wallet=source,
         to_wallet=destination,
         amount=amount,
         kind=kind,
         status=status,
         remarks=remarks[:255],
-        initiated_by=initiated_by,
-        idempotency_key=idempotency_key,
-        purchase=purchase,
-        refund_of=refund_of,
         from_balance_after=None if source.is_system else source.balance,
         to_balance_after=None if destination.is_system else destination.balance,
         created_at=now,
         updated_at=now,
         finalized_at=now if status != Status.PENDING else None,
+        **links,
     )
 
 

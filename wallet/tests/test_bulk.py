@@ -31,6 +31,11 @@ def test_users_in_bulk_each_get_a_wallet_in_the_same_transaction():
     assert not User.objects.get(username="r1").has_usable_password()
 
 
+def test_bulk_users_normalise_blank_email_and_phone_like_save_does():
+    created = create_users_in_bulk(users=[{"username": "a", "email": "  "}, {"username": "b", "phone_number": ""}])
+    assert [(user.email, user.phone_number) for user in created] == [(None, None), (None, None)]
+
+
 def test_a_duplicate_in_a_bulk_import_creates_nobody():
     ClientFactory(username="taken")
     before = (User.objects.count(), Wallet.objects.count())
