@@ -171,9 +171,17 @@ def idempotent(method=None, *, atomic=True):
             try:
                 if atomic:
                     with transaction.atomic():
-                        response = _run_in_savepoint(view, view_method, request, args, kwargs)
+                        response = _run(view, view_method, request, args, kwargs)
                         if response.status_code >= 500:
                             raise _ServerFailure(response)
+                        if response.status_code >= 400:
+                            # A refusal moves no money: whatever the view wrote before refusing
+                            # is rolled back, and its answer is stored below, on its own. One
+                            # transaction with no savepoint keeps the successful path short.
+                            transaction.set_rollback(True)
+                        else:
+                            complete(record, response)
+                    if response.status_code >= 400:
                         complete(record, response)
                 else:
                     response = _run(view, view_method, request, args, kwargs)
@@ -198,13 +206,3 @@ def _run(view, view_method, request, args, kwargs):
         return view_method(view, request, *args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - handle_exception maps it, or re-raises what it can't
         return view.handle_exception(exc)
-
-
-def _run_in_savepoint(view, view_method, request, args, kwargs):
-    # A refusal (4xx) is stored as the key's answer, but whatever the view wrote before refusing
-    # is rolled back to this savepoint.
-    with transaction.atomic():
-        response = _run(view, view_method, request, args, kwargs)
-        if response.status_code >= 400:
-            transaction.set_rollback(True)
-    return response

@@ -21,11 +21,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 # endpoint: queries with an Idempotency-Key
 BUDGET = {
-    "transfer": 16,
-    "credit": 15,
-    "debit": 15,
-    "add-to-wallet": 17,
-    "debit-from-wallet": 17,
+    "transfer": 14,
+    "credit": 13,
+    "debit": 13,
+    "add-to-wallet": 15,
+    "debit-from-wallet": 15,
     "purchase": 42,
 }
 

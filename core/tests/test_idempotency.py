@@ -109,6 +109,24 @@ def test_a_refusal_is_replayed_too_and_still_writes_nothing(auth_client, client_
 
 
 @pytest.mark.django_db
+def test_a_refusal_after_a_write_rolls_the_write_back_and_is_still_replayed(auth_client, client_user, monkeypatch):
+    original = services.credit_wallet
+
+    def credits_then_refuses(**kwargs):
+        original(**kwargs)
+        raise services.InsufficientFunds(available="0.00", amount="10.00")
+
+    monkeypatch.setattr(services, "credit_wallet", credits_then_refuses)
+    api = auth_client(client_user)
+    first = api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    again = api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    assert first.status_code == 400 and first.json()["code"] == "insufficient_funds"
+    assert snapshot(first) == snapshot(again) and again.headers["Idempotent-Replayed"] == "true"
+    assert Transfer.objects.count() == 0 and balance_of(client_user) == Decimal("0.00")
+    assert IdempotencyRecord.objects.get(key="k").state == IdempotencyRecord.State.COMPLETED
+
+
+@pytest.mark.django_db
 def test_a_server_error_releases_the_key_so_the_retry_runs(auth_client, client_user, monkeypatch):
     original = services.credit_wallet
 
