@@ -139,7 +139,15 @@ def wallets_for_update(*, user_ids=(), wallet_ids=()) -> list[Wallet]:
     """Lock the user wallets of `user_ids` / `wallet_ids` in ascending id order, in one query."""
     from django.db.models import Q
 
-    condition = Q(user_id__in=list(user_ids)) | Q(pk__in=list(wallet_ids))
+    # Only the parts that name something: an empty `IN ()` costs Django a failed compile per call,
+    # and this runs on every money request.
+    condition = Q()
+    if user_ids:
+        condition |= Q(user_id__in=list(user_ids))
+    if wallet_ids:
+        condition |= Q(pk__in=list(wallet_ids))
+    if not condition:
+        return []
     return list(
         Wallet.objects.select_for_update(of=("self",))
         .select_related("user")
