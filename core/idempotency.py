@@ -86,10 +86,7 @@ def claim_key(*, user, key, endpoint, fingerprint):
     while True:
         now = _now()
         try:
-            with transaction.atomic():
-                record = IdempotencyRecord.objects.create(
-                    user=user, key=key, endpoint=endpoint, fingerprint=fingerprint, locked_at=now
-                )
+            record = _insert_claim(user=user, key=key, endpoint=endpoint, fingerprint=fingerprint, locked_at=now)
             return record, None
         except IntegrityError:
             pass
@@ -111,6 +108,17 @@ def claim_key(*, user, key, endpoint, fingerprint):
         if time.monotonic() >= deadline:
             raise IdempotencyRequestInProgress()
         time.sleep(0.05)
+
+
+def _insert_claim(**fields):
+    """The claim must be committed before the request runs, so that a concurrent duplicate sees it.
+    Outside any transaction (production) the INSERT commits by itself: one statement, not BEGIN,
+    INSERT, COMMIT. Inside a caller's transaction (a test's), a savepoint keeps a duplicate key's
+    IntegrityError from poisoning it."""
+    if not transaction.get_connection().in_atomic_block:
+        return IdempotencyRecord.objects.create(**fields)
+    with transaction.atomic():
+        return IdempotencyRecord.objects.create(**fields)
 
 
 def replay(record):

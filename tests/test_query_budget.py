@@ -21,12 +21,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 # endpoint: queries with an Idempotency-Key
 BUDGET = {
-    "transfer": 14,
-    "credit": 13,
-    "debit": 13,
-    "add-to-wallet": 15,
-    "debit-from-wallet": 15,
-    "purchase": 42,
+    "transfer": 12,
+    "credit": 11,
+    "debit": 11,
+    "add-to-wallet": 13,
+    "debit-from-wallet": 13,
+    "purchase": 40,
 }
 
 
