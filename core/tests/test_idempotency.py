@@ -108,8 +108,18 @@ def test_a_refusal_is_replayed_too_and_still_writes_nothing(auth_client, client_
     assert Transfer.objects.count() == 0
 
 
-@pytest.mark.django_db
-def test_a_refusal_after_a_write_rolls_the_write_back_and_is_still_replayed(auth_client, client_user, monkeypatch):
+@pytest.mark.parametrize(
+    "transactional",
+    [
+        pytest.param(False, marks=pytest.mark.django_db, id="inside a caller's transaction"),
+        # As production runs it: a real ROLLBACK, then the answer stored on its own.
+        pytest.param(True, marks=pytest.mark.django_db(transaction=True), id="as production runs it"),
+    ],
+)
+def test_a_refusal_after_a_write_rolls_the_write_back_and_is_still_replayed(
+    auth_client, client_user, monkeypatch, transactional
+):
+    assert connection.in_atomic_block is not transactional
     original = services.credit_wallet
 
     def credits_then_refuses(**kwargs):
