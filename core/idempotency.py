@@ -88,11 +88,17 @@ def claim_key(*, user, key, endpoint, fingerprint):
         try:
             record = _insert_claim(user=user, key=key, endpoint=endpoint, fingerprint=fingerprint, locked_at=now)
             return record, None
-        except IntegrityError:
-            pass
+        except IntegrityError as error:
+            refused = error
         existing = IdempotencyRecord.objects.filter(user=user, key=key).first()
         if existing is None:
-            continue  # the owner failed and released the key between our insert and our read
+            # Either the owner failed and released the key between our insert and our read (try
+            # again), or the insert failed for another reason than the key (its user is gone): that
+            # must surface, not spin.
+            if time.monotonic() >= deadline:
+                raise refused
+            time.sleep(0.05)
+            continue
         if existing.fingerprint != fingerprint:
             raise IdempotencyKeyReused()
         if existing.state == IdempotencyRecord.State.COMPLETED:

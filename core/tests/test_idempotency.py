@@ -195,3 +195,26 @@ def test_twenty_concurrent_copies_of_a_transfer_move_money_once_and_answer_the_s
     assert (balance_of(sender), balance_of(receiver)) == (Decimal("70.00"), Decimal("30.00"))
     assert Transfer.objects.filter(kind="TRANSFER").count() == 1
     assert_ledger_clean()
+
+
+@pytest.mark.django_db
+def test_a_claim_that_fails_for_another_reason_than_the_key_surfaces_instead_of_looping(
+    client_user, monkeypatch, settings
+):
+    from django.db import IntegrityError
+
+    from core import idempotency
+
+    settings.IDEMPOTENCY_WAIT_SECONDS = 0.2
+    attempts = []
+
+    def refused(**fields):
+        attempts.append(1)
+        if len(attempts) > 100:
+            raise AssertionError("claim_key kept retrying an insert that can never succeed")
+        raise IntegrityError("insert or update on table violates foreign key constraint")
+
+    monkeypatch.setattr(idempotency, "_insert_claim", refused)
+    with pytest.raises(IntegrityError, match="foreign key"):
+        idempotency.claim_key(user=client_user, key="k", endpoint="POST x", fingerprint="f")
+    assert IdempotencyRecord.objects.count() == 0
