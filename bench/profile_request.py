@@ -1,12 +1,12 @@
 """Where one request's CPU goes: the WSGI application called in-process, under cProfile.
 
-    .venv/bin/python bench/profile_request.py transfer --requests 2000 --top 40
+    .venv/bin/python bench/profile_request.py transfers --requests 2000 --top 40
 
 Recreates PROFILE_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/recharge_profile),
-migrates it, seeds a handful of users through the services, then sends `--requests` requests
-straight to `config.wsgi.application` (no HTTP server, no network), as the benchmark's clients
-send them (Bearer token, Idempotency-Key on money). Prints the CPU time per request and the
-functions that take it. The benchmark (`make bench`) measures throughput; this says why.
+migrates it, seeds a handful of users through the services, then sends `--requests` of the
+benchmark's own requests (bench/load.py's scenarios: Bearer token, Idempotency-Key on money)
+straight to `config.wsgi.application`, with no HTTP server and no network. Prints the CPU time
+per request and the functions that take it. `make bench` measures throughput; this says why.
 """
 
 import argparse
@@ -17,7 +17,6 @@ import os
 import pstats
 import sys
 import time
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -26,7 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/recharge_profile"
 
 
-def environ_for(*, method, path, token, body=None, key=None, query=""):
+def environ_for(*, method, path, headers, body):
+    """The WSGI environ gunicorn would hand the application for this request."""
+    path, _, query = path.partition("?")
     payload = json.dumps(body).encode() if body is not None else b""
     environ = {
         "REQUEST_METHOD": method,
@@ -37,7 +38,6 @@ def environ_for(*, method, path, token, body=None, key=None, query=""):
         "SERVER_PROTOCOL": "HTTP/1.1",
         "REMOTE_ADDR": "127.0.0.1",
         "HTTP_HOST": "127.0.0.1",
-        "HTTP_AUTHORIZATION": f"Bearer {token}",
         "wsgi.input": io.BytesIO(payload),
         "wsgi.url_scheme": "http",
         "wsgi.errors": sys.stderr,
@@ -45,25 +45,24 @@ def environ_for(*, method, path, token, body=None, key=None, query=""):
         "wsgi.multiprocess": True,
         "wsgi.run_once": False,
         "wsgi.version": (1, 0),
+        **{f"HTTP_{name.upper().replace('-', '_')}": value for name, value in headers.items()},
     }
     if body is not None:
         environ["CONTENT_TYPE"] = "application/json"
         environ["CONTENT_LENGTH"] = str(len(payload))
-    if key is not None:
-        environ["HTTP_IDEMPOTENCY_KEY"] = key
     return environ
 
 
 def main():
+    from run import SCENARIOS, build_fixture, configure_environment, recreate_database
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", choices=["transfer", "credit", "balance", "purchase", "plans"])
+    parser.add_argument("scenario", choices=SCENARIOS, help="one of the benchmark's scenarios")
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--top", type=int, default=35)
     parser.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"])
     parser.add_argument("--no-profile", action="store_true", help="only time the requests")
     args = parser.parse_args()
-
-    from run import configure_environment, recreate_database
 
     database_url = os.environ.get("PROFILE_DATABASE_URL", DEFAULT_DB)
     configure_environment(database_url)
@@ -75,57 +74,14 @@ def main():
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    from rest_framework_simplejwt.tokens import AccessToken
+    from load import Scenarios
     from seed import seed
 
     population = seed(users=200, distributors=2, hot_retailers=20, retailers_each=20, journal=2000, log=lambda *a: None)
     from config.wsgi import application
 
-    retailer_id = population.retailer_ids[0]
-    client_id = population.client_ids[0]
-    from accounts.models import User
-
-    def token(user_id):
-        return str(AccessToken.for_user(User.objects.get(pk=user_id)))
-
-    phones = population.client_phones
-    plan_ids = population.plan_ids
-
-    def request(i):
-        if args.scenario == "transfer":
-            return environ_for(
-                method="POST",
-                path="/api/wallet/transfer/",
-                token=tokens[client_id],
-                body={"to_phone_number": phones[1 + i % (len(phones) - 1)], "amount": "1.00", "remarks": "bench"},
-                key=uuid.uuid4().hex,
-            )
-        if args.scenario == "credit":
-            return environ_for(
-                method="POST",
-                path="/api/wallet/credit/",
-                token=tokens[client_id],
-                body={"amount": "1.00"},
-                key=uuid.uuid4().hex,
-            )
-        if args.scenario == "purchase":
-            return environ_for(
-                method="POST",
-                path="/api/purchases/purchase/",
-                token=tokens[retailer_id],
-                body={"plan_id": plan_ids[i % len(plan_ids)], "mobile_number": "9812345678"},
-                key=uuid.uuid4().hex,
-            )
-        if args.scenario == "plans":
-            return environ_for(
-                method="GET",
-                path="/api/plans/plans/",
-                token=tokens[client_id],
-                query="provider=jio&min_amount=100&max_amount=1000&ordering=amount",
-            )
-        return environ_for(method="GET", path="/api/wallet/balance/", token=tokens[client_id])
-
-    tokens = {client_id: token(client_id), retailer_id: token(retailer_id)}
+    # The benchmark's own requests (bench/load.py), sent to the application instead of a server.
+    make_request = getattr(Scenarios(build_fixture(population, base_url="")), args.scenario)
     statuses = {}
 
     def call(environ):
@@ -136,15 +92,20 @@ def main():
         b"".join(response)
         response.close()
 
-    for i in range(50):  # warm-up: imports, URL resolver, first connection
-        call(request(i))
+    def environs(count):
+        for _ in range(count):
+            method, path, headers, body, _expected = make_request()
+            yield environ_for(method=method, path=path, headers=headers, body=body)
+
+    for environ in environs(50):  # warm-up: imports, URL resolver, first connection
+        call(environ)
     statuses.clear()
-    environs = [request(i) for i in range(args.requests)]
+    prepared = list(environs(args.requests))
     profiler = None if args.no_profile else cProfile.Profile()
     cpu, wall = time.process_time(), time.perf_counter()
     if profiler:
         profiler.enable()
-    for environ in environs:
+    for environ in prepared:
         call(environ)
     if profiler:
         profiler.disable()

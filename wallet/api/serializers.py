@@ -18,10 +18,6 @@ _MONEY = serializers.DecimalField(max_digits=14, decimal_places=2)
 _DATETIME = serializers.DateTimeField()
 
 
-def _datetime(value):
-    return None if value is None else _DATETIME.to_representation(value)
-
-
 # --- responses ------------------------------------------------------------------------------
 
 
@@ -140,7 +136,7 @@ class TransferSerializer(serializers.Serializer):
 
     def to_representation(self, transfer):
         source, destination = transfer.from_wallet, transfer.to_wallet
-        created_at = _datetime(transfer.created_at)
+        created_at = _DATETIME.to_representation(transfer.created_at)
         return {
             "id": transfer.pk,
             "kind": str(transfer.kind),
@@ -152,7 +148,7 @@ class TransferSerializer(serializers.Serializer):
             "to_balance_after": self._visible_balance(destination, transfer.to_balance_after),
             "remarks": transfer.remarks,
             "created_at": created_at,
-            "finalized_at": _datetime(transfer.finalized_at),
+            "finalized_at": _DATETIME.to_representation(transfer.finalized_at),
             "sender": self._party_name(source),
             "receiver": self._party_name(destination),
             "transaction_type": str(transfer.kind),

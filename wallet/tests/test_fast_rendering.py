@@ -35,14 +35,13 @@ def journal(admin_user, distributor, retailer, fund):
     moved = services.transfer_funds(sender=distributor, receiver=retailer, amount="25.25", remarks="float")
     held = services.hold_funds(user=retailer, amount="3.00", remarks="recharge")
     paid = services.transfer_funds(sender=retailer, receiver=stranger, amount="1.00")
-    rows = Transfer.objects.select_related("from_wallet__user", "to_wallet__user")
-    return [rows.get(pk=transfer.pk) for transfer in (moved, held, paid)]
+    return [selectors.all_transfers().get(pk=transfer.pk) for transfer in (moved, held, paid)]
 
 
 @pytest.mark.parametrize("viewer_name", ["admin_user", "distributor", "retailer", None])
 def test_a_journal_row_renders_as_drf_would_for_every_viewer(journal, request, viewer_name):
     viewer = request.getfixturevalue(viewer_name) if viewer_name else None
-    funding = Transfer.objects.select_related("from_wallet__user", "to_wallet__user").filter(kind="FUND").first()
+    funding = selectors.all_transfers().filter(kind=Transfer.Kind.FUND).first()
     for transfer in [funding, *journal]:
         assert_same_body(TransferSerializer(context={"viewer": viewer}), transfer)
         assert_same_body(PartySerializer(), transfer.from_wallet)
