@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
-from accounts import services
+from accounts import otp, services
 from accounts.models import OneTimePassword, OtpPhoneLock, User
 from core.money import money_str
 from core.phone import InvalidPhoneNumber, normalize_phone
@@ -92,7 +92,7 @@ class OtpPhoneLockAdmin(admin.ModelAdmin):
 
     @admin.action(description="Unlock OTP login for the selected phones")
     def unlock(self, request, queryset):
-        unlocked = sum(services.unlock_phone(phone_number=lock.phone_number) for lock in queryset)
+        unlocked = sum(otp.unlock_phone(phone_number=lock.phone_number) for lock in queryset)
         self.message_user(request, f"{unlocked} phone(s) unlocked.", messages.SUCCESS)
 
     def has_add_permission(self, request):

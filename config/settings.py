@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "wallet",
     "plans",
     "purchases",
+    "demo",
 ]
 
 MIDDLEWARE = [

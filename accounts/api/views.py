@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenRefreshView as SimpleJwtTokenRefreshView
 
-from accounts import selectors, services
+from accounts import otp, selectors, services
 from accounts.api import serializers as s
 from accounts.models import User
 from core.filters import WholeNumberFilter
@@ -83,7 +83,7 @@ class OtpGenerateView(PublicView):
     def post(self, request):
         data = s.OtpRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        issued = services.request_otp(
+        issued = otp.request_otp(
             phone_number=data.validated_data["phone_number"], requested_from=request.META.get("REMOTE_ADDR")
         )
         body = {"phone_number": issued.phone_number, "expires_in": issued.expires_in}
@@ -103,7 +103,7 @@ class OtpVerifyView(PublicView):
     def post(self, request):
         data = s.OtpVerifySerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user, created = services.verify_otp(
+        user, created = otp.verify_otp(
             phone_number=data.validated_data["phone_number"], code=data.validated_data["otp"]
         )
         return Response(_login_body(selectors.profile_of(user=user), created=created))

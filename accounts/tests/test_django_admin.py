@@ -1,6 +1,6 @@
 import pytest
 
-from accounts import services
+from accounts import otp
 from accounts.models import OneTimePassword, OtpPhoneLock
 
 pytestmark = pytest.mark.django_db
@@ -28,20 +28,20 @@ def test_user_changelist_filters_by_role(client, admin_user, retailer):
 
 def test_otp_admin_never_shows_a_code_or_its_hash(client, admin_user, settings):
     settings.OTP_RESEND_COOLDOWN_SECONDS = 0
-    issued = services.request_otp(phone_number="+919999999999")
-    otp = OneTimePassword.objects.get()
+    issued = otp.request_otp(phone_number="+919999999999")
+    stored = OneTimePassword.objects.get()
     client.force_login(admin_user)
     listing = client.get("/admin/accounts/onetimepassword/").content.decode()
-    page = client.get(f"/admin/accounts/onetimepassword/{otp.pk}/change/").content.decode()
+    page = client.get(f"/admin/accounts/onetimepassword/{stored.pk}/change/").content.decode()
     for html in (listing, page):
-        assert otp.code_hash not in html
+        assert stored.code_hash not in html
         assert f">{issued.code}<" not in html
     assert client.get("/admin/accounts/onetimepassword/add/").status_code == 403
 
 
 def test_unlock_action_lifts_the_lock(client, admin_user, settings):
     settings.OTP_DAILY_FAILURE_LIMIT = 1
-    services.record_otp_failure(phone_number="+919999999999")
+    otp.record_otp_failure(phone_number="+919999999999")
     lock = OtpPhoneLock.objects.get()
     assert lock.locked_until is not None
     client.force_login(admin_user)

@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts import services
+from accounts import otp
 from accounts.models import OneTimePassword, OtpPhoneLock, User
 from accounts.tests.conftest import code_from
 from accounts.tests.factories import ClientFactory
@@ -62,10 +62,10 @@ def test_generate_answers_the_same_for_a_registered_and_an_unknown_phone(api_cli
 def test_the_stored_value_is_not_the_code(api_client, sms_outbox):
     send(api_client)
     code = sent_code(sms_outbox)
-    otp = OneTimePassword.objects.get()
-    assert code not in otp.code_hash
-    assert otp.code_hash == services.hash_otp(phone_number=PHONE, code=code)
-    assert len(otp.code_hash) == 64
+    stored = OneTimePassword.objects.get()
+    assert code not in stored.code_hash
+    assert stored.code_hash == otp.hash_otp(phone_number=PHONE, code=code)
+    assert len(stored.code_hash) == 64
 
 
 def test_verify_creates_a_client_with_a_wallet_for_an_unknown_phone(api_client, sms_outbox):
@@ -150,7 +150,7 @@ def test_a_code_cannot_be_used_twice(api_client, sms_outbox):
 def test_a_code_for_one_phone_does_not_work_for_another(api_client, settings, monkeypatch):
     settings.OTP_RESEND_COOLDOWN_SECONDS = 0
     codes = iter(["111111", "222222"])
-    monkeypatch.setattr(services, "_new_code", lambda: next(codes))
+    monkeypatch.setattr(otp, "_new_code", lambda: next(codes))
     send(api_client, "9999999999")
     send(api_client, "8888888888")
     response = api_client.post(VERIFY, {"phone_number": "8888888888", "otp": "111111"})
@@ -161,7 +161,7 @@ def test_a_code_for_one_phone_does_not_work_for_another(api_client, settings, mo
 def test_only_the_newest_code_of_a_phone_works(api_client, settings, monkeypatch):
     settings.OTP_RESEND_COOLDOWN_SECONDS = 0
     codes = iter(["111111", "222222"])
-    monkeypatch.setattr(services, "_new_code", lambda: next(codes))
+    monkeypatch.setattr(otp, "_new_code", lambda: next(codes))
     send(api_client)
     send(api_client)
     assert api_client.post(VERIFY, {"phone_number": PHONE, "otp": "111111"}).status_code == 400
@@ -225,17 +225,17 @@ def test_an_admin_unlock_lets_the_phone_log_in_again(api_client, sms_outbox, set
     settings.OTP_DAILY_FAILURE_LIMIT = 2
     settings.OTP_RESEND_COOLDOWN_SECONDS = 0
     for _ in range(2):
-        services.record_otp_failure(phone_number=PHONE)
+        otp.record_otp_failure(phone_number=PHONE)
     assert send(api_client).status_code == 429
-    assert services.unlock_phone(phone_number=PHONE) is True
+    assert otp.unlock_phone(phone_number=PHONE) is True
     send(api_client)
     assert api_client.post(VERIFY, {"phone_number": PHONE, "otp": sent_code(sms_outbox)}).status_code == 200
 
 
 def test_the_daily_failure_window_starts_again_after_a_day(settings):
     settings.OTP_DAILY_FAILURE_LIMIT = 2
-    services.record_otp_failure(phone_number=PHONE, now=timezone.now() - timedelta(days=1, minutes=1))
-    lock = services.record_otp_failure(phone_number=PHONE)
+    otp.record_otp_failure(phone_number=PHONE, now=timezone.now() - timedelta(days=1, minutes=1))
+    lock = otp.record_otp_failure(phone_number=PHONE)
     assert lock.failed_count == 1
     assert lock.locked_until is None
 
@@ -243,8 +243,8 @@ def test_the_daily_failure_window_starts_again_after_a_day(settings):
 def test_a_lock_lasts_until_the_day_of_its_window_has_passed(settings):
     settings.OTP_DAILY_FAILURE_LIMIT = 2
     start = timezone.now() - timedelta(hours=23)
-    services.record_otp_failure(phone_number=PHONE, now=start)
-    services.record_otp_failure(phone_number=PHONE, now=start + timedelta(hours=1))
+    otp.record_otp_failure(phone_number=PHONE, now=start)
+    otp.record_otp_failure(phone_number=PHONE, now=start + timedelta(hours=1))
     assert OtpPhoneLock.objects.get().locked_until == start + timedelta(days=1)
 
 
@@ -269,14 +269,14 @@ def test_a_verification_that_loses_the_race_for_the_code_is_refused(api_client, 
     matches no row, so this one logs nobody in."""
     send(api_client)
     code = sent_code(sms_outbox)
-    real_matches = services._code_matches
+    real_matches = otp._code_matches
 
     def matches_then_someone_else_consumes(otp, candidate):
         result = real_matches(otp, candidate)
         OneTimePassword.objects.filter(pk=otp.pk).update(consumed_at=timezone.now())
         return result
 
-    monkeypatch.setattr(services, "_code_matches", matches_then_someone_else_consumes)
+    monkeypatch.setattr(otp, "_code_matches", matches_then_someone_else_consumes)
     response = api_client.post(VERIFY, {"phone_number": PHONE, "otp": code})
     assert response.status_code == 400
     assert response.data["code"] == "otp_invalid"

@@ -3,7 +3,7 @@ import threading
 import pytest
 from django.db import connection
 
-from accounts import services
+from accounts import otp
 from accounts.models import User
 from core.errors import DomainError
 
@@ -14,7 +14,7 @@ PHONE = "+919999999999"
 @pytest.mark.django_db(transaction=True)
 def test_two_simultaneous_verifications_of_one_code_log_in_once(settings):
     settings.OTP_RESEND_COOLDOWN_SECONDS = 0
-    issued = services.request_otp(phone_number=PHONE)
+    issued = otp.request_otp(phone_number=PHONE)
     threads_count = 4
     barrier = threading.Barrier(threads_count)
     results = []
@@ -22,7 +22,7 @@ def test_two_simultaneous_verifications_of_one_code_log_in_once(settings):
     def verify():
         try:
             barrier.wait()
-            results.append(services.verify_otp(phone_number=PHONE, code=issued.code))
+            results.append(otp.verify_otp(phone_number=PHONE, code=issued.code))
         except DomainError as exc:
             results.append(exc.code)
         finally:

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
 from core.roles import UserType
-from purchases.demo import setup_demo_data
+from demo.services import setup_demo_data
 
 
 class Command(BaseCommand):
