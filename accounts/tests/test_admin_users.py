@@ -281,3 +281,33 @@ def test_non_admins_cannot_reset_passwords(request, auth_client, role):
     assert response.status_code == 403
     target.refresh_from_db()
     assert target.check_password(DEFAULT_PASSWORD)
+
+
+DEACTIVATIONS = {
+    "admin delete": lambda auth_client, admin, user: auth_client(admin).delete(detail(user.pk, "delete")),
+    "admin update": lambda auth_client, admin, user: auth_client(admin).patch(
+        detail(user.pk, "update"), {"is_active": False}, format="json"
+    ),
+    "distributor update": lambda auth_client, admin, user: auth_client(user.parent).patch(
+        f"/api/auth/retailers/{user.pk}/", {"is_active": False}, format="json"
+    ),
+}
+
+
+@pytest.mark.parametrize("deactivate", DEACTIVATIONS.values(), ids=DEACTIVATIONS.keys())
+def test_a_refresh_token_from_before_a_deactivation_stays_refused_after_reactivation(
+    api_client, auth_client, admin_user, retailer, deactivate
+):
+    login = api_client.post("/api/auth/login/email/", {"email": retailer.email, "password": DEFAULT_PASSWORD})
+    assert login.status_code == 200, login.data
+    refresh = login.data["refresh"]
+    assert deactivate(auth_client, admin_user, retailer).status_code in {200, 204}
+    reactivated = auth_client(admin_user).patch(detail(retailer.pk, "update"), {"is_active": True}, format="json")
+    assert reactivated.status_code == 200
+    retailer.refresh_from_db()
+    assert retailer.is_active
+    response = api_client.post("/api/auth/token/refresh/", {"refresh": refresh})
+    assert response.status_code == 401 and response.json()["code"] == "token_not_valid"
+    # A new login after the reactivation works: only the old token is dead.
+    again = api_client.post("/api/auth/login/email/", {"email": retailer.email, "password": DEFAULT_PASSWORD})
+    assert api_client.post("/api/auth/token/refresh/", {"refresh": again.data["refresh"]}).status_code == 200

@@ -1,3 +1,5 @@
+import hashlib
+import hmac
 from datetime import timedelta
 
 import pytest
@@ -66,6 +68,37 @@ def test_the_stored_value_is_not_the_code(api_client, sms_outbox):
     assert code not in stored.code_hash
     assert stored.code_hash == otp.hash_otp(phone_number=PHONE, code=code)
     assert len(stored.code_hash) == 64
+
+
+def test_the_same_code_for_two_phones_is_stored_as_two_hmacs_bound_to_each_phone(
+    api_client, sms_outbox, settings, monkeypatch
+):
+    settings.OTP_RESEND_COOLDOWN_SECONDS = 0
+    monkeypatch.setattr(otp, "_new_code", lambda: "123456")
+    send(api_client, "9999999999")
+    send(api_client, "8888888888")
+    stored = dict(OneTimePassword.objects.values_list("phone_number", "code_hash"))
+
+    def independent_hmac(phone):  # written out here, not by calling the code under test
+        return hmac.new(settings.SECRET_KEY.encode(), f"{phone}:123456".encode(), hashlib.sha256).hexdigest()
+
+    assert stored == {
+        "+919999999999": independent_hmac("+919999999999"),
+        "+918888888888": independent_hmac("+918888888888"),
+    }
+    assert stored["+919999999999"] != stored["+918888888888"]
+
+
+def test_a_code_hash_copied_to_another_phone_does_not_log_that_phone_in(api_client, sms_outbox, settings):
+    settings.OTP_RESEND_COOLDOWN_SECONDS = 0
+    send(api_client, "9999999999")
+    code = sent_code(sms_outbox)
+    send(api_client, "8888888888")
+    mine = OneTimePassword.objects.get(phone_number=PHONE)
+    OneTimePassword.objects.filter(phone_number="+918888888888").update(code_hash=mine.code_hash)
+    response = api_client.post(VERIFY, {"phone_number": "8888888888", "otp": code})
+    assert response.status_code == 400 and response.data["code"] == "otp_invalid"
+    assert not User.objects.filter(phone_number="+918888888888").exists()
 
 
 def test_verify_creates_a_client_with_a_wallet_for_an_unknown_phone(api_client, sms_outbox):

@@ -7,8 +7,13 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
+from rest_framework.response import Response
+from rest_framework.test import APIRequestFactory, force_authenticate
+from rest_framework.views import APIView
 
 from accounts.tests.factories import ClientFactory
+from core.errors import TryAgain
+from core.idempotency import idempotent
 from core.models import IdempotencyRecord
 from wallet import services
 from wallet.models import Transfer, Wallet
@@ -152,6 +157,62 @@ def test_a_server_error_releases_the_key_so_the_retry_runs(auth_client, client_u
     retried = api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
     assert retried.status_code == 201 and "Idempotent-Replayed" not in retried.headers
     assert balance_of(client_user) == Decimal("10.00")
+
+
+@pytest.mark.django_db
+def test_a_503_the_view_answers_frees_the_key_so_the_retry_runs_at_once(
+    auth_client, client_user, monkeypatch, settings
+):
+    """A wallet lock that times out answers 503 try_again (an answer, not an exception): the key
+    must be free at once, not held until its lease ends (the retry would get 409 meanwhile)."""
+    settings.IDEMPOTENCY_WAIT_SECONDS = 0  # a key still held answers 409 at once instead of waiting
+    original = services.credit_wallet
+
+    def busy(**kwargs):
+        raise TryAgain()
+
+    monkeypatch.setattr(services, "credit_wallet", busy)
+    api = auth_client(client_user)
+    failed = api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    assert failed.status_code == 503 and failed.json()["code"] == "try_again"
+    assert not IdempotencyRecord.objects.filter(key="k").exists()
+    monkeypatch.setattr(services, "credit_wallet", original)
+    retried = api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    assert retried.status_code == 201 and "Idempotent-Replayed" not in retried.headers
+    assert balance_of(client_user) == Decimal("10.00") and Transfer.objects.count() == 1
+
+
+class _FlakyView(APIView):
+    """Moves money, then answers `answers[0]` (a 5xx the first time), like a view that catches an
+    error and renders it itself."""
+
+    answers: list = []
+
+    def post(self, request):
+        services.credit_wallet(user=request.user, amount="10.00")
+        return Response({"code": "try_again"} if self.answers[0] >= 500 else {}, status=self.answers.pop(0))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status", [500, 503])
+@pytest.mark.parametrize("atomic", [True, False], ids=["atomic", "not atomic"])
+def test_a_5xx_returned_by_a_view_frees_the_key_for_an_immediate_retry(client_user, settings, atomic, status):
+    settings.IDEMPOTENCY_WAIT_SECONDS = 0
+    view = type("View", (_FlakyView,), {"post": idempotent(_FlakyView.post, atomic=atomic), "answers": [status, 201]})
+
+    def send():
+        request = APIRequestFactory().post("/flaky/", {"amount": "10.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+        force_authenticate(request, user=client_user)
+        return view.as_view()(request)
+
+    assert send().status_code == status
+    assert not IdempotencyRecord.objects.filter(key="k").exists()
+    # An atomic view's 5xx rolls back what it wrote; a non-atomic one keeps it (its service is
+    # idempotent on the key itself, as a purchase is).
+    assert balance_of(client_user) == (Decimal("0.00") if atomic else Decimal("10.00"))
+    retried = send()
+    assert retried.status_code == 201 and "Idempotent-Replayed" not in retried.headers
+    assert IdempotencyRecord.objects.get(key="k").response_status == 201
 
 
 @pytest.mark.django_db

@@ -152,6 +152,14 @@ def test_transfer_to_oneself_is_400_same_wallet(auth_client, client_user, fund):
     assert ledger_snapshot() == before
 
 
+def test_a_self_transfer_refusal_names_the_to_field(auth_client, client_user, fund):
+    fund(client_user, "30.00")
+    response = auth_client(client_user).post(url("transfer"), {"to_user_id": client_user.pk, "amount": "5.00"})
+    body = response.json()
+    assert response.status_code == 400 and body["code"] == "same_wallet"
+    assert body["errors"] == {"to": [body["detail"]]}
+
+
 def test_transfer_to_an_unknown_phone_is_404_user_not_found(auth_client, client_user, fund):
     fund(client_user, "30.00")
     before = ledger_snapshot()

@@ -2,12 +2,16 @@
 each on its own connection, closed at the end."""
 
 import random
+import threading
 import time
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 
+from accounts.services import create_users_in_bulk
 from accounts.tests.factories import AdminFactory, ClientFactory, DistributorFactory, RetailerFactory
+from core.roles import UserType
 from tests.concurrency import run_together
 from wallet import services
 from wallet.models import Wallet
@@ -127,4 +131,87 @@ def test_concurrent_holds_and_transfers_keep_held_within_the_balance():
     assert not any(errors), errors
     wallet = Wallet.objects.get(user=buyer)
     assert wallet.held == 0 and wallet.balance >= 0
+    assert_ledger_clean()
+
+
+def _planner(**switches):
+    """Pin this thread's query plans: on a production-size wallet table PostgreSQL reads a
+    `user_id IN (...)` lock query through the user_id index (rows in user id order) and an
+    `id IN (...) OR user_id IN (...)` one through a bitmap, in table order. On a test's tiny table
+    may pick yet another index, so the switches pin the two orders."""
+    with connection.cursor() as cursor:
+        for name, on in switches.items():
+            cursor.execute(f"SET enable_{name} = {'on' if on else 'off'}")
+
+
+def _lock_waiters(monitor) -> int:
+    with monitor.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
+def _wait_for(condition, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the interleaving did not happen"
+        time.sleep(0.02)
+
+
+def test_wallets_whose_ids_run_against_their_users_ids_are_still_locked_without_deadlock():
+    """A distributor (older user, newer wallet) pays its retailer while the retailer's recharge is
+    posted with the distributor's commission. The payment's lock query finds the wallets by user id
+    (distributor first), the posting's by wallet id (retailer first): only ordering the locks by
+    wallet id makes both take the retailer's wallet first.
+
+    The interleaving is forced: a third connection holds the distributor's wallet until both
+    operations wait, so without the ordering each would hold the wallet the other needs."""
+    admin, distributor = AdminFactory(), DistributorFactory()
+    retailer = RetailerFactory(parent=distributor)
+    # A table large enough for the planner to use its indexes as in production.
+    create_users_in_bulk(users=[{"username": f"bystander{i}", "user_type": UserType.CLIENT} for i in range(2000)])
+    # Give the distributor a wallet newer than the retailer's: user ids and wallet ids now disagree.
+    Wallet.objects.filter(user=distributor).delete()
+    services.open_wallet(user=distributor)
+    wallet_of = {w.user_id: w.pk for w in Wallet.objects.filter(user__in=[distributor, retailer])}
+    assert distributor.pk < retailer.pk and wallet_of[distributor.pk] > wallet_of[retailer.pk]
+    services.fund_wallet(user=retailer, amount="50.00", initiated_by=admin)
+    services.fund_wallet(user=distributor, amount="50.00", initiated_by=admin)
+    purchase = services.hold_funds(user=retailer, amount="20.00")
+    with connection.cursor() as cursor:
+        cursor.execute("CLUSTER wallet_wallet USING wallet_wallet_pkey")  # table order = wallet id order
+        cursor.execute("ANALYZE wallet_wallet")
+
+    params = connection.get_connection_params()
+    blocker, monitor = connection.get_new_connection(params), connection.get_new_connection(params)
+    monitor.autocommit = True
+    payment_waits = threading.Event()
+    try:
+        with blocker.cursor() as cursor:
+            cursor.execute("SELECT id FROM wallet_wallet WHERE id = %s FOR UPDATE", [wallet_of[distributor.pk]])
+
+        def payment():
+            _planner(seqscan=False, bitmapscan=False, hashjoin=False, mergejoin=False)
+            return services.transfer_funds(sender=distributor, receiver=retailer, amount="5.00")
+
+        def posting():
+            _planner(indexscan=False, indexonlyscan=False, bitmapscan=False, hashjoin=False, mergejoin=False)
+            payment_waits.wait(timeout=30)
+            commission = services.Payout(user_id=distributor.pk, amount=Decimal("0.40"))
+            return services.post_transfer(transfer=purchase, payouts=[commission])
+
+        def conductor():
+            _wait_for(lambda: _lock_waiters(monitor) == 1)  # the payment waits on the blocker
+            payment_waits.set()
+            _wait_for(lambda: _lock_waiters(monitor) == 2)  # the posting waits too
+            blocker.commit()
+
+        _, errors = run_together([payment, posting, conductor])
+    finally:
+        blocker.close()
+        monitor.close()
+    assert not any(errors), errors
+    balances = user_balances([distributor, retailer])
+    assert balances == {distributor.pk: Decimal("45.40"), retailer.pk: Decimal("35.00")}
     assert_ledger_clean()

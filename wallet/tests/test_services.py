@@ -1,5 +1,6 @@
 """The ledger service's guarantees that the API tests do not reach."""
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -112,3 +113,52 @@ def test_set_margin_lets_a_distributor_set_only_its_retailers_up_to_its_own(admi
 def test_set_margin_refuses_a_value_outside_0_to_100_with_two_places(admin_user, retailer, margin):
     with pytest.raises(services.InvalidMargin):
         services.set_margin(user=retailer, margin_percentage=margin, set_by=admin_user)
+
+
+def test_posting_a_hold_records_the_senders_balance_after_the_debit_not_at_the_hold(fund):
+    buyer = ClientFactory()
+    fund(buyer, "50.00")
+    pending = services.hold_funds(user=buyer, amount="20.00")
+    assert pending.from_balance_after == Decimal("50.00")  # a hold moves no money
+    posted, _ = services.post_transfer(transfer=pending)
+    assert posted.from_balance_after == Decimal("30.00")
+    posted.refresh_from_db()
+    assert posted.from_balance_after == Decimal("30.00") and posted.to_balance_after is None
+    assert balance_of(buyer) == Decimal("30.00")
+
+
+def test_a_self_transfer_is_refused_on_the_to_field_before_any_lock(client_user, fund, django_assert_num_queries):
+    fund(client_user, "30.00")
+    before = ledger_snapshot()
+    with django_assert_num_queries(0), pytest.raises(services.SameWallet) as refusal:
+        services.transfer_funds(sender=client_user, receiver=client_user, amount="5.00")
+    assert refusal.value.field == "to"
+    assert ledger_snapshot() == before
+
+
+def test_the_wallet_lock_query_orders_by_wallet_id(fund, distributor, retailer):
+    """Rule 2 of ledger.md: every operation locks its wallets in one query, ascending wallet id.
+    (Wallet.Meta.ordering is also by id, so this holds the explicit order_by against a change of
+    either.) The deadlock this prevents: test_concurrency.py."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    fund(retailer, "10.00")
+    pending = services.hold_funds(user=retailer, amount="1.00")
+    with CaptureQueriesContext(connection) as captured:
+        services.wallets_for_update(user_ids=[retailer.pk, distributor.pk])
+        services.transfer_funds(sender=retailer, receiver=distributor, amount="1.00")
+        services.post_transfer(
+            transfer=pending, payouts=[services.Payout(user_id=distributor.pk, amount=Decimal("0.10"))]
+        )
+    lock_queries = [
+        q["sql"]
+        for q in captured
+        if re.search(r'FROM "wallet_wallet" (INNER|LEFT OUTER) JOIN "accounts_user"', q["sql"])
+    ]
+    assert len(lock_queries) == 3
+    for sql in lock_queries:
+        if connection.vendor == "postgresql":
+            assert sql.endswith('ORDER BY "wallet_wallet"."id" ASC FOR UPDATE OF "wallet_wallet"'), sql
+        else:  # SQLite has no FOR UPDATE: its single writer lock serialises the transactions
+            assert sql.endswith('ORDER BY "wallet_wallet"."id" ASC'), sql
