@@ -57,8 +57,11 @@ def test_schema_fuzzing_finds_nothing(live, identity):
         str(MAX_EXAMPLES),
         "--seed",
         SEED,
+        # One worker: with two, hypothesis sometimes builds the description of a shared strategy in
+        # both threads at once and CPython 3.11 fails it with "SystemError: AST constructor recursion
+        # depth mismatch", a Runtime Error of the tool that fails the run (seen on main too).
         "--workers",
-        "2",
+        "1",
         "--report",
         "junit",
         "--report-dir",
