@@ -44,7 +44,17 @@ class WalletAdmin(admin.ModelAdmin):
     list_filter = ["user__user_type", "user__is_active", "currency"]
     search_fields = ["user__username", "user__email", "user__phone_number", "system_code"]
     list_select_related = ["user"]
-    readonly_fields = ["user", "system_code", "balance", "held", "currency", "created_at", "updated_at", "move_money"]
+    readonly_fields = [
+        "user",
+        "system_code",
+        "balance",
+        "held",
+        "currency",
+        "last_entry",
+        "created_at",
+        "updated_at",
+        "move_money",
+    ]
     fields = readonly_fields
     actions = ["fund_or_debit"]
 

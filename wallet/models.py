@@ -30,6 +30,9 @@ class Wallet(models.Model):
     balance = models.DecimalField(**MONEY, default=Decimal("0.00"))
     held = models.DecimalField(**MONEY, default=Decimal("0.00"))
     currency = models.CharField(max_length=3, default="INR")
+    last_entry = models.BigIntegerField(
+        default=0, help_text="Number of the last journal entry that changed this balance (0: none yet)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -99,6 +102,13 @@ class Transfer(models.Model):
     )
     from_balance_after = models.DecimalField(**MONEY, null=True, blank=True)
     to_balance_after = models.DecimalField(**MONEY, null=True, blank=True)
+    # Where this transfer sits in each user wallet's chain of balance changes: 1, 2, 3... per
+    # wallet, numbered under the wallet's row lock when the transfer moves the balance (created
+    # POSTED, or posted later). Null for a system wallet and while PENDING or VOIDED. It orders a
+    # wallet's balances for verify_ledger: ids follow creation, not posting, and timestamps come
+    # from app servers' clocks (wallet.reconciliation explains the choice).
+    from_entry = models.BigIntegerField(null=True, blank=True)
+    to_entry = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
     finalized_at = models.DateTimeField(null=True, blank=True)

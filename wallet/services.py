@@ -280,18 +280,30 @@ def post_transfer(*, transfer, payouts=()) -> tuple[Transfer, list[Transfer]]:
         pending, wallets = _lock_pending(transfer, extra_user_ids=[payout.user_id for payout in payouts])
         now = timezone.now()
         source, destination = wallets.get(pending.from_wallet_id), wallets.get(pending.to_wallet_id)
+        # The money moves now, so this is where the row joins each wallet's chain of balances
+        # (its number and balance after are those at posting, not at the hold).
         if source is not None:
             source.held -= pending.amount
-            source.balance -= pending.amount
+            pending.from_entry = _change_balance(source, -pending.amount)
             _store_balance(source, now)
         if destination is not None:
-            destination.balance += pending.amount
+            pending.to_entry = _change_balance(destination, pending.amount)
             _store_balance(destination, now)
         pending.status = Status.POSTED
         pending.from_balance_after = source.balance if source is not None else None
         pending.to_balance_after = destination.balance if destination is not None else None
         pending.updated_at = pending.finalized_at = now
-        pending.save(update_fields=["status", "from_balance_after", "to_balance_after", "updated_at", "finalized_at"])
+        pending.save(
+            update_fields=[
+                "status",
+                "from_balance_after",
+                "to_balance_after",
+                "from_entry",
+                "to_entry",
+                "updated_at",
+                "finalized_at",
+            ]
+        )
         by_user = {wallet.user_id: wallet for wallet in wallets.values()}
         paid = [
             _move(
@@ -394,7 +406,7 @@ def pay_out_in_bulk(*, payer=None, payments, kind=Kind.TRANSFER, remarks="", ini
         changed = list(receivers.values()) + ([] if source.is_system else [source])
         for wallet in changed:
             wallet.updated_at = now
-        Wallet.objects.bulk_update(changed, ["balance", "updated_at"], batch_size=batch_size)
+        Wallet.objects.bulk_update(changed, ["balance", "last_entry", "updated_at"], batch_size=batch_size)
         return len(rows)
 
 
@@ -518,13 +530,14 @@ def _journal_fields(*, source, destination, amount, kind, status=Status.POSTED, 
     """Apply `amount` to the locked wallets in memory and return the journal row's fields, with the
     balances after it: a posted transfer moves the balance, a pending one raises the sender's hold.
     The one place both `_move` and `pay_out_in_bulk` do the arithmetic; the callers check and store."""
+    from_entry = to_entry = None
     if not source.is_system:
         if status == Status.POSTED:
-            source.balance -= amount
+            from_entry = _change_balance(source, -amount)
         else:
             source.held += amount
     if not destination.is_system and status == Status.POSTED:
-        destination.balance += amount
+        to_entry = _change_balance(destination, amount)
     return dict(
         from_wallet=source,
         to_wallet=destination,
@@ -534,6 +547,8 @@ def _journal_fields(*, source, destination, amount, kind, status=Status.POSTED, 
         remarks=remarks[:255],
         from_balance_after=None if source.is_system else source.balance,
         to_balance_after=None if destination.is_system else destination.balance,
+        from_entry=from_entry,
+        to_entry=to_entry,
         created_at=now,
         updated_at=now,
         finalized_at=now if status != Status.PENDING else None,
@@ -541,5 +556,15 @@ def _journal_fields(*, source, destination, amount, kind, status=Status.POSTED, 
     )
 
 
+def _change_balance(wallet, amount) -> int:
+    """Move a locked user wallet's balance by `amount` and number the change in the wallet's chain
+    of balances (Transfer.from_entry / to_entry): the number this transfer gets for this wallet."""
+    wallet.balance += amount
+    wallet.last_entry += 1
+    return wallet.last_entry
+
+
 def _store_balance(wallet, now):
-    Wallet.objects.filter(pk=wallet.pk).update(balance=wallet.balance, held=wallet.held, updated_at=now)
+    Wallet.objects.filter(pk=wallet.pk).update(
+        balance=wallet.balance, held=wallet.held, last_entry=wallet.last_entry, updated_at=now
+    )

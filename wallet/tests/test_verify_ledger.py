@@ -80,7 +80,8 @@ def test_verify_ledger_finds_a_journal_row_deleted_behind_the_services_back(fund
     with journal_guard_lifted():
         Transfer.objects.all().delete()
     report = verify_ledger()
-    assert report.mismatch_count == 2  # the wallet's balance and the grand total
+    # the wallet's balance, the grand total, and the wallet's chain (it stores entry 1, none left)
+    assert report.mismatch_count == 3
 
 
 @pytest.mark.postgres
@@ -140,3 +141,115 @@ def test_the_database_still_lets_the_ledger_post_and_void_pending_transfers(admi
     voided = services.void_transfer(transfer=services.hold_funds(user=buyer, amount="1.00"))
     assert (posted.status, voided.status) == (Transfer.Status.POSTED, Transfer.Status.VOIDED)
     assert verify_ledger().ok
+
+
+CHAIN = "each user wallet's balances chain"
+
+
+def chain_breaks(report):
+    return [line for line in report.mismatches if line.startswith(CHAIN)]
+
+
+def chain_name(report):
+    return next(check.name for check in report.checks if check.name.startswith(CHAIN))
+
+
+def failing_checks(report):
+    return [check.name.split(":")[0] for check in report.checks if check.mismatches]
+
+
+def test_the_chain_follows_posting_order_not_id_order_and_skips_holds_and_voids(fund, admin_user):
+    """A hold takes an id before the transfers that follow it but moves the balance only when it is
+    posted; a voided hold never moves it. Both must verify clean."""
+    buyer, friend = ClientFactory(), ClientFactory()
+    fund(buyer, "50.00")
+    hold = services.hold_funds(user=buyer, amount="20.00")
+    voided = services.hold_funds(user=buyer, amount="5.00")
+    paid = services.transfer_funds(sender=buyer, receiver=friend, amount="10.00")
+    services.transfer_funds(sender=friend, receiver=buyer, amount="3.00")
+    services.void_transfer(transfer=voided)
+    posted, _ = services.post_transfer(
+        transfer=hold, payouts=[services.Payout(user_id=buyer.pk, amount=Decimal("0.50"))]
+    )
+    # The case this test is about: the hold's id is below the payment's, its balance comes after.
+    assert posted.pk < paid.pk and posted.from_entry > paid.from_entry
+    assert (posted.from_entry, posted.from_balance_after) == (4, Decimal("23.00"))  # 50 - 10 + 3 - 20
+    assert Transfer.objects.get(pk=voided.pk).from_entry is None
+    report = verify_ledger()
+    assert report.ok, report.mismatches
+
+
+def test_the_chain_ignores_the_app_servers_clocks(fund):
+    """Two app servers whose clocks disagree write timestamps out of order; the ledger's own entry
+    numbers still order each wallet's balances."""
+    sender, receiver = ClientFactory(), ClientFactory()
+    fund(sender, "10.00")
+    first = services.transfer_funds(sender=sender, receiver=receiver, amount="1.00")
+    services.transfer_funds(sender=sender, receiver=receiver, amount="2.00")
+    skewed = first.created_at + timezone.timedelta(seconds=5)  # the first row's server ran ahead
+    with journal_guard_lifted():
+        Transfer.objects.filter(pk=first.pk).update(created_at=skewed, updated_at=skewed, finalized_at=skewed)
+    report = verify_ledger()
+    assert report.ok, report.mismatches
+
+
+def test_verify_ledger_finds_a_posted_hold_that_kept_its_hold_time_balance_after(fund):
+    buyer = ClientFactory()
+    fund(buyer, "50.00")
+    posted, _ = services.post_transfer(transfer=services.hold_funds(user=buyer, amount="20.00"))
+    with journal_guard_lifted():
+        Transfer.objects.filter(pk=posted.pk).update(from_balance_after=Decimal("50.00"))  # as at the hold
+    report = verify_ledger()
+    assert failing_checks(report) == [CHAIN]
+    assert chain_breaks(report) == [
+        f"{chain_name(report)}: wallet #{posted.from_wallet_id} transfer #{posted.pk}: entry 2, "
+        "balance after 50.00; the chain expects entry 2, balance after 30.00",
+        f"{chain_name(report)}: wallet #{posted.from_wallet_id} stores last entry 2 and balance 30.00, "
+        f"its journal ends at entry 2 (transfer #{posted.pk}) with 50.00",
+    ]
+
+
+def test_verify_ledger_finds_a_balance_after_changed_in_the_middle_of_a_chain(fund):
+    sender, receiver = ClientFactory(), ClientFactory()
+    fund(sender, "10.00")
+    middle = services.transfer_funds(sender=sender, receiver=receiver, amount="1.00")
+    services.transfer_funds(sender=sender, receiver=receiver, amount="2.00")
+    with journal_guard_lifted():
+        Transfer.objects.filter(pk=middle.pk).update(to_balance_after=Decimal("1.01"))
+    report = verify_ledger()
+    assert failing_checks(report) == [CHAIN]
+    # The changed row no longer follows its predecessor, and its successor no longer follows it.
+    assert len(chain_breaks(report)) == 2
+    assert all(f"wallet #{middle.to_wallet_id} transfer" in line for line in chain_breaks(report))
+
+
+@pytest.mark.parametrize("tamper", ["swap", "repeat", "erase"])
+def test_verify_ledger_finds_entry_numbers_out_of_their_sequence(fund, tamper):
+    sender, receiver = ClientFactory(), ClientFactory()
+    fund(sender, "10.00")
+    first = services.transfer_funds(sender=sender, receiver=receiver, amount="1.00")
+    second = services.transfer_funds(sender=sender, receiver=receiver, amount="2.00")
+    with journal_guard_lifted():
+        if tamper == "swap":  # numbers say the 2.00 came first: its balance after cannot be 7.00
+            Transfer.objects.filter(pk=first.pk).update(from_entry=3)
+            Transfer.objects.filter(pk=second.pk).update(from_entry=2)
+        elif tamper == "repeat":
+            Transfer.objects.filter(pk=second.pk).update(from_entry=2)
+        else:
+            Transfer.objects.filter(pk=second.pk).update(from_entry=None)
+    report = verify_ledger()
+    assert failing_checks(report) == [CHAIN]
+    assert all(f"wallet #{first.from_wallet_id} " in line for line in chain_breaks(report))
+
+
+def test_verify_ledger_finds_a_wallets_last_entry_out_of_step_with_its_journal(fund):
+    user = ClientFactory()
+    fund(user, "5.00")
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE wallet_wallet SET last_entry = 7 WHERE user_id = %s", [user.pk])
+    report = verify_ledger()
+    assert failing_checks(report) == [CHAIN]
+    assert chain_breaks(report)[0].endswith(
+        "stores last entry 7 and balance 5.00, its journal ends at entry 1 "
+        f"(transfer #{Transfer.objects.get().pk}) with 5.00"
+    )
