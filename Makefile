@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip install --disable-pip-version-check -q
 ARGS   ?=
 DEV_ENV := DEBUG=true OTP_EXPOSE_IN_RESPONSE=true
 
-.PHONY: run test install install-dev lint fmt migrate demo-data schema fuzz browser bench
+.PHONY: run test install install-dev lint fmt migrate demo-data schema fuzz browser bench mutate
 
 run: install migrate demo-data
 	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:8000
@@ -66,3 +66,15 @@ bench: $(VENV)/.installed-bench
 $(VENV)/.installed-bench: requirements.txt requirements-bench.txt | $(PY)
 	$(PIP) -r requirements-bench.txt
 	touch $@
+
+# Mutation testing of the money code (docs/mutation.md), not part of CI: one module's mutants per
+# run, from a fresh mutants/ directory, on SQLite (each mutant's tests get their own in-memory
+# database). MUTATE = wallet.services (default), core.idempotency, accounts.otp, purchases.services.
+# Then: .venv/bin/mutmut results (survivors), .venv/bin/mutmut show <name> (a survivor's diff).
+MUTATE ?= wallet.services
+MUTATE_CHILDREN ?= 2
+mutate: install-dev
+	rm -rf mutants
+	@start=$$(date +%s); \
+	env -u DATABASE_URL -u REDIS_URL -u CI $(VENV)/bin/mutmut run --max-children $(MUTATE_CHILDREN) "$(MUTATE).*"; \
+	status=$$?; echo "mutate $(MUTATE): $$(( $$(date +%s) - start )) s"; exit $$status

@@ -171,48 +171,55 @@ def idempotent(method=None, *, atomic=True):
     def decorator(view_method):
         @functools.wraps(view_method)
         def wrapper(view, request, *args, **kwargs):
-            key = request.headers.get(HEADER)
-            if key is None:
-                return view_method(view, request, *args, **kwargs)
-            if not _KEY_PATTERN.match(key) or not key.strip():
-                raise InvalidIdempotencyKey()
-            endpoint = f"{request.method} {type(view).__module__}.{type(view).__qualname__}"
-            record, replayed = claim_key(
-                user=request.user, key=key, endpoint=endpoint, fingerprint=request_fingerprint(request, endpoint)
-            )
-            if replayed is not None:
-                return replayed
-            try:
-                if atomic:
-                    with transaction.atomic():
-                        response = _run(view, view_method, request, args, kwargs)
-                        if response.status_code >= 500:
-                            raise _ServerFailure(response)
-                        if response.status_code >= 400:
-                            # A refusal moves no money: whatever the view wrote before refusing
-                            # is rolled back, and its answer is stored below, on its own. One
-                            # transaction with no savepoint keeps the successful path short.
-                            transaction.set_rollback(True)
-                        else:
-                            complete(record, response)
-                    if response.status_code >= 400:
-                        complete(record, response)
-                else:
-                    response = _run(view, view_method, request, args, kwargs)
-                    if response.status_code >= 500:
-                        raise _ServerFailure(response)
-                    complete(record, response)
-            except _ServerFailure as failure:
-                release(record)
-                return failure.response
-            except BaseException:
-                release(record)
-                raise
-            return response
+            return _answer_once(view, view_method, request, args, kwargs, atomic=atomic)
 
         return wrapper
 
     return decorator(method) if method is not None else decorator
+
+
+# A module-level function rather than the decorator's closure: decorators run at import, so
+# mutation testing (make mutate, which swaps module-level functions at call time) only reaches
+# the request-time logic here.
+def _answer_once(view, view_method, request, args, kwargs, *, atomic):
+    key = request.headers.get(HEADER)
+    if key is None:
+        return view_method(view, request, *args, **kwargs)
+    if not _KEY_PATTERN.match(key) or not key.strip():
+        raise InvalidIdempotencyKey()
+    endpoint = f"{request.method} {type(view).__module__}.{type(view).__qualname__}"
+    record, replayed = claim_key(
+        user=request.user, key=key, endpoint=endpoint, fingerprint=request_fingerprint(request, endpoint)
+    )
+    if replayed is not None:
+        return replayed
+    try:
+        if atomic:
+            with transaction.atomic():
+                response = _run(view, view_method, request, args, kwargs)
+                if response.status_code >= 500:
+                    raise _ServerFailure(response)
+                if response.status_code >= 400:
+                    # A refusal moves no money: whatever the view wrote before refusing
+                    # is rolled back, and its answer is stored below, on its own. One
+                    # transaction with no savepoint keeps the successful path short.
+                    transaction.set_rollback(True)
+                else:
+                    complete(record, response)
+            if response.status_code >= 400:
+                complete(record, response)
+        else:
+            response = _run(view, view_method, request, args, kwargs)
+            if response.status_code >= 500:
+                raise _ServerFailure(response)
+            complete(record, response)
+    except _ServerFailure as failure:
+        release(record)
+        return failure.response
+    except BaseException:
+        release(record)
+        raise
+    return response
 
 
 def _run(view, view_method, request, args, kwargs):
