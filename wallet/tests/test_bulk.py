@@ -107,3 +107,42 @@ def test_a_refused_batch_writes_nothing(fund, problem):
     with pytest.raises(expected):
         services.pay_out_in_bulk(payer=distributor, payments=payments)
     assert ledger_snapshot() == before
+
+
+def test_an_empty_batch_writes_nothing_and_says_so(django_assert_num_queries):
+    with django_assert_num_queries(0):
+        assert services.pay_out_in_bulk(payments=[]) == 0
+
+
+def test_a_batch_may_spend_the_payers_whole_available_balance(fund):
+    distributor = DistributorFactory()
+    retailer = RetailerFactory(parent=distributor)
+    fund(distributor, "50.00")
+    assert services.pay_out_in_bulk(payer=distributor, payments=[(retailer.pk, "20.00"), (retailer.pk, "30.00")]) == 2
+    assert (balance_of(distributor), balance_of(retailer)) == (Decimal("0.00"), Decimal("50.00"))
+    rows = Transfer.objects.filter(from_wallet__user=distributor)
+    assert {(row.kind, row.remarks) for row in rows} == {("TRANSFER", "")}
+    assert_ledger_clean()
+
+
+def test_batch_refusals_name_the_field_and_the_shortfall(fund):
+    distributor = DistributorFactory()
+    retailer = RetailerFactory(parent=distributor)
+    fund(distributor, "50.00")
+    with pytest.raises(services.SameWallet) as refusal:
+        services.pay_out_in_bulk(payer=distributor, payments=[(distributor.pk, "1.00")])
+    assert refusal.value.field == "payments"
+    with pytest.raises(services.InsufficientFunds) as refusal:
+        services.pay_out_in_bulk(payer=distributor, payments=[(retailer.pk, "20.00"), (retailer.pk, "30.01")])
+    assert str(refusal.value) == "Insufficient funds: available 50.00, needed 50.01."
+
+
+def test_a_treasury_batch_keeps_its_remarks_and_never_rewrites_the_treasury_row(admin_user):
+    from wallet.models import SystemWallet
+
+    clients = [ClientFactory() for _ in range(2)]
+    treasury = services.system_wallet(code=SystemWallet.TREASURY)
+    services.pay_out_in_bulk(payments=[(c.pk, "5.00") for c in clients], kind=services.Kind.FUND, remarks="April float")
+    assert set(Transfer.objects.values_list("remarks", flat=True)) == {"April float"}
+    # A system wallet is touched by nearly every transfer: its row is never rewritten (ledger.md).
+    assert services.system_wallet(code=SystemWallet.TREASURY).updated_at == treasury.updated_at

@@ -8,7 +8,7 @@ import pytest
 from accounts.tests.factories import ClientFactory, RetailerFactory
 from core.errors import NotFound
 from wallet import services
-from wallet.models import Transfer, UserMargin
+from wallet.models import Transfer, UserMargin, Wallet
 from wallet.tests.conftest import assert_ledger_clean, balance_of, ledger_snapshot
 
 pytestmark = pytest.mark.django_db
@@ -162,3 +162,83 @@ def test_the_wallet_lock_query_orders_by_wallet_id(fund, distributor, retailer):
             assert sql.endswith('ORDER BY "wallet_wallet"."id" ASC FOR UPDATE OF "wallet_wallet"'), sql
         else:  # SQLite has no FOR UPDATE: its single writer lock serialises the transactions
             assert sql.endswith('ORDER BY "wallet_wallet"."id" ASC'), sql
+
+
+# --- held by mutation testing (docs/mutation.md) ----------------------------------------------
+
+
+def test_wallets_opened_one_by_one_or_in_bulk_take_the_configured_currency(settings):
+    from accounts.services import create_users_in_bulk
+
+    settings.WALLET_CURRENCY = "USD"
+    single = ClientFactory()
+    bulk = create_users_in_bulk(users=[{"username": "bulk-one", "user_type": single.user_type}])
+    assert {Wallet.objects.get(user=user).currency for user in [single, *bulk]} == {"USD"}
+
+
+def test_operations_without_remarks_or_initiator_record_none_and_the_account_holder(fund):
+    user, friend = ClientFactory(), ClientFactory()
+    rows = [
+        services.credit_wallet(user=user, amount="10.00"),
+        services.debit_wallet(user=user, amount="1.00"),
+        services.transfer_funds(sender=user, receiver=friend, amount="1.00"),
+        services.hold_funds(user=user, amount="1.00"),
+    ]
+    assert [(row.remarks, row.initiated_by_id) for row in rows] == [("", user.pk)] * 4
+    assert [row.kind for row in rows] == ["CREDIT", "DEBIT", "TRANSFER", "PURCHASE"]
+    assert rows[3].to_wallet.system_code == "RECHARGE_SETTLEMENT" and rows[3].status == "PENDING"
+    funded = services.fund_wallet(user=user, amount="2.00", initiated_by=None)
+    taken = services.defund_wallet(user=user, amount="1.00", initiated_by=None)
+    assert [(row.kind, row.remarks) for row in (funded, taken)] == [("FUND", ""), ("DEFUND", "")]
+
+
+def test_a_refund_pays_the_buyer_back_and_says_what_it_refunds(fund, admin_user):
+    buyer, other = ClientFactory(), ClientFactory()
+    for _ in range(8):  # transfer ids no longer coincide with wallet ids
+        fund(other, "1.00")
+    fund(buyer, "10.00")
+    posted, _ = services.post_transfer(transfer=services.hold_funds(user=buyer, amount="4.00"))
+    assert posted.pk not in set(Wallet.objects.values_list("pk", flat=True))
+    refund = services.refund_transfer(transfer=posted)
+    assert (refund.kind, refund.refund_of_id, refund.to_wallet.user_id) == ("REFUND", posted.pk, buyer.pk)
+    assert refund.remarks == f"Refund of transfer #{posted.pk}" and refund.initiated_by is None
+    assert refund.from_wallet.system_code == "RECHARGE_SETTLEMENT" and refund.amount == Decimal("4.00")
+    assert (balance_of(buyer), balance_of(other)) == (Decimal("10.00"), Decimal("8.00"))
+    custom = services.refund_transfer(
+        transfer=services.post_transfer(transfer=services.hold_funds(user=buyer, amount="1.00"))[0],
+        remarks="operator failed",
+        initiated_by=admin_user,
+    )
+    assert (custom.remarks, custom.initiated_by) == ("operator failed", admin_user)
+    assert_ledger_clean()
+
+
+def test_refund_refusals_name_the_transfer(fund, admin_user):
+    buyer = ClientFactory()
+    fund(buyer, "10.00")
+    debit = services.debit_wallet(user=buyer, amount="1.00")
+    with pytest.raises(services.NotRefundable) as refusal:
+        services.refund_transfer(transfer=debit)
+    assert (
+        str(refusal.value) == f"Transfer #{debit.pk} (DEBIT, POSTED) is not a posted purchase; only those are refunded."
+    )
+    posted, _ = services.post_transfer(transfer=services.hold_funds(user=buyer, amount="2.00"))
+    services.refund_transfer(transfer=posted)
+    with pytest.raises(services.TransferAlreadyRefunded) as refusal:
+        services.refund_transfer(transfer=posted)
+    assert str(refusal.value) == f"Transfer #{posted.pk} has already been refunded."
+
+
+def test_margin_refusals_name_the_field_and_the_limit(admin_user, distributor, retailer):
+    assert services.set_margin(user=distributor, margin_percentage="100", set_by=admin_user).margin_percentage == 100
+    services.set_margin(user=distributor, margin_percentage="4.50", set_by=admin_user)
+    with pytest.raises(services.InvalidMargin) as refusal:
+        services.set_margin(user=retailer, margin_percentage="100.01", set_by=admin_user)
+    assert refusal.value.field == "margin_percentage"
+    with pytest.raises(services.MarginAboveOwn) as refusal:
+        services.set_margin(user=retailer, margin_percentage="4.51", set_by=distributor)
+    assert refusal.value.field == "margin_percentage"
+    assert str(refusal.value) == "A retailer's margin cannot exceed its distributor's own margin (4.50%)."
+    with pytest.raises(NotFound) as refusal:
+        services.set_margin(user=RetailerFactory(), margin_percentage="1", set_by=distributor)
+    assert str(refusal.value) == "User not found."
