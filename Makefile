@@ -8,13 +8,28 @@ PIP    := $(PY) -m pip install --disable-pip-version-check -q
 ARGS   ?=
 DEV_ENV := DEBUG=true OTP_EXPOSE_IN_RESPONSE=true
 
-.PHONY: run test install install-dev lint fmt migrate demo-data schema fuzz browser bench mutate
+.PHONY: run test install install-dev lint fmt migrate demo-data schema fuzz browser bench mutate worker beat
 
 run: install migrate demo-data
 	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:8000
 
 test: install-dev
 	$(VENV)/bin/pytest $(ARGS)
+
+# The task queue (README, "Task queue"): workers and the scheduler, against CELERY_BROKER_URL
+# (Redis or RabbitMQ). Without a broker there is nothing to start: tasks run inside `make run`.
+# A thread pool: each of WORKER_CONCURRENCY threads mostly waits on an operator (README says why).
+WORKER_CONCURRENCY ?= 64
+NEED_BROKER = @test -n "$$CELERY_BROKER_URL" || { echo "Set CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/1): without a broker, tasks run inside the web process and there is no worker to start."; exit 2; }
+
+worker: install
+	$(NEED_BROKER)
+	$(DEV_ENV) $(PY) -m celery -A config worker --pool threads --concurrency $(WORKER_CONCURRENCY) --loglevel INFO
+
+# One scheduler per deployment is enough; a second one only repeats work that is safe to repeat.
+beat: install
+	$(NEED_BROKER)
+	$(DEV_ENV) $(PY) -m celery -A config beat --loglevel INFO --schedule $(VENV)/celerybeat-schedule
 
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev

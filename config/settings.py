@@ -269,6 +269,37 @@ RECHARGE_GATEWAY = os.environ.get("RECHARGE_GATEWAY", "purchases.gateways.Sandbo
 RECHARGE_GATEWAY_LATENCY_MS = env_int("RECHARGE_GATEWAY_LATENCY_MS", 0)
 RECHARGE_GATEWAY_TIMEOUT_SECONDS = env_int("RECHARGE_GATEWAY_TIMEOUT_SECONDS", 30)
 
+# --- Task queue (Celery: config/celery.py) -------------------------------------
+# Redis (`redis://host:6379/1`) or RabbitMQ (`amqp://user:pass@host:5672//`). Empty: no broker, and
+# every task runs eagerly in the process that enqueued it, right after the enqueuing commit.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+# The test suite always runs tasks eagerly; its integration tests start real workers of their own.
+CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL or TESTING
+CELERY_TASK_EAGER_PROPAGATES = False  # an eager task's failure is logged, never the request's answer
+CELERY_TASK_IGNORE_RESULT = True  # state lives in the database rows the tasks change
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "recharge")
+# At-least-once: a message is acknowledged after its task ran, so a worker killed mid-task leaves it to
+# be delivered again (the tasks are idempotent). Redis hands an unacknowledged message to another
+# worker after the visibility timeout: it must exceed the longest task (a gateway call) and the
+# longest retry countdown, or a task still running would be started twice.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_VISIBILITY_TIMEOUT_SECONDS = env_int(
+    "CELERY_VISIBILITY_TIMEOUT_SECONDS", env_int("RECHARGE_GATEWAY_TIMEOUT_SECONDS", 30) + 60
+)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS}
+# A request that enqueues while the broker is down must answer at once: the work is already committed
+# and a periodic sweep enqueues it again, so publishing gives up quickly instead of holding the request.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TIMEZONE = TIME_ZONE
+# A worker runs its database work on this many dedicated threads (core.db_threads): its pool threads
+# (64 by default, each waiting on an operator) never hold a connection of their own.
+CELERY_WORKER_DB_CONNECTIONS = env_int("CELERY_WORKER_DB_CONNECTIONS", 4)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -66,7 +66,16 @@ def _free_port():
 
 
 class LiveStack:
-    def __init__(self, base_database_url, name_suffix="live", workers=2, extra_env=None, gunicorn_args=()):
+    def __init__(
+        self,
+        base_database_url,
+        name_suffix="live",
+        workers=2,
+        extra_env=None,
+        gunicorn_args=(),
+        broker_url=None,
+        worker_concurrency=16,
+    ):
         config = dj_database_url.parse(base_database_url)
         self.sqlite = config["ENGINE"].endswith("sqlite3")
         if self.sqlite:
@@ -107,7 +116,16 @@ class LiveStack:
             **(extra_env or {}),
         }
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
+        self.env.pop("CELERY_BROKER_URL", None)
+        # With a broker, a real Celery worker fulfils the tasks, on a queue of this stack's own: two
+        # stacks (or two checkouts' CI runs) sharing a broker never take each other's messages.
+        self.broker_url = broker_url
+        self.worker_concurrency = worker_concurrency
+        self.queue = f"live-{name_suffix}-{self.port}"
+        if broker_url:
+            self.env.update(CELERY_BROKER_URL=broker_url, CELERY_QUEUE=self.queue)
         self.server = None
+        self.worker = None
         self.seed = None
 
     # --- database ---------------------------------------------------------------------
@@ -152,6 +170,9 @@ class LiveStack:
         self.manage("migrate", "-v0")
         output = self.manage("shell", "-c", SEED_SCRIPT).stdout
         self.seed = json.loads(output[output.index("SEED") + 4 :].strip().splitlines()[0])
+        if self.broker_url:
+            self.purge_queue()
+            self.start_worker()
         self.log = open(ROOT / "artifacts" / f"gunicorn-{self.port}.log", "w")  # noqa: SIM115
         self.server = subprocess.Popen(
             [
@@ -186,7 +207,73 @@ class LiveStack:
             time.sleep(0.2)
         raise RuntimeError("the live server did not answer /api/health/ within 60 s")
 
+    # --- the task queue's worker ---------------------------------------------------------
+    def start_worker(self):
+        """`celery worker` as `make worker` starts it (thread pool), on this stack's queue."""
+        assert self.broker_url, "this stack has no broker"
+        self.worker_log = open(ROOT / "artifacts" / f"worker-{self.port}.log", "a")  # noqa: SIM115
+        self.worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                str(self.worker_concurrency),
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--hostname",
+                f"{self.queue}@%h",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.worker_log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.worker.poll() is not None:
+                raise RuntimeError(f"the worker exited: see {self.worker_log.name}")
+            if "ready." in Path(self.worker_log.name).read_text(errors="replace"):
+                return self.worker
+            time.sleep(0.2)
+        raise RuntimeError("the worker was not ready within 60 s")
+
+    def kill_worker(self):
+        """SIGKILL: no warm shutdown, no acknowledgement of what it was running."""
+        self.worker.kill()
+        self.worker.wait(timeout=15)
+        self.worker_log.close()
+        self.worker = None
+
+    def stop_worker(self):
+        if self.worker is None:
+            return
+        self.worker.terminate()
+        try:
+            self.worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.worker.kill()
+            self.worker.wait(timeout=15)
+        self.worker_log.close()
+        self.worker = None
+
+    def worker_output(self):
+        return (ROOT / "artifacts" / f"worker-{self.port}.log").read_text(errors="replace")
+
+    def purge_queue(self):
+        self.manage("shell", "-c", "from config.celery import app; app.control.purge()", check=False)
+
     def stop(self):
+        self.stop_worker()
+        if self.broker_url:
+            self.purge_queue()
         if self.server is not None:
             self.server.terminate()
             try:
@@ -219,3 +306,17 @@ def _json(raw):
         return json.loads(raw) if raw else None
     except ValueError:
         return {"raw": raw.decode(errors="replace")[:500]}
+
+
+def broker_for_tests():
+    """The broker the integration tests' workers use (CELERY_TEST_BROKER_URL, set by .ci/run): never
+    the one a developer's own worker reads. Without it these tests skip, and fail under CI=true."""
+    import pytest
+
+    url = os.environ.get("CELERY_TEST_BROKER_URL", "")
+    if not url:
+        message = "needs a broker for a real worker: set CELERY_TEST_BROKER_URL (e.g. redis://127.0.0.1:6379/14)"
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail("CI=true: " + message)
+        pytest.skip(message)
+    return url

@@ -1,10 +1,7 @@
-from datetime import timedelta
-
 from django.conf import settings
 from django.core.management.base import BaseCommand
-from django.utils import timezone
 
-from core.models import IdempotencyRecord
+from core.services import purge_idempotency_keys
 
 
 class Command(BaseCommand):
@@ -14,7 +11,5 @@ class Command(BaseCommand):
         parser.add_argument("--hours", type=int, default=settings.IDEMPOTENCY_KEY_TTL_HOURS)
 
     def handle(self, *args, hours, **options):
-        hours = max(hours, 24)  # ledger.md: keys are kept at least a day
-        cutoff = timezone.now() - timedelta(hours=hours)
-        deleted, _ = IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()
+        deleted, hours = purge_idempotency_keys(hours=hours)
         self.stdout.write(f"Purged {deleted} idempotency key(s) older than {hours} h.")

@@ -1,0 +1,119 @@
+"""The task queue (config/celery.py): eager in-process with no broker, a real worker with one."""
+
+import threading
+import time
+from datetime import timedelta
+
+import psycopg2
+import pytest
+from django.utils import timezone
+
+from core import db_threads
+from core.models import IdempotencyRecord
+from tests.live import LiveStack, broker_for_tests
+from tests.test_settings import run_python
+
+_DUMP_CELERY = """
+import json, django
+django.setup()
+from config.celery import app
+c = app.conf
+print(json.dumps({"eager": c.task_always_eager, "broker": c.broker_url, "acks_late": c.task_acks_late,
+                  "visibility": c.broker_transport_options.get("visibility_timeout"),
+                  "transport": app.connection_for_write().transport_cls if c.broker_url else None}))
+"""
+
+
+def celery_conf(**env):
+    import json
+
+    result = run_python(["-c", _DUMP_CELERY], DJANGO_SETTINGS_MODULE="config.settings", DEBUG="true", **env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_without_a_broker_tasks_run_eagerly_in_the_enqueuing_process():
+    conf = celery_conf()
+    assert conf["eager"] is True
+
+
+@pytest.mark.parametrize(
+    ("url", "transport"), [("redis://127.0.0.1:6379/1", "redis"), ("amqp://guest:guest@127.0.0.1:5672//", "amqp")]
+)
+def test_a_broker_url_sends_tasks_to_workers_with_late_acknowledgement(url, transport):
+    conf = celery_conf(CELERY_BROKER_URL=url)
+    assert (conf["eager"], conf["broker"], conf["acks_late"], conf["transport"]) == (False, url, True, transport)
+
+
+def test_the_visibility_timeout_outlasts_the_gateway_timeout():
+    # A message redelivered while its task is still waiting on the operator would run it twice.
+    conf = celery_conf(CELERY_BROKER_URL="redis://127.0.0.1:6379/1", RECHARGE_GATEWAY_TIMEOUT_SECONDS="45")
+    assert conf["visibility"] > 45
+
+
+@pytest.mark.django_db
+def test_an_eager_task_runs_at_once_in_process(client_user):
+    from core.tasks import purge_idempotency_keys
+
+    old = IdempotencyRecord.objects.create(
+        user=client_user, key="old", endpoint="e", fingerprint="f", locked_at=timezone.now()
+    )
+    IdempotencyRecord.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=2))
+
+    purge_idempotency_keys.delay()
+
+    assert not IdempotencyRecord.objects.exists()
+
+
+def test_worker_database_work_runs_on_a_few_dedicated_threads():
+    db_threads.enable(size=2)
+    try:
+        names, barrier = [], threading.Barrier(16)
+
+        def call():
+            barrier.wait()
+            names.append(db_threads.run(lambda: threading.current_thread().name))
+
+        threads = [threading.Thread(target=call) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        db_threads.disable()
+    assert len(names) == 16
+    assert all(name.startswith("db") for name in names)
+    assert len(set(names)) <= 2
+    assert db_threads.run(lambda: threading.current_thread().name) == threading.current_thread().name
+
+
+@pytest.mark.postgres
+def test_a_real_worker_takes_a_task_from_the_broker_and_runs_it():
+    import os
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL")
+    stack = LiveStack(os.environ["DATABASE_URL"], name_suffix="queue", broker_url=broker_for_tests())
+    stack.start()
+    try:
+        dsn = {k: v for k, v in stack.admin_dsn.items() if v is not None} | {"dbname": stack.database}
+        with psycopg2.connect(**dsn) as conn, conn.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO core_idempotencyrecord (user_id, key, endpoint, fingerprint, state, created_at,"
+                " locked_at) VALUES (%s, 'old', 'e', 'f', 'COMPLETED', now() - interval '3 days', now())",
+                [stack.seed["ids"]["client"]],
+            )
+        stack.manage("shell", "-c", "from core.tasks import purge_idempotency_keys; purge_idempotency_keys.delay()")
+
+        deadline, left = time.monotonic() + 30, 1
+        while left and time.monotonic() < deadline:
+            time.sleep(0.2)
+            with psycopg2.connect(**dsn) as conn, conn.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM core_idempotencyrecord")
+                left = cursor.fetchone()[0]
+        assert left == 0, stack.worker_output()
+        assert "core.purge_idempotency_keys" in stack.worker_output()
+    finally:
+        stack.stop()
