@@ -8,7 +8,7 @@ error body carries `detail` (for people) and `code` (stable, for programs); vali
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.db import DatabaseError, DataError, InterfaceError, OperationalError, connection, transaction
+from django.db import DataError, Error, InterfaceError, OperationalError, connection, transaction
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -63,6 +63,31 @@ class TryAgain(DomainError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
 
 
+class OutcomeUnknown(DomainError):
+    """The connection died at COMMIT: the change may or may not have been saved. Never answered as
+    "nothing was changed", which would send a client to do it again."""
+
+    code = "outcome_unknown"
+    message = (
+        "The database connection was lost while the request was being saved: it may or may not have "
+        "taken effect. Retry with the same Idempotency-Key to get its outcome."
+    )
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+
+
+def raised_at_commit(exc) -> bool:
+    """Whether `exc` came out of a database COMMIT (so the commit may have landed)."""
+    traceback = exc.__traceback__
+    while traceback is not None:
+        code = traceback.tb_frame.f_code
+        if code.co_name in ("commit", "_commit") and code.co_filename.endswith(
+            ("db/backends/base/base.py", "db\\backends\\base\\base.py")
+        ):
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
 def _error(detail, code, http_status, *, errors=None, headers=None):
     body = {"detail": str(detail), "code": code}
     if errors is not None:
@@ -102,9 +127,12 @@ def _database_error_response(exc):
     if pgcode in RETRYABLE_PGCODES:
         logger.warning("retryable database error %s: %s", RETRYABLE_PGCODES[pgcode], exc)
         return _error(TryAgain.message, TryAgain.code, 503, headers=retry)
+    if raised_at_commit(exc):
+        logger.error("database connection lost at COMMIT, outcome unknown: %s", exc)
+        return _error(OutcomeUnknown.message, OutcomeUnknown.code, 503, headers=retry)
     if isinstance(exc, (InterfaceError, OperationalError)):
-        # The connection went away (restart, failover, pg_terminate_backend). Nothing was
-        # committed by this request; Django reconnects on the next one.
+        # The connection went away (restart, failover, pg_terminate_backend) before this request's
+        # commit (one at COMMIT is answered above): nothing was committed; Django reconnects.
         logger.error("database unavailable: %s", exc)
         return _error(
             "The database is unavailable; nothing was changed. Retry the request.",
@@ -160,7 +188,7 @@ def _response_for(exc):
         return _error("A number in the request is out of range.", "invalid", 400)
     if isinstance(exc, DataError):
         return _error("A value is out of range or malformed.", "invalid", 400)
-    if isinstance(exc, DatabaseError):
+    if isinstance(exc, Error):  # InterfaceError ("connection already closed") is no DatabaseError
         return _database_error_response(exc)
     return None
 

@@ -20,12 +20,12 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import Error, IntegrityError, connection, transaction
 from drf_yasg import openapi
 from rest_framework import status
 from rest_framework.response import Response
 
-from core.errors import DomainError
+from core.errors import DomainError, OutcomeUnknown
 from core.models import IdempotencyRecord
 
 logger = logging.getLogger(__name__)
@@ -131,6 +131,12 @@ def replay(record):
     return Response(record.response_body, status=record.response_status, headers={REPLAYED_HEADER: "true"})
 
 
+def _with_headers(response, replay_headers):
+    for name, value in (replay_headers(response.data) if replay_headers else {}).items():
+        response[name] = value
+    return response
+
+
 def complete(record, response):
     """Store the answer, if this request still owns the key. A request that outlived its lease
     (another took the key over) must not answer for it: in an atomic view the raise rolls its money
@@ -147,16 +153,51 @@ def complete(record, response):
         raise IdempotencyRequestInProgress()
 
 
-def release(record):
-    """Forget a claim whose request failed with a server error, so the client may retry (only if
-    this request still owns it)."""
+def release(record) -> bool:
+    """Forget a claim whose request failed, so the client may retry (only if this request still owns
+    it: a claim taken over, or completed by a commit that did land, is left alone).
+
+    The request usually failed because the connection died, so the first try may fail with any
+    django.db.Error (InterfaceError "connection already closed" is not a DatabaseError): it is tried
+    once more on a fresh connection. Only if that fails too does the lease expire the claim instead.
+    True if the claim is gone."""
+    for attempt in (1, 2):
+        try:
+            IdempotencyRecord.objects.filter(
+                pk=record.pk, state=IdempotencyRecord.State.IN_PROGRESS, locked_at=record.locked_at
+            ).delete()
+            return True
+        except Error:
+            if attempt == 2 or connection.in_atomic_block:
+                logger.warning("could not release idempotency key %s", record.key, exc_info=True)
+                return False
+            _reconnect()
+    return False
+
+
+def _reconnect():
+    """Drop the current connection (dead or not) so that the next query opens a fresh one."""
     try:
-        IdempotencyRecord.objects.filter(
-            pk=record.pk, state=IdempotencyRecord.State.IN_PROGRESS, locked_at=record.locked_at
-        ).delete()
-    except DatabaseError:
-        # The connection may be gone; the lease then expires the claim instead.
-        logger.warning("could not release idempotency key %s", record.key, exc_info=True)
+        connection.close()
+    except Error:
+        logger.debug("closing a dead connection failed", exc_info=True)
+
+
+def _after_lost_commit(record):
+    """The request's transaction ended with an error at COMMIT: did it land? The stored answer is in
+    the same transaction, so the record says: COMPLETED by this request (the commit landed: its answer)
+    or gone once released (it rolled back). None if the database cannot tell us now."""
+    _reconnect()
+    if not release(record):
+        return None
+    try:
+        landed = IdempotencyRecord.objects.filter(
+            pk=record.pk, state=IdempotencyRecord.State.COMPLETED, locked_at=record.locked_at
+        ).first()
+    except Error:
+        logger.warning("could not learn whether key %s committed", record.key, exc_info=True)
+        return None
+    return landed if landed is not None else False
 
 
 def _now():
@@ -165,13 +206,16 @@ def _now():
     return timezone.now()
 
 
-def idempotent(method=None, *, atomic=True):
-    """Decorate an APIView's `post` so that it honours `Idempotency-Key`."""
+def idempotent(method=None, *, atomic=True, replay_headers=None):
+    """Decorate an APIView's `post` so that it honours `Idempotency-Key`.
+
+    `replay_headers(stored body) -> dict` adds headers to a replayed answer (a Location, say), since
+    only the status and body are stored."""
 
     def decorator(view_method):
         @functools.wraps(view_method)
         def wrapper(view, request, *args, **kwargs):
-            return _answer_once(view, view_method, request, args, kwargs, atomic=atomic)
+            return _answer_once(view, view_method, request, args, kwargs, atomic=atomic, replay_headers=replay_headers)
 
         return wrapper
 
@@ -181,7 +225,7 @@ def idempotent(method=None, *, atomic=True):
 # A module-level function rather than the decorator's closure: decorators run at import, so
 # mutation testing (make mutate, which swaps module-level functions at call time) only reaches
 # the request-time logic here.
-def _answer_once(view, view_method, request, args, kwargs, *, atomic):
+def _answer_once(view, view_method, request, args, kwargs, *, atomic, replay_headers=None):
     key = request.headers.get(HEADER)
     if key is None:
         return view_method(view, request, *args, **kwargs)
@@ -192,7 +236,8 @@ def _answer_once(view, view_method, request, args, kwargs, *, atomic):
         user=request.user, key=key, endpoint=endpoint, fingerprint=request_fingerprint(request, endpoint)
     )
     if replayed is not None:
-        return replayed
+        return _with_headers(replayed, replay_headers)
+    committing = False
     try:
         if atomic:
             with transaction.atomic():
@@ -206,6 +251,8 @@ def _answer_once(view, view_method, request, args, kwargs, *, atomic):
                     transaction.set_rollback(True)
                 else:
                     complete(record, response)
+                    committing = True  # an error from here on comes from the COMMIT
+            committing = False
             if response.status_code >= 400:
                 complete(record, response)
         else:
@@ -216,6 +263,19 @@ def _answer_once(view, view_method, request, args, kwargs, *, atomic):
     except _ServerFailure as failure:
         release(record)
         return failure.response
+    except Error as error:
+        if not committing:
+            release(record)
+            raise
+        # The connection died at COMMIT: "nothing was changed" may be a lie. Find out.
+        landed = _after_lost_commit(record)
+        if landed is None:
+            raise OutcomeUnknown() from error
+        if landed is False:
+            raise  # rolled back and released: the usual "nothing was changed" is true
+        logger.warning("key %s: the connection died at COMMIT, which landed; answering", key)
+        answer = Response(landed.response_body, status=landed.response_status)
+        return _with_headers(answer, replay_headers)
     except BaseException:
         release(record)
         raise
