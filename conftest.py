@@ -41,6 +41,51 @@ def _fresh_cache():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _on_commit_runs_when_the_code_under_test_commits(monkeypatch):
+    """pytest-django wraps a test in a transaction that is never committed, so work deferred with
+    `transaction.on_commit` (every task enqueue) would never run. In production it runs when the
+    code's own outermost atomic block commits, or at once outside any: do the same here, treating the
+    test's own transaction as the autocommit it stands for. A block that rolls back still drops its
+    callbacks (Django discards them with the savepoint)."""
+    from django.db import DEFAULT_DB_ALIAS, connections, transaction
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
+    def only_the_tests_blocks_open(connection):
+        return connection.in_atomic_block and all(block._from_testcase for block in connection.atomic_blocks)
+
+    def run_pending(connection):
+        while connection.run_on_commit and only_the_tests_blocks_open(connection):
+            _, func, robust = connection.run_on_commit.pop(0)
+            _call(func, robust)
+
+    def _call(func, robust):
+        if not robust:
+            return func()
+        try:
+            func()
+        except Exception:  # noqa: BLE001 - a robust callback's failure is logged, as Django does
+            import logging
+
+            logging.getLogger("django.db.backends.base").exception("on_commit callback failed")
+
+    original_on_commit = BaseDatabaseWrapper.on_commit
+    original_exit = transaction.Atomic.__exit__
+
+    def on_commit(self, func, robust=False):
+        if only_the_tests_blocks_open(self):
+            return _call(func, robust)
+        return original_on_commit(self, func, robust)
+
+    def exit_(self, exc_type, exc_value, traceback):
+        result = original_exit(self, exc_type, exc_value, traceback)
+        run_pending(connections[self.using or DEFAULT_DB_ALIAS])
+        return result
+
+    monkeypatch.setattr(BaseDatabaseWrapper, "on_commit", on_commit)
+    monkeypatch.setattr(transaction.Atomic, "__exit__", exit_)
+
+
 @pytest.fixture
 def api_client():
     return APIClient()

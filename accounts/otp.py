@@ -2,6 +2,11 @@
 
 Only an HMAC of each code is stored (keyed with SECRET_KEY and bound to the phone). A phone that
 fails too often in a day is locked out of OTP login until the day passes or an admin unlocks it.
+
+The SMS is sent by a task (accounts.tasks.send_otp_sms), after the request has answered: a slow or
+failing SMS provider neither holds nor fails the request, and is retried with backoff. The task gets
+only the code's id: the code itself is derived from that row and SECRET_KEY (`_code_for`), so it is
+neither stored nor put on the queue. The rate limits stay at request time.
 """
 
 import hashlib
@@ -9,7 +14,7 @@ import hmac
 import math
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import phonenumbers
 from django.conf import settings
@@ -21,8 +26,9 @@ from rest_framework import status
 
 from accounts.models import OneTimePassword, OtpPhoneLock, User
 from accounts.services import AccountInactive
-from accounts.sms import SmsDeliveryFailed, send_sms
+from accounts.sms import send_sms
 from core.errors import Conflict, DomainError
+from core.queue import enqueue_after_commit
 from core.roles import UserType
 
 ONE_DAY = timedelta(days=1)
@@ -96,8 +102,14 @@ def _code_matches(otp: OneTimePassword, code: str) -> bool:
     return hmac.compare_digest(otp.code_hash, hash_otp(phone_number=otp.phone_number, code=code))
 
 
-def _new_code() -> str:
-    return "".join(secrets.choice("0123456789") for _ in range(settings.OTP_LENGTH))
+def _code_for(*, phone_number: str, expires_at: datetime) -> str:
+    """The code of the OTP row (phone, expiry to the microsecond): HMAC-SHA256 keyed with SECRET_KEY,
+    reduced to OTP_LENGTH digits. Unpredictable without SECRET_KEY, like a random code; whoever holds
+    SECRET_KEY and the table could equally try every code against `code_hash`, so deriving it costs no
+    secrecy, and lets the sending task work from the row's id alone."""
+    stamp = expires_at.astimezone(UTC).strftime("%Y%m%d%H%M%S%f")
+    digest = hmac.new(settings.SECRET_KEY.encode(), f"otp-code:{phone_number}:{stamp}".encode(), hashlib.sha256)
+    return str(int.from_bytes(digest.digest(), "big") % 10**settings.OTP_LENGTH).zfill(settings.OTP_LENGTH)
 
 
 def _ensure_not_locked(*, phone_number: str, now: datetime) -> None:
@@ -139,11 +151,10 @@ def unlock_phone(*, phone_number: str) -> bool:
 
 
 def request_otp(*, phone_number: str, requested_from: str | None = None) -> IssuedOtp:
-    """Create a code for the (normalised) phone and send it by SMS.
+    """Create a code for the (normalised) phone and have it sent by SMS (a task, after commit).
 
     The same answer whether or not the phone belongs to a user. Refused while the phone is locked,
-    inside the resend cooldown, or past the hourly cap. Only the newest code of a phone can be used.
-    If the SMS cannot be sent the code is forgotten, so the client may ask again at once."""
+    inside the resend cooldown, or past the hourly cap. Only the newest code of a phone can be used."""
     now = timezone.now()
     _ensure_not_locked(phone_number=phone_number, now=now)
     cooldown = settings.OTP_RESEND_COOLDOWN_SECONDS
@@ -159,20 +170,35 @@ def request_otp(*, phone_number: str, requested_from: str | None = None) -> Issu
     cooldown_key = f"otp:cooldown:{phone_number}"
     if cooldown > 0 and not cache.add(cooldown_key, now.timestamp(), timeout=cooldown):
         raise OtpCooldown(retry_after=cooldown)
-    code = _new_code()
+    # A random microsecond makes the expiry (and so the code) unguessable even to someone who knows
+    # when the request was made; the code's strength rests on SECRET_KEY either way.
+    expires_at = now + timedelta(minutes=settings.OTP_EXPIRY_MINUTES, microseconds=secrets.randbelow(1_000_000))
+    code = _code_for(phone_number=phone_number, expires_at=expires_at)
     otp = OneTimePassword.objects.create(
         phone_number=phone_number,
         code_hash=hash_otp(phone_number=phone_number, code=code),
-        expires_at=now + timedelta(minutes=settings.OTP_EXPIRY_MINUTES),
+        expires_at=expires_at,
         requested_from=requested_from,
     )
-    try:
-        send_sms(to=phone_number, body=f"Your login code is {code}. It expires in {settings.OTP_EXPIRY_MINUTES} min.")
-    except SmsDeliveryFailed:
-        otp.delete()
-        cache.delete(cooldown_key)
-        raise
+    from accounts import tasks
+
+    enqueue_after_commit(tasks.send_otp_sms, otp_id=otp.pk)
     return IssuedOtp(phone_number=phone_number, code=code, expires_at=otp.expires_at)
+
+
+def send_otp_sms(*, otp_id) -> bool:
+    """Send the SMS of code `otp_id`, if it is still worth sending: not used, not expired and still the
+    phone's newest code (only that one can be used). True if sent; SmsDeliveryFailed propagates, for
+    the task to retry."""
+    otp = OneTimePassword.objects.filter(pk=otp_id).first()
+    if otp is None or otp.consumed_at is not None or otp.expires_at <= timezone.now():
+        return False
+    newer = OneTimePassword.objects.filter(phone_number=otp.phone_number, created_at__gt=otp.created_at).exists()
+    if newer:
+        return False
+    code = _code_for(phone_number=otp.phone_number, expires_at=otp.expires_at)
+    send_sms(to=otp.phone_number, body=f"Your login code is {code}. It expires in {settings.OTP_EXPIRY_MINUTES} min.")
+    return True
 
 
 def verify_otp(*, phone_number: str, code: str) -> tuple[User, bool]:

@@ -255,6 +255,8 @@ SMS_BACKEND = os.environ.get("SMS_BACKEND", "accounts.sms.ConsoleSmsBackend")
 SMS_HTTP_URL = os.environ.get("SMS_HTTP_URL", "")
 SMS_HTTP_TOKEN = os.environ.get("SMS_HTTP_TOKEN", "")
 SMS_HTTP_TIMEOUT_SECONDS = env_int("SMS_HTTP_TIMEOUT_SECONDS", 5)
+# A login code's SMS is retried this many times, backing off 2, 4, 8, 16, 30 s (a code lives a minute).
+SMS_MAX_RETRIES = env_int("SMS_MAX_RETRIES", 5)
 
 # --- Wallet and recharge --------------------------------------------------
 WALLET_CURRENCY = os.environ.get("WALLET_CURRENCY", "INR")

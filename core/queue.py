@@ -1,0 +1,30 @@
+"""Enqueueing tasks: only after the enqueuing transaction commits, and never at the caller's expense.
+
+A task enqueued inside a transaction that then rolls back would run for rows that do not exist (or,
+worse, would run before the rows are visible to the worker). `enqueue_after_commit` defers the send
+to the commit (at once outside a transaction). If the broker cannot take the message then, the work
+is already committed: the failure is logged and the caller still gets its answer; each kind of work
+has a periodic sweep that enqueues again whatever was left behind.
+"""
+
+import functools
+import logging
+
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+
+def enqueue_after_commit(task, **kwargs):
+    transaction.on_commit(functools.partial(enqueue_now, task, **kwargs))
+
+
+def enqueue_now(task, **kwargs) -> bool:
+    """Send `task(**kwargs)` to the broker (or run it, eagerly, with no broker). False if it could not be
+    sent; never raises."""
+    try:
+        task.apply_async(kwargs=kwargs)
+    except Exception:  # noqa: BLE001 - broker down or unreachable: a sweep sends it again later
+        logger.warning("could not enqueue %s(%s); a periodic sweep will retry", task.name, kwargs, exc_info=True)
+        return False
+    return True
