@@ -12,8 +12,8 @@ from django.db import InterfaceError, connection, connections
 
 from core.idempotency import claim_key, release
 from core.models import IdempotencyRecord
-from wallet.models import Transfer
 from purchases.tests.helpers import fund
+from wallet.models import Transfer
 
 TRANSFER = "/api/wallet/transfer/"
 
