@@ -74,7 +74,7 @@ def test_the_same_code_for_two_phones_is_stored_as_two_hmacs_bound_to_each_phone
     api_client, sms_outbox, settings, monkeypatch
 ):
     settings.OTP_RESEND_COOLDOWN_SECONDS = 0
-    monkeypatch.setattr(otp, "_new_code", lambda: "123456")
+    monkeypatch.setattr(otp, "_code_for", lambda *, phone_number, expires_at: "123456")
     send(api_client, "9999999999")
     send(api_client, "8888888888")
     stored = dict(OneTimePassword.objects.values_list("phone_number", "code_hash"))
