@@ -3,9 +3,9 @@ import os
 import pytest
 from django.db import connection
 from rest_framework.test import APIClient
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.tests.factories import AdminFactory, ClientFactory, DistributorFactory, RetailerFactory
+from accounts.tokens import token_pair_for
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -93,7 +93,7 @@ def api_client():
 
 def client_for(user):
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(user).access_token}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_pair_for(user)['access']}")
     return client
 
 

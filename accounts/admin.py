@@ -53,11 +53,32 @@ class UserAdmin(DjangoUserAdmin):
     list_select_related = ("wallet", "parent")
     raw_id_fields = ("parent",)
     ordering = ("id",)
-    readonly_fields = ("wallet_balance", "last_login", "date_joined", "is_staff", "is_superuser")
+    readonly_fields = (
+        "wallet_balance",
+        "last_login",
+        "date_joined",
+        "is_staff",
+        "is_superuser",
+        "deactivated_by",
+        "deactivated_by_role",
+    )
     fieldsets = (
         (None, {"fields": ("username", "password")}),
         ("Profile", {"fields": ("first_name", "last_name", "email", "phone_number")}),
-        ("Role", {"fields": ("user_type", "parent", "is_active", "is_staff", "is_superuser")}),
+        (
+            "Role",
+            {
+                "fields": (
+                    "user_type",
+                    "parent",
+                    "is_active",
+                    "deactivated_by",
+                    "deactivated_by_role",
+                    "is_staff",
+                    "is_superuser",
+                )
+            },
+        ),
         ("Wallet", {"fields": ("wallet_balance",)}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
@@ -77,9 +98,14 @@ class UserAdmin(DjangoUserAdmin):
         return money_str(wallet.balance) if wallet else "-"
 
     def save_model(self, request, obj, form, change):
-        # is_staff / is_superuser follow the role (see accounts.services); save() opens the wallet.
-        services.apply_role_flags(user=obj)
-        super().save_model(request, obj, form, change)
+        # The form has set the fields; the service applies what any admin edit implies (role flags,
+        # who deactivated, tokens cut off). form.initial holds the values before this edit.
+        services.save_from_admin_site(
+            actor=request.user,
+            user=obj,
+            was_active=form.initial.get("is_active", True) if change else True,
+            old_type=form.initial.get("user_type") if change else None,
+        )
 
 
 @admin.register(OtpPhoneLock)

@@ -1,6 +1,7 @@
 from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.db import models, transaction
+from django.db.models import F
 from django.db.models.functions import Lower
 
 from core.roles import UserType
@@ -19,7 +20,12 @@ class User(AbstractUser):
 
     email = models.EmailField("email address", max_length=254, null=True, blank=True)
     phone_number = models.CharField(
-        max_length=16, unique=True, null=True, blank=True, help_text="E.164, e.g. +919999999999"
+        max_length=16, null=True, blank=True, db_index=True, help_text="E.164, e.g. +919999999999"
+    )
+    # A number identifies the account (OTP login, payments by phone) only once proved: by the account's
+    # own OTP, or vouched for by an admin who set it. Unverified, it is a claim that blocks nobody.
+    phone_verified = models.BooleanField(
+        default=False, help_text="Proved by the account's own OTP or set by an admin; only then does it identify it."
     )
     user_type = models.PositiveSmallIntegerField(choices=UserType.choices, default=UserType.CLIENT, db_index=True)
     parent = models.ForeignKey(
@@ -31,6 +37,17 @@ class User(AbstractUser):
         help_text="The distributor a retailer belongs to.",
     )
     updated_at = models.DateTimeField(auto_now=True)
+    # Carried in every token issued to this account and compared on each request and refresh: a bump
+    # (logout, password change or reset, deactivation, role change) cuts every earlier token off.
+    token_version = models.PositiveIntegerField(default=0, editable=False)
+    # Who took the account out of service: a distributor may lift only its own deactivation, an
+    # admin's stands until an admin lifts it. Cleared on re-activation.
+    deactivated_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    deactivated_by_role = models.PositiveSmallIntegerField(
+        choices=UserType.choices, null=True, blank=True, editable=False
+    )
 
     objects = UserManager()
 
@@ -42,6 +59,9 @@ class User(AbstractUser):
             models.UniqueConstraint(Lower("email"), name="user_email_unique_ci"),
             models.CheckConstraint(
                 condition=models.Q(user_type__in=[t.value for t in UserType]), name="user_type_valid"
+            ),
+            models.UniqueConstraint(
+                fields=["phone_number"], condition=models.Q(phone_verified=True), name="user_verified_phone_unique"
             ),
         ]
 
@@ -57,16 +77,39 @@ class User(AbstractUser):
         collide under the unique constraints). save() calls it; bulk_create, which skips save(), too."""
         self.email = self.email.strip().lower() or None if self.email else None
         self.phone_number = self.phone_number or None
+        if self.phone_number is None:
+            self.phone_verified = False
+
+    def set_password(self, raw_password):
+        # Every path that changes a password (the API, the Django admin, `changepassword`) ends here:
+        # the save that stores the new password also cuts off the tokens issued before it.
+        super().set_password(raw_password)
+        self._revoke_tokens_on_save = not self._state.adding
+
+    def bump_token_version(self):
+        """Invalidate every token issued so far (one UPDATE, so concurrent bumps never cancel out)."""
+        type(self).objects.filter(pk=self.pk).update(token_version=F("token_version") + 1)
+        self.refresh_from_db(fields=["token_version"])
 
     def save(self, *args, **kwargs):
         self.normalize_identity()
         creating = self._state.adding
+        if not creating:
+            # token_version moves only through bump_token_version: saving an object loaded before a
+            # logout must not write the older version back and revive the tokens it revoked.
+            fields = kwargs.get("update_fields")
+            if fields is None:
+                fields = [field.name for field in self._meta.concrete_fields if not field.primary_key]
+            kwargs["update_fields"] = [name for name in fields if name != "token_version"]
         with transaction.atomic():
             super().save(*args, **kwargs)
             if creating:
                 from wallet.services import open_wallet
 
                 open_wallet(user=self)
+            elif getattr(self, "_revoke_tokens_on_save", False):
+                self.bump_token_version()
+        self._revoke_tokens_on_save = False
 
 
 class OneTimePassword(models.Model):

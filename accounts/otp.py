@@ -255,7 +255,7 @@ def _user_for_phone(*, phone_number: str) -> tuple[User, bool]:
     while User.objects.filter(username=username).exists():
         suffix += 1
         username = f"{base}_{suffix}"
-    user = User(username=username, phone_number=phone_number, user_type=UserType.CLIENT)
+    user = User(username=username, phone_number=phone_number, phone_verified=True, user_type=UserType.CLIENT)
     user.set_unusable_password()
     try:
         with transaction.atomic():

@@ -18,9 +18,9 @@ from django.utils import timezone
 from rest_framework import status
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
-from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import User
+from accounts.tokens import VersionedRefreshToken, token_pair_for
 from core.errors import Conflict, DomainError, NotFound
 from core.roles import UserType
 from wallet.services import open_wallets
@@ -68,6 +68,17 @@ class OwnAccountRefused(DomainError):
     status_code = status.HTTP_403_FORBIDDEN
 
 
+class WrongPassword(DomainError):
+    code = "wrong_password"
+    message = "The current password is not correct."
+
+
+class DeactivatedByAdmin(DomainError):
+    code = "deactivated_by_admin"
+    message = "An administrator deactivated this account; only an administrator can re-activate it."
+    status_code = status.HTTP_403_FORBIDDEN
+
+
 # --- users ----------------------------------------------------------------------------------------
 
 
@@ -108,6 +119,21 @@ def check_parent(*, user_type: int, parent: User | None) -> None:
         raise InvalidParent("A retailer's parent must be an active distributor.")
 
 
+def _record_activity_change(*, user: User, actor: User | None, was_active: bool) -> bool:
+    """Note who took `user` out of service, or clear it on re-activation. True when deactivating.
+
+    Only the transition counts: setting is_active=False on an account that is already inactive
+    does not overwrite who deactivated it (a distributor cannot turn an admin's deactivation into
+    its own and then lift it)."""
+    if was_active and not user.is_active:
+        user.deactivated_by = actor
+        user.deactivated_by_role = actor.user_type if actor is not None else UserType.ADMIN
+        return True
+    if not was_active and user.is_active:
+        user.deactivated_by, user.deactivated_by_role = None, None
+    return False
+
+
 def _save(user: User) -> User:
     """Save after the uniqueness checks; a concurrent insert of the same email or phone is a 400 too."""
     user.normalize_identity()
@@ -132,11 +158,13 @@ def create_user(
     last_name: str = "",
     parent: User | None = None,
     is_active: bool = True,
+    created_by: User | None = None,
 ) -> User:
     """Create a user and its wallet in one transaction. `password=None` makes an OTP-only account.
 
     Refuses a weak password (Django's validators), a taken username/email/phone, and a parent that
-    is not an active distributor of a retailer."""
+    is not an active distributor of a retailer. An account created inactive counts as deactivated
+    by `created_by` (an admin when not given)."""
     check_parent(user_type=user_type, parent=parent)
     user = User(
         username=username,
@@ -148,6 +176,7 @@ def create_user(
         parent=parent,
         is_active=is_active,
     )
+    _record_activity_change(user=user, actor=created_by, was_active=True)
     apply_role_flags(user=user)
     if password is None:
         user.set_unusable_password()
@@ -229,13 +258,28 @@ def update_user(*, actor: User, user: User, **changes) -> User:
     ):
         raise InvalidParent("This distributor still has retailers; move them first.", field="user_type")
     check_parent(user_type=new_type, parent=changes.get("parent", user.parent))
-    deactivating = user.is_active and changes.get("is_active", True) is False
+    was_active, old_type = user.is_active, user.user_type
     _apply(user, changes, ADMIN_EDITABLE_FIELDS)
     apply_role_flags(user=user)
+    deactivating = _record_activity_change(user=user, actor=actor, was_active=was_active)
     with transaction.atomic():
         _save(user)
-        if deactivating:
-            revoke_refresh_tokens(user=user)
+        if deactivating or user.user_type != old_type:
+            # A deactivated account or one whose powers changed starts again from a fresh login.
+            revoke_tokens(user=user)
+    return user
+
+
+def save_from_admin_site(*, actor: User, user: User, was_active: bool, old_type: int | None) -> User:
+    """The Django admin's save of a user whose form has already set the fields (`old_type` None: a
+    new user). The same consequences as update_user: role flags follow the role, a deactivation is
+    recorded as the admin's, and a deactivation or a role change cuts off every token."""
+    apply_role_flags(user=user)
+    deactivating = _record_activity_change(user=user, actor=actor, was_active=was_active)
+    with transaction.atomic():
+        user.save()  # creates the wallet in the same transaction when the user is new
+        if old_type is not None and (deactivating or user.user_type != old_type):
+            revoke_tokens(user=user)
     return user
 
 
@@ -243,40 +287,64 @@ def update_retailer(*, distributor: User, retailer: User, **changes) -> User:
     """A distributor's edit of one of its own retailers (scope is checked by the selector)."""
     if retailer.parent_id != distributor.pk:
         raise NotFound()
-    deactivating = retailer.is_active and changes.get("is_active", True) is False
+    if (
+        not retailer.is_active
+        and changes.get("is_active") is True
+        and retailer.deactivated_by_role != UserType.DISTRIBUTOR
+    ):
+        # An admin's deactivation (or one of unknown origin, from before this was recorded) stands.
+        raise DeactivatedByAdmin(field="is_active")
+    was_active = retailer.is_active
     _apply(retailer, changes, RETAILER_EDITABLE_FIELDS)
+    deactivating = _record_activity_change(user=retailer, actor=distributor, was_active=was_active)
     with transaction.atomic():
         _save(retailer)
         if deactivating:
-            revoke_refresh_tokens(user=retailer)
+            revoke_tokens(user=retailer)
     return retailer
 
 
 def create_retailer(*, distributor: User, **fields) -> User:
-    return create_user(user_type=UserType.RETAILER, parent=distributor, **fields)
+    return create_user(user_type=UserType.RETAILER, parent=distributor, created_by=distributor, **fields)
 
 
 def deactivate_user(*, actor: User, user: User) -> User:
-    """'Delete' = deactivate: the row, its wallet and its ledger history stay; its refresh tokens die.
+    """'Delete' = deactivate: the row, its wallet and its ledger history stay; every token dies.
 
-    Access tokens stop working at once too: JWT authentication refuses inactive users."""
+    Deactivating an account that is already inactive changes nothing (who deactivated it stays)."""
     if actor.pk == user.pk:
         raise OwnAccountRefused()
     with transaction.atomic():
-        User.objects.filter(pk=user.pk).update(is_active=False, updated_at=timezone.now())
-        revoke_refresh_tokens(user=user)
-    user.is_active = False
+        deactivated = User.objects.filter(pk=user.pk, is_active=True).update(
+            is_active=False,
+            deactivated_by=actor,
+            deactivated_by_role=actor.user_type,
+            updated_at=timezone.now(),
+        )
+        if deactivated:
+            revoke_tokens(user=user)
+    user.refresh_from_db(fields=["is_active", "deactivated_by", "deactivated_by_role", "token_version"])
     return user
 
 
 def reset_password(*, user: User, new_password: str) -> User:
-    """Set a new password (Django's validators apply) and revoke the user's refresh tokens."""
+    """Set a new password (Django's validators apply); every token of the user dies."""
     check_password_strength(password=new_password, user=user, field="new_password")
     user.set_password(new_password)
     with transaction.atomic():
-        user.save(update_fields=["password", "updated_at"])
+        user.save(update_fields=["password", "updated_at"])  # bumps token_version (User.set_password)
         revoke_refresh_tokens(user=user)
     return user
+
+
+def change_password(*, user: User, old_password: str, new_password: str) -> dict:
+    """The signed-in user changes its own password: the current one must match, the new one passes
+    Django's validators. Every earlier token (this session's included) dies; the answer is a fresh
+    token pair, so the caller stays signed in and its other sessions are signed out."""
+    if not user.check_password(old_password):
+        raise WrongPassword(field="old_password")
+    reset_password(user=user, new_password=new_password)
+    return issue_tokens(user=user)
 
 
 def assign_phone_number(*, user: User, phone_number: str) -> bool:
@@ -295,10 +363,10 @@ def assign_phone_number(*, user: User, phone_number: str) -> bool:
 
 
 def issue_tokens(*, user: User) -> dict:
-    """A fresh refresh/access pair, and the login recorded."""
-    refresh = RefreshToken.for_user(user)
+    """A fresh refresh/access pair carrying the user's token_version, and the login recorded."""
+    pair = token_pair_for(user)
     update_last_login(None, user)
-    return {"access": str(refresh.access_token), "refresh": str(refresh)}
+    return pair
 
 
 def authenticate_by_email(*, email: str, password: str) -> User:
@@ -315,14 +383,25 @@ def authenticate_by_email(*, email: str, password: str) -> User:
 
 
 def log_out(*, user: User, refresh: str) -> None:
-    """Blacklist `refresh`. Only the caller's own token; another's is refused like a bad one."""
+    """End every session of the caller: `refresh` is blacklisted and the token_version bump cuts off
+    every access and refresh token issued before. Only the caller's own refresh token is accepted;
+    another's is refused like a bad one."""
     try:
-        token = RefreshToken(refresh)
+        token = VersionedRefreshToken(refresh)
     except TokenError:
         raise InvalidRefreshToken(field="refresh") from None
     if str(token.payload.get(settings.SIMPLE_JWT.get("USER_ID_CLAIM", "user_id"))) != str(user.pk):
         raise InvalidRefreshToken(field="refresh")
-    token.blacklist()
+    with transaction.atomic():
+        token.blacklist()
+        revoke_tokens(user=user)
+
+
+def revoke_tokens(*, user: User) -> None:
+    """Cut off every token issued to `user` so far: bump its token_version (checked on every request
+    and refresh) and blacklist its outstanding refresh tokens (so the blacklist admin tells the truth)."""
+    user.bump_token_version()
+    revoke_refresh_tokens(user=user)
 
 
 def revoke_refresh_tokens(*, user: User) -> int:

@@ -172,7 +172,8 @@ X_FRAME_OPTIONS = "DENY"
 
 # --- REST framework ---------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework_simplejwt.authentication.JWTAuthentication"],
+    # simplejwt's, plus the token_version check that makes logout and revocation immediate.
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.tokens.VersionedJWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "core.pagination.StandardPagination",
     "PAGE_SIZE": 20,
@@ -204,6 +205,7 @@ SIMPLE_JWT = {
     "UPDATE_LAST_LOGIN": True,
     "ALGORITHM": "HS256",
     "AUTH_HEADER_TYPES": ("Bearer",),
+    "TOKEN_REFRESH_SERIALIZER": "accounts.tokens.VersionedTokenRefreshSerializer",
 }
 
 SWAGGER_SETTINGS = {

@@ -49,6 +49,7 @@ MATRIX = {
     ("POST", "api/auth/logout/"): SIGNED_IN,
     ("GET", "api/auth/me/"): SIGNED_IN,
     ("PATCH", "api/auth/me/"): SIGNED_IN,
+    ("POST", "api/auth/me/password/"): SIGNED_IN,
     ("GET", "api/auth/admin/users/"): ADMIN_ONLY,
     ("POST", "api/auth/admin/users/create/"): ADMIN_ONLY,
     ("GET", "api/auth/admin/users/{id}/"): ADMIN_ONLY,

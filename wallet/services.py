@@ -36,8 +36,9 @@ class InsufficientFunds(DomainError):
 
 
 class WalletInactive(DomainError):
+    # Says which side, never whose: a refusal must not name someone else's account.
     code = "wallet_inactive"
-    message = "The account {username} is deactivated."
+    message = "The {side} account is deactivated."
 
 
 class SameWallet(DomainError):
@@ -168,7 +169,7 @@ def transfer_funds(*, sender, receiver, amount, remarks="", initiated_by=None, i
     with transaction.atomic():
         by_user = {wallet.user_id: wallet for wallet in wallets_for_update(user_ids=[sender.pk, receiver.pk])}
         source, destination = _user_wallet(by_user, sender.pk), _user_wallet(by_user, receiver.pk)
-        _ensure_active(source, destination)
+        _ensure_active(paying=[source], receiving=[destination])
         return _move(
             source=source,
             destination=destination,
@@ -185,7 +186,7 @@ def credit_wallet(*, user, amount, remarks="", initiated_by=None, kind=Kind.CRED
     amount = validate_amount(amount=amount)
     with transaction.atomic():
         destination = _locked_user_wallet(user)
-        _ensure_active(destination)
+        _ensure_active(receiving=[destination])
         return _move(
             source=system_wallet(code=SystemWallet.TREASURY),
             destination=destination,
@@ -202,7 +203,7 @@ def debit_wallet(*, user, amount, remarks="", initiated_by=None, kind=Kind.DEBIT
     amount = validate_amount(amount=amount)
     with transaction.atomic():
         source = _locked_user_wallet(user)
-        _ensure_active(source)
+        _ensure_active(paying=[source])
         return _move(
             source=source,
             destination=system_wallet(code=SystemWallet.TREASURY),
@@ -254,7 +255,7 @@ def hold_funds(
     amount = validate_amount(amount=amount)
     with transaction.atomic():
         source = _locked_user_wallet(user)
-        _ensure_active(source)
+        _ensure_active(paying=[source])
         return _move(
             source=source,
             destination=system_wallet(code=destination),
@@ -383,7 +384,7 @@ def pay_out_in_bulk(*, payer=None, payments, kind=Kind.TRANSFER, remarks="", ini
         by_user = {wallet.user_id: wallet for wallet in wallets_for_update(user_ids=[*payer_ids, *receiver_ids])}
         source = _user_wallet(by_user, payer.pk) if payer is not None else system_wallet(code=SystemWallet.TREASURY)
         receivers = {user_id: _user_wallet(by_user, user_id) for user_id in receiver_ids}
-        _ensure_active(*by_user.values())
+        _ensure_active(paying=[source], receiving=receivers.values())
         total = sum((amount for _, amount in payments), Decimal("0.00"))
         if not source.is_system and source.available < total:
             raise InsufficientFunds(available=f"{source.available:.2f}", amount=f"{total:.2f}")
@@ -466,10 +467,11 @@ def _user_wallet(by_user, user_id) -> Wallet:
         raise WalletNotFound() from None
 
 
-def _ensure_active(*wallets):
-    for wallet in wallets:
-        if not wallet.user.is_active:
-            raise WalletInactive(username=wallet.user.username)
+def _ensure_active(*, paying=(), receiving=()):
+    for side, wallets in (("paying", paying), ("receiving", receiving)):
+        for wallet in wallets:
+            if not wallet.is_system and not wallet.user.is_active:
+                raise WalletInactive(side=side)
 
 
 def _lock_pending(transfer, extra_user_ids=()):

@@ -81,6 +81,10 @@ class MessageSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
+class PasswordChangedSerializer(TokenPairSerializer):
+    detail = serializers.CharField()
+
+
 # --- inputs ---------------------------------------------------------------------------------------
 
 NAME = {"max_length": 150, "required": False, "allow_blank": True}
@@ -191,3 +195,7 @@ class PasswordResetSerializer(serializers.Serializer):
                 {"new_password_confirm": ["The passwords do not match."]}, code="mismatch"
             )
         return attrs
+
+
+class PasswordChangeSerializer(PasswordResetSerializer):
+    old_password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)

@@ -12,6 +12,7 @@ urlpatterns = [
     path("token/refresh/", views.TokenRefreshView.as_view(), name="token-refresh"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("me/", views.MeView.as_view(), name="me"),
+    path("me/password/", views.PasswordChangeView.as_view(), name="me-password"),
     path("admin/users/", views.AdminUserListView.as_view(), name="admin-users"),
     path("admin/users/create/", views.AdminUserCreateView.as_view(), name="admin-users-create"),
     path("admin/users/<int:pk>/", views.AdminUserDetailView.as_view(), name="admin-users-detail"),

@@ -128,7 +128,9 @@ class TokenRefreshView(SimpleJwtTokenRefreshView):
 
 
 class LogoutView(APIView):
-    """Blacklist the caller's refresh token. Answers 200 with a body (not 205), so every client can parse it."""
+    """Sign the caller out everywhere: the given refresh token (the caller's own) is blacklisted and every
+    access and refresh token issued to the account before now stops working at once. Answers 200 with a
+    body (not 205), so every client can parse it."""
 
     permission_classes = [IsAuthenticated]
 
@@ -164,6 +166,33 @@ class MeView(APIView):
         data.is_valid(raise_exception=True)
         user = services.update_profile(user=request.user, **data.validated_data)
         return self._render(user)
+
+
+class PasswordChangeView(APIView):
+    """Change the caller's own password: `old_password`, then `new_password` twice (Django's validators
+    apply). Every token issued before (this one included) stops working at once; the answer carries a
+    fresh pair, so this client stays signed in while every other session is signed out.
+
+    400 `wrong_password` (old_password), `password_invalid`, `mismatch`."""
+
+    permission_classes = [IsAuthenticated]
+    # Per signed-in user: a stolen access token must not become a fast password-guessing oracle.
+    throttle_scope = "login"
+
+    @swagger_auto_schema(
+        operation_id="auth_me_password_change",
+        request_body=s.PasswordChangeSerializer,
+        responses={200: s.PasswordChangedSerializer},
+    )
+    def post(self, request):
+        data = s.PasswordChangeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        tokens = services.change_password(
+            user=request.user,
+            old_password=data.validated_data["old_password"],
+            new_password=data.validated_data["new_password"],
+        )
+        return Response({"detail": "Password changed; other sessions are signed out.", **tokens})
 
 
 # --- admin user management ------------------------------------------------------------------------
@@ -212,7 +241,7 @@ class AdminUserCreateView(APIView):
     def post(self, request):
         data = s.AdminUserCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = services.create_user(**data.validated_data)
+        user = services.create_user(created_by=request.user, **data.validated_data)
         user = selectors.profile_of(user=user)
         return Response(
             {"message": "User created successfully", "user": s.UserSerializer(user).data},

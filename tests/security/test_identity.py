@@ -1,0 +1,269 @@
+"""Attacks on identity that the project withstands (security issue 12: items 1, 7, 10, 11).
+
+Each test names the attack; each failed on the code before the fix."""
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts.models import User
+from accounts.tests.factories import DEFAULT_PASSWORD, AdminFactory, ClientFactory, DistributorFactory, RetailerFactory
+from conftest import client_for
+from core.roles import UserType
+from wallet import services as ledger
+
+pytestmark = pytest.mark.django_db
+
+LOGIN = "/api/auth/login/email/"
+REFRESH = "/api/auth/token/refresh/"
+LOGOUT = "/api/auth/logout/"
+BALANCE = "/api/wallet/balance/"
+PASSWORD = "/api/auth/me/password/"
+NEW_PASSWORD = "An0ther-Sturdy-Pass!"
+
+
+def log_in(user, password=DEFAULT_PASSWORD):
+    """A session as a client gets it: the login answer's token pair."""
+    response = APIClient().post(LOGIN, {"email": user.email, "password": password}, format="json")
+    assert response.status_code == 200, response.json()
+    return response.json()
+
+
+def bearer(access):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
+    return client
+
+
+def assert_cut_off(session):
+    """Neither token of a session works any more: the access token is refused on the next request,
+    the refresh token cannot mint a new one."""
+    response = bearer(session["access"]).get(BALANCE)
+    assert response.status_code == 401, response.json()
+    assert response.json()["code"] in {"token_not_valid", "user_inactive"}
+    refreshed = APIClient().post(REFRESH, {"refresh": session["refresh"]}, format="json")
+    assert refreshed.status_code == 401, refreshed.json()
+
+
+def assert_alive(session):
+    assert bearer(session["access"]).get(BALANCE).status_code == 200
+
+
+# --- 7. a stolen token outlives nothing -----------------------------------------------------------
+
+
+def test_an_access_token_dies_at_logout():
+    user = ClientFactory()
+    session = log_in(user)
+    assert_alive(session)
+    response = bearer(session["access"]).post(LOGOUT, {"refresh": session["refresh"]}, format="json")
+    assert response.status_code == 200
+    assert_cut_off(session)
+
+
+def test_logout_ends_every_other_session_of_the_account_too():
+    user = ClientFactory()
+    phone, laptop = log_in(user), log_in(user)
+    bearer(laptop["access"]).post(LOGOUT, {"refresh": laptop["refresh"]}, format="json")
+    assert_cut_off(phone)
+
+
+def test_a_password_change_cuts_off_every_earlier_token_and_answers_a_fresh_pair():
+    user = ClientFactory()
+    stolen, mine = log_in(user), log_in(user)
+    response = bearer(mine["access"]).post(
+        PASSWORD,
+        {"old_password": DEFAULT_PASSWORD, "new_password": NEW_PASSWORD, "new_password_confirm": NEW_PASSWORD},
+        format="json",
+    )
+    assert response.status_code == 200, response.json()
+    assert_cut_off(stolen)
+    assert_cut_off(mine)
+    assert_alive(response.json())
+    assert APIClient().post(REFRESH, {"refresh": response.json()["refresh"]}, format="json").status_code == 200
+    log_in(user, NEW_PASSWORD)
+
+
+def test_a_password_change_needs_the_current_password():
+    user = ClientFactory()
+    session = log_in(user)
+    response = bearer(session["access"]).post(
+        PASSWORD,
+        {"old_password": "not-my-password", "new_password": NEW_PASSWORD, "new_password_confirm": NEW_PASSWORD},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "wrong_password"
+    assert "old_password" in response.json()["errors"]
+    assert_alive(session)
+    log_in(user)
+
+
+def test_an_admin_password_reset_cuts_off_every_earlier_token():
+    admin, user = AdminFactory(), ClientFactory()
+    session = log_in(user)
+    response = client_for(admin).post(
+        f"/api/auth/admin/users/{user.pk}/reset-password/",
+        {"new_password": NEW_PASSWORD, "new_password_confirm": NEW_PASSWORD},
+        format="json",
+    )
+    assert response.status_code == 200
+    assert_cut_off(session)
+
+
+def test_a_password_set_in_the_django_admin_cuts_off_every_earlier_token(client):
+    admin, user = AdminFactory(), ClientFactory()
+    session = log_in(user)
+    client.force_login(admin)
+    response = client.post(
+        f"/admin/accounts/user/{user.pk}/password/", {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD}
+    )
+    assert response.status_code == 302
+    assert_cut_off(session)
+
+
+def test_tokens_from_before_a_deactivation_stay_dead_after_reactivation():
+    admin, user = AdminFactory(), ClientFactory()
+    session = log_in(user)
+    as_admin = client_for(admin)
+    assert as_admin.delete(f"/api/auth/admin/users/{user.pk}/delete/").status_code == 204
+    assert (
+        as_admin.patch(f"/api/auth/admin/users/{user.pk}/update/", {"is_active": True}, format="json").status_code
+        == 200
+    )
+    assert_cut_off(session)
+    assert_alive(log_in(user))
+
+
+def test_a_role_change_cuts_off_the_tokens_that_carried_the_old_role():
+    admin, distributor = AdminFactory(), DistributorFactory()
+    session = log_in(distributor)
+    response = client_for(admin).patch(
+        f"/api/auth/admin/users/{distributor.pk}/update/", {"user_type": UserType.CLIENT}, format="json"
+    )
+    assert response.status_code == 200, response.json()
+    assert_cut_off(session)
+
+
+def save_in_django_admin(client, user, **changes):
+    """Post the Django admin's change form of `user` as shown, with `changes` (None unticks a box)."""
+    data = {
+        "username": user.username,
+        "email": user.email,
+        "phone_number": user.phone_number or "",
+        "user_type": user.user_type,
+        "parent": user.parent_id or "",
+        "is_active": "on" if user.is_active else None,
+        "date_joined_0": "2026-01-01",
+        "date_joined_1": "00:00:00",
+        **changes,
+    }
+    response = client.post(
+        f"/admin/accounts/user/{user.pk}/change/", {name: value for name, value in data.items() if value is not None}
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    user.refresh_from_db()
+    return user
+
+
+def test_a_role_change_in_the_django_admin_cuts_off_tokens(client):
+    admin, distributor = AdminFactory(), DistributorFactory()
+    session = log_in(distributor)
+    client.force_login(admin)
+    assert save_in_django_admin(client, distributor, user_type=UserType.CLIENT).user_type == UserType.CLIENT
+    assert_cut_off(session)
+
+
+def test_a_session_that_was_not_revoked_keeps_working_through_refresh():
+    # The other side of the tests above: the version check refuses only what was revoked.
+    user = ClientFactory()
+    session = log_in(user)
+    refreshed = APIClient().post(REFRESH, {"refresh": session["refresh"]}, format="json")
+    assert refreshed.status_code == 200
+    assert_alive(refreshed.json())
+    second = APIClient().post(REFRESH, {"refresh": refreshed.json()["refresh"]}, format="json")
+    assert second.status_code == 200
+
+
+# --- 10. refusals do not name other people's accounts ---------------------------------------------
+
+
+def test_paying_a_deactivated_account_is_refused_without_naming_it():
+    admin = AdminFactory()
+    payer, payee = ClientFactory(), ClientFactory(username="deact1")
+    ledger.fund_wallet(user=payer, amount="50.00", initiated_by=admin)
+    User.objects.filter(pk=payee.pk).update(is_active=False)
+    response = client_for(payer).post(
+        "/api/wallet/transfer/", {"to_phone_number": payee.phone_number, "amount": "5.00"}, format="json"
+    )
+    assert response.status_code == 400
+    body = response.json()
+    assert body["code"] == "wallet_inactive"
+    assert body["detail"] == "The receiving account is deactivated."
+    assert "deact1" not in response.content.decode()
+
+
+def test_a_bulk_payout_to_a_deactivated_account_is_refused_without_naming_it():
+    admin, distributor = AdminFactory(), DistributorFactory()
+    retailer = RetailerFactory(parent=distributor, username="deact2")
+    ledger.fund_wallet(user=distributor, amount="50.00", initiated_by=admin)
+    User.objects.filter(pk=retailer.pk).update(is_active=False)
+    with pytest.raises(ledger.WalletInactive) as refusal:
+        ledger.pay_out_in_bulk(payer=distributor, payments=[(retailer.pk, "5.00")])
+    assert refusal.value.message == "The receiving account is deactivated."
+
+
+# --- 11. an admin's deactivation stands until an admin lifts it -----------------------------------
+
+
+def reactivate_as(distributor, retailer):
+    return client_for(distributor).patch(f"/api/auth/retailers/{retailer.pk}/", {"is_active": True}, format="json")
+
+
+def test_a_distributor_cannot_reactivate_a_retailer_an_admin_deactivated():
+    admin, distributor = AdminFactory(), DistributorFactory()
+    retailer = RetailerFactory(parent=distributor)
+    assert client_for(admin).delete(f"/api/auth/admin/users/{retailer.pk}/delete/").status_code == 204
+    response = reactivate_as(distributor, retailer)
+    assert response.status_code == 403
+    assert response.json()["code"] == "deactivated_by_admin"
+    retailer.refresh_from_db()
+    assert retailer.is_active is False
+
+
+def test_a_distributor_cannot_take_over_an_admins_deactivation_by_deactivating_again():
+    admin, distributor = AdminFactory(), DistributorFactory()
+    retailer = RetailerFactory(parent=distributor)
+    update = f"/api/auth/admin/users/{retailer.pk}/update/"
+    assert client_for(admin).patch(update, {"is_active": False}, format="json").status_code == 200
+    own = f"/api/auth/retailers/{retailer.pk}/"
+    assert client_for(distributor).patch(own, {"is_active": False}, format="json").status_code == 200
+    assert reactivate_as(distributor, retailer).status_code == 403
+    retailer.refresh_from_db()
+    assert (retailer.is_active, retailer.deactivated_by_id, retailer.deactivated_by_role) == (
+        False,
+        admin.pk,
+        UserType.ADMIN,
+    )
+
+
+def test_a_deactivation_in_the_django_admin_is_an_admins_too(client):
+    admin, distributor = AdminFactory(), DistributorFactory()
+    retailer = RetailerFactory(parent=distributor)
+    client.force_login(admin)
+    assert save_in_django_admin(client, retailer, is_active=None).is_active is False
+    assert retailer.deactivated_by_role == UserType.ADMIN
+    assert reactivate_as(distributor, retailer).status_code == 403
+
+
+def test_an_admin_lifts_its_own_deactivation_and_the_distributor_manages_its_retailer_again():
+    admin, distributor = AdminFactory(), DistributorFactory()
+    retailer = RetailerFactory(parent=distributor)
+    update = f"/api/auth/admin/users/{retailer.pk}/update/"
+    client_for(admin).delete(f"/api/auth/admin/users/{retailer.pk}/delete/")
+    assert client_for(admin).patch(update, {"is_active": True}, format="json").status_code == 200
+    own = f"/api/auth/retailers/{retailer.pk}/"
+    assert client_for(distributor).patch(own, {"is_active": False}, format="json").status_code == 200
+    assert reactivate_as(distributor, retailer).status_code == 200
+    retailer.refresh_from_db()
+    assert retailer.is_active is True
+    assert (retailer.deactivated_by_id, retailer.deactivated_by_role) == (None, None)
