@@ -267,3 +267,48 @@ def test_an_admin_lifts_its_own_deactivation_and_the_distributor_manages_its_ret
     retailer.refresh_from_db()
     assert retailer.is_active is True
     assert (retailer.deactivated_by_id, retailer.deactivated_by_role) == (None, None)
+
+
+# --- 1. a phone number identifies an account only once proved ---------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_verifies_only_numbers_proved_by_otp_or_set_by_an_admin():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+    from django.utils import timezone
+
+    before, after = [("accounts", "0001_initial")], [("accounts", "0002_phone_verified_token_version_deactivated_by")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    OldUser, OldOtp = old.get_model("accounts", "User"), old.get_model("accounts", "OneTimePassword")
+    now = timezone.now()
+
+    def person(username, user_type, phone):
+        return OldUser.objects.create(username=username, user_type=user_type, phone_number=phone, password="!")
+
+    ids = {
+        "proved_client": person("proved", UserType.CLIENT, "+919800000001").pk,
+        "claiming_client": person("claimer", UserType.CLIENT, "+919800000002").pk,
+        "retailer": person("shop", UserType.RETAILER, "+919800000003").pk,
+        "distributor": person("dist", UserType.DISTRIBUTOR, "+919800000004").pk,
+        "admin": person("boss", UserType.ADMIN, "+919800000005").pk,
+        "no_phone": person("nophone", UserType.ADMIN, None).pk,
+    }
+    for phone, consumed in (("+919800000001", now), ("+919800000002", None)):
+        OldOtp.objects.create(phone_number=phone, code_hash="x", expires_at=now, consumed_at=consumed)
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(after)
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    verified = dict(User.objects.filter(pk__in=ids.values()).values_list("pk", "phone_verified"))
+    assert {name: verified[pk] for name, pk in ids.items()} == {
+        "proved_client": True,
+        "claiming_client": False,
+        "retailer": False,
+        "distributor": True,
+        "admin": True,
+        "no_phone": False,
+    }
