@@ -7,3 +7,6 @@ class DemoConfig(AppConfig):
 
     name = "demo"
     verbose_name = "Demo data"
+
+    def ready(self):
+        from demo import checks  # noqa: F401 - registers the deploy check

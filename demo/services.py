@@ -9,6 +9,8 @@ run creates nothing and moves no money.
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from django.contrib.auth.hashers import check_password
+
 from accounts import services as accounts
 from accounts.models import User
 from core.roles import UserType
@@ -46,6 +48,20 @@ PURCHASES = [
 ]
 
 
+def published_password(role) -> str:
+    return ADMIN_PASSWORD if role == UserType.ADMIN else PASSWORD
+
+
+def accounts_with_published_passwords() -> list[str]:
+    """Usernames of the active demo accounts whose password is still the one published here.
+
+    Read with the bare hasher function: User.check_password would re-hash and save the row on a
+    match with an outdated hasher, and a check must not write."""
+    published = {username: published_password(role) for username, role, *_ in PEOPLE}
+    rows = User.objects.filter(username__in=published, is_active=True).values_list("username", "password")
+    return sorted(username for username, encoded in rows if check_password(published[username], encoded))
+
+
 @dataclass
 class DemoReport:
     users_created: list = field(default_factory=list)
@@ -65,7 +81,7 @@ def setup_demo_data() -> DemoReport:
         if user is None:
             user = accounts.create_user(
                 username=username,
-                password=ADMIN_PASSWORD if role == UserType.ADMIN else PASSWORD,
+                password=published_password(role),
                 email=f"{username}@demo.example.com",
                 user_type=role,
                 phone_number=phone,
@@ -75,7 +91,7 @@ def setup_demo_data() -> DemoReport:
             )
             report.users_created.append(username)
         users[username] = user
-        password = ADMIN_PASSWORD if role == UserType.ADMIN else PASSWORD
+        password = published_password(role)
         if username not in report.users_created and not user.check_password(password):
             password = "(not the demo password: account existed before)"
         report.logins.append((username, user.email, password, user.phone_number, role))

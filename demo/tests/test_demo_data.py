@@ -24,7 +24,7 @@ def state():
 def test_setup_demo_data_builds_a_living_system_and_prints_the_logins():
     out = StringIO()
 
-    call_command("setup_demo_data", stdout=out)
+    call_command("setup_demo_data", force=True, stdout=out)
 
     printed = out.getvalue()
     assert "retailer_delhi" in printed and "Demo-Pass-2024!" in printed and "+917000000021" in printed
@@ -38,16 +38,16 @@ def test_setup_demo_data_builds_a_living_system_and_prints_the_logins():
 
 
 def test_setup_demo_data_twice_creates_nothing_and_moves_no_money():
-    call_command("setup_demo_data", stdout=StringIO())
+    call_command("setup_demo_data", force=True, stdout=StringIO())
     first = state()
 
     out = StringIO()
-    call_command("setup_demo_data", stdout=out)
+    call_command("setup_demo_data", force=True, stdout=out)
 
     assert state() == first
     assert "users created: 0, margins set: 0, fundings: 0, purchases: 0" in out.getvalue()
 
 
 def test_setup_demo_data_does_not_precreate_the_seed_phones():
-    call_command("setup_demo_data", stdout=StringIO())
+    call_command("setup_demo_data", force=True, stdout=StringIO())
     assert not User.objects.filter(phone_number__in=["+919999999999", "+918888888888", "+1234567890"]).exists()

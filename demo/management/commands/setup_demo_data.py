@@ -1,4 +1,5 @@
-from django.core.management.base import BaseCommand
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
 
 from core.roles import UserType
 from demo.services import setup_demo_data
@@ -11,7 +12,20 @@ class Command(BaseCommand):
         "no money. Prints the logins."
     )
 
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="Run with DEBUG off too. The demo accounts' passwords are published in the repository: "
+            "`check --deploy` fails until they are changed.",
+        )
+
+    def handle(self, *args, force=False, **options):
+        if not settings.DEBUG and not force:
+            raise CommandError(
+                "DEBUG is off: this looks like production, and the demo accounts (an admin among them) have "
+                "passwords published in the repository. Refusing; pass --force to create them anyway."
+            )
         report = setup_demo_data()
         self.stdout.write(str(report.catalogue))
         self.stdout.write(
