@@ -7,7 +7,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
 from accounts import otp, services
-from accounts.models import OneTimePassword, OtpPhoneLock, User
+from accounts.models import OneTimePassword, OtpPhoneGuard, User
 from core.money import money_str
 from core.phone import InvalidPhoneNumber, normalize_phone
 
@@ -29,6 +29,10 @@ class _PhoneCleaning:
             services.check_parent(user_type=user_type, parent=parent)
         except services.InvalidParent as exc:
             self.add_error("parent", exc.message)
+        if cleaned.get("phone_number") and "phone_number" in self.changed_data:
+            # A number an admin sets is vouched for. Set before the model's constraints are checked,
+            # so that a number another account has verified is a form error, not a failed save.
+            cleaned["phone_verified"] = self.instance.phone_verified = True
         return cleaned
 
 
@@ -47,8 +51,17 @@ class AdminUserChangeForm(_PhoneCleaning, UserChangeForm):
 class UserAdmin(DjangoUserAdmin):
     form = AdminUserChangeForm
     add_form = AdminUserCreationForm
-    list_display = ("username", "email", "phone_number", "user_type", "parent", "wallet_balance", "is_active")
-    list_filter = ("user_type", "is_active", "is_staff", "date_joined")
+    list_display = (
+        "username",
+        "email",
+        "phone_number",
+        "phone_verified",
+        "user_type",
+        "parent",
+        "wallet_balance",
+        "is_active",
+    )
+    list_filter = ("user_type", "is_active", "phone_verified", "is_staff", "date_joined")
     search_fields = ("username", "email", "phone_number", "first_name", "last_name")
     list_select_related = ("wallet", "parent")
     raw_id_fields = ("parent",)
@@ -64,7 +77,7 @@ class UserAdmin(DjangoUserAdmin):
     )
     fieldsets = (
         (None, {"fields": ("username", "password")}),
-        ("Profile", {"fields": ("first_name", "last_name", "email", "phone_number")}),
+        ("Profile", {"fields": ("first_name", "last_name", "email", "phone_number", "phone_verified")}),
         (
             "Role",
             {
@@ -108,18 +121,18 @@ class UserAdmin(DjangoUserAdmin):
         )
 
 
-@admin.register(OtpPhoneLock)
-class OtpPhoneLockAdmin(admin.ModelAdmin):
-    list_display = ("phone_number", "failed_count", "window_started_at", "locked_until")
+@admin.register(OtpPhoneGuard)
+class OtpPhoneGuardAdmin(admin.ModelAdmin):
+    list_display = ("phone_number", "failed_count", "window_started_at", "guarded_since")
     search_fields = ("phone_number",)
-    list_filter = ("locked_until",)
-    readonly_fields = ("phone_number", "failed_count", "window_started_at", "locked_until")
-    actions = ["unlock"]
+    list_filter = ("guarded_since",)
+    readonly_fields = ("phone_number", "failed_count", "window_started_at", "guarded_since")
+    actions = ["lift_guard"]
 
-    @admin.action(description="Unlock OTP login for the selected phones")
-    def unlock(self, request, queryset):
-        unlocked = sum(otp.unlock_phone(phone_number=lock.phone_number) for lock in queryset)
-        self.message_user(request, f"{unlocked} phone(s) unlocked.", messages.SUCCESS)
+    @admin.action(description="Lift the guard: normal OTP login with a fresh budget for the selected phones")
+    def lift_guard(self, request, queryset):
+        lifted = sum(otp.lift_phone_guard(phone_number=guard.phone_number) for guard in queryset)
+        self.message_user(request, f"{lifted} phone(s) back in normal mode.", messages.SUCCESS)
 
     def has_add_permission(self, request):
         return False
@@ -127,10 +140,26 @@ class OtpPhoneLockAdmin(admin.ModelAdmin):
 
 @admin.register(OneTimePassword)
 class OneTimePasswordAdmin(admin.ModelAdmin):
-    list_display = ("phone_number", "created_at", "expires_at", "attempts", "consumed_at", "requested_from")
+    list_display = (
+        "phone_number",
+        "created_at",
+        "expires_at",
+        "attempts",
+        "consumed_at",
+        "requested_from",
+        "bound_to_address",
+    )
     search_fields = ("phone_number",)
-    list_filter = ("created_at",)
-    fields = ("phone_number", "created_at", "expires_at", "attempts", "consumed_at", "requested_from")
+    list_filter = ("created_at", "bound_to_address")
+    fields = (
+        "phone_number",
+        "created_at",
+        "expires_at",
+        "attempts",
+        "consumed_at",
+        "requested_from",
+        "bound_to_address",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request):

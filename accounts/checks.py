@@ -23,3 +23,21 @@ def check_sms_backend_delivers_codes(app_configs, **kwargs):
     if settings.OTP_EXPOSE_IN_RESPONSE:
         problems.append(Warning("OTP_EXPOSE_IN_RESPONSE is on: anyone can log in as any phone.", id="accounts.W003"))
     return problems
+
+
+@register(Tags.security, deploy=True)
+def check_otp_guessing_stays_under_one_in_ten_thousand(app_configs, **kwargs):
+    """accounts/otp.py: at most BUDGET + GUARDED tries reach a phone's codes per window, and a 24-hour
+    span overlaps two windows at most. README, "OTP guessing"."""
+    tries = 2 * (settings.OTP_DAILY_GUESS_BUDGET + settings.OTP_GUARDED_CODES_PER_DAY)
+    chance = tries / 10**settings.OTP_LENGTH
+    if chance < 1e-4:
+        return []
+    return [
+        Warning(
+            f"OTP limits let {tries} tries per phone reach its codes in 24 hours: a stranger guesses a "
+            f"{settings.OTP_LENGTH}-digit code with probability {chance:.1e}, not under 1e-4.",
+            hint="Lower OTP_DAILY_GUESS_BUDGET or OTP_GUARDED_CODES_PER_DAY, or raise OTP_LENGTH.",
+            id="accounts.W004",
+        )
+    ]

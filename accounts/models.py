@@ -122,6 +122,8 @@ class OneTimePassword(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     consumed_at = models.DateTimeField(null=True, blank=True)
     requested_from = models.GenericIPAddressField(null=True, blank=True)
+    # Issued while its phone is guarded: only the address that asked for it may try it, and only once.
+    bound_to_address = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -131,16 +133,19 @@ class OneTimePassword(models.Model):
         return f"OTP for {self.phone_number} at {self.created_at:%Y-%m-%d %H:%M:%S}"
 
 
-class OtpPhoneLock(models.Model):
-    """Failed OTP tries for one phone in a rolling day; at the limit the phone is locked out."""
+class OtpPhoneGuard(models.Model):
+    """Wrong codes tried for one phone in its current 24-hour window (accounts.otp explains the modes).
+
+    Past the daily budget the phone is guarded until the window ends: codes are bound to the address
+    that asked for them and allow one try, and the phone gets a limited number of them."""
 
     phone_number = models.CharField(max_length=16, unique=True)
-    failed_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0, help_text="Wrong codes tried in this window.")
     window_started_at = models.DateTimeField()
-    locked_until = models.DateTimeField(null=True, blank=True)
+    guarded_since = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        verbose_name = "OTP phone lock"
+        verbose_name = "OTP phone guard"
 
     def __str__(self):
         return self.phone_number

@@ -1,5 +1,12 @@
 """Writes of the accounts app: users, passwords and tokens (one-time passwords: accounts.otp).
 
+Phone numbers (security issue 12.1): a number identifies an account (OTP login, payments and admin
+lookups by phone) only when verified, and it is unique among verified accounts only. It is verified
+by the account's own OTP proof (accounts.otp) or by an admin who sets it (the admin API, the Django
+admin, `assign_phone_numbers`): an admin vouches for the number and the unverified claims of others
+on it are released. A number from public signup or from a distributor is stored unverified: it blocks
+nobody and tells nobody that the number is registered.
+
 Every function takes keyword arguments only and raises a `DomainError` subclass on a refusal, so
 views, the Django admin, management commands and tests all share one set of rules.
 
@@ -55,6 +62,12 @@ class AlreadyTaken(DomainError):
     message = "A user with this {label} already exists."
 
 
+class PhoneTaken(DomainError):
+    code = "phone_taken"
+    message = "This phone number is already verified by another account."
+    status_code = status.HTTP_409_CONFLICT
+
+
 class InvalidParent(DomainError):
     code = "invalid_parent"
 
@@ -98,10 +111,17 @@ def check_password_strength(*, password: str, user: User, field: str = "password
 
 def _ensure_unique(*, user: User) -> None:
     others = User.objects.exclude(pk=user.pk) if user.pk else User.objects.all()
+    # Only a verified number must be unique, and only among verified ones: an unverified number
+    # checks nothing, so storing it can neither fail nor reveal that someone else holds it.
+    verified_phone = user.phone_number if user.phone_number and user.phone_verified else None
     checks = (
         ("username", "username", {"username": user.username}),
         ("email", "email", {"email": user.email} if user.email else None),
-        ("phone_number", "phone number", {"phone_number": user.phone_number} if user.phone_number else None),
+        (
+            "phone_number",
+            "phone number",
+            {"phone_number": verified_phone, "phone_verified": True} if verified_phone else None,
+        ),
     )
     for field, label, lookup in checks:
         if lookup and others.filter(**lookup).exists():
@@ -134,12 +154,24 @@ def _record_activity_change(*, user: User, actor: User | None, was_active: bool)
     return False
 
 
+def release_phone_claims(*, phone_number: str, keep: User | None = None) -> int:
+    """Take `phone_number` off every account that holds it unverified (but `keep`): its owner has
+    proved it, or an admin vouched for it. The released accounts keep everything else."""
+    claims = User.objects.filter(phone_number=phone_number, phone_verified=False)
+    if keep is not None and keep.pk:
+        claims = claims.exclude(pk=keep.pk)
+    return claims.update(phone_number=None, updated_at=timezone.now())
+
+
 def _save(user: User) -> User:
-    """Save after the uniqueness checks; a concurrent insert of the same email or phone is a 400 too."""
+    """Save after the uniqueness checks; a concurrent insert of the same email or phone is a 400 too.
+    A verified number releases the unverified claims of others on it, in the same transaction."""
     user.normalize_identity()
     _ensure_unique(user=user)
     try:
         with transaction.atomic():
+            if user.phone_verified:
+                release_phone_claims(phone_number=user.phone_number, keep=user)
             user.save()  # creates the wallet in the same transaction when the user is new
     except IntegrityError:
         _ensure_unique(user=user)
@@ -159,12 +191,14 @@ def create_user(
     parent: User | None = None,
     is_active: bool = True,
     created_by: User | None = None,
+    phone_verified: bool = False,
 ) -> User:
     """Create a user and its wallet in one transaction. `password=None` makes an OTP-only account.
 
-    Refuses a weak password (Django's validators), a taken username/email/phone, and a parent that
-    is not an active distributor of a retailer. An account created inactive counts as deactivated
-    by `created_by` (an admin when not given)."""
+    Refuses a weak password (Django's validators), a taken username/email/verified phone, and a parent
+    that is not an active distributor of a retailer. `phone_verified=True` (an admin vouches for the
+    number) releases others' unverified claims on it. An account created inactive counts as
+    deactivated by `created_by` (an admin when not given)."""
     check_parent(user_type=user_type, parent=parent)
     user = User(
         username=username,
@@ -175,6 +209,7 @@ def create_user(
         last_name=last_name or "",
         parent=parent,
         is_active=is_active,
+        phone_verified=phone_verified,
     )
     _record_activity_change(user=user, actor=created_by, was_active=True)
     apply_role_flags(user=user)
@@ -209,7 +244,8 @@ def create_users_in_bulk(*, users: list[dict], password_hash: str | None = None,
 
 
 def sign_up(*, username, email, password, phone_number=None, first_name="", last_name="") -> User:
-    """Public registration: always a CLIENT, whatever the caller sent."""
+    """Public registration: always a CLIENT, whatever the caller sent. The phone number is stored
+    unverified: it identifies the account only after the account proves it by OTP."""
     return create_user(
         username=username,
         email=email,
@@ -241,7 +277,7 @@ def update_profile(*, user: User, **changes) -> User:
 
 
 def update_user(*, actor: User, user: User, **changes) -> User:
-    """An admin's edit: profile, phone, role, parent, is_active.
+    """An admin's edit: profile, phone (vouched for: verified), role, parent, is_active.
 
     A retailer's parent must be an active distributor; another role has no parent (leaving the
     retailer role drops it); a distributor that still has retailers cannot change role. An admin
@@ -260,6 +296,8 @@ def update_user(*, actor: User, user: User, **changes) -> User:
     check_parent(user_type=new_type, parent=changes.get("parent", user.parent))
     was_active, old_type = user.is_active, user.user_type
     _apply(user, changes, ADMIN_EDITABLE_FIELDS)
+    if changes.get("phone_number"):
+        user.phone_verified = True  # an admin setting a number vouches for it
     apply_role_flags(user=user)
     deactivating = _record_activity_change(user=user, actor=actor, was_active=was_active)
     with transaction.atomic():
@@ -272,11 +310,15 @@ def update_user(*, actor: User, user: User, **changes) -> User:
 
 def save_from_admin_site(*, actor: User, user: User, was_active: bool, old_type: int | None) -> User:
     """The Django admin's save of a user whose form has already set the fields (`old_type` None: a
-    new user). The same consequences as update_user: role flags follow the role, a deactivation is
-    recorded as the admin's, and a deactivation or a role change cuts off every token."""
+    new user; the form marks a number it sets as verified). The same consequences as update_user:
+    role flags follow the role, a deactivation is recorded as the admin's, a verified number releases
+    others' claims on it, and a deactivation or a role change cuts off every token."""
     apply_role_flags(user=user)
     deactivating = _record_activity_change(user=user, actor=actor, was_active=was_active)
+    user.normalize_identity()
     with transaction.atomic():
+        if user.phone_verified:
+            release_phone_claims(phone_number=user.phone_number, keep=user)
         user.save()  # creates the wallet in the same transaction when the user is new
         if old_type is not None and (deactivating or user.user_type != old_type):
             revoke_tokens(user=user)
@@ -284,7 +326,8 @@ def save_from_admin_site(*, actor: User, user: User, was_active: bool, old_type:
 
 
 def update_retailer(*, distributor: User, retailer: User, **changes) -> User:
-    """A distributor's edit of one of its own retailers (scope is checked by the selector)."""
+    """A distributor's edit of one of its own retailers (scope is checked by the selector). A number it
+    sets is stored unverified; it may lift only a deactivation of its own."""
     if retailer.parent_id != distributor.pk:
         raise NotFound()
     if (
@@ -294,8 +337,10 @@ def update_retailer(*, distributor: User, retailer: User, **changes) -> User:
     ):
         # An admin's deactivation (or one of unknown origin, from before this was recorded) stands.
         raise DeactivatedByAdmin(field="is_active")
-    was_active = retailer.is_active
+    was_active, old_phone = retailer.is_active, retailer.phone_number
     _apply(retailer, changes, RETAILER_EDITABLE_FIELDS)
+    if retailer.phone_number != old_phone:
+        retailer.phone_verified = False  # a distributor does not vouch: the retailer proves it by OTP
     deactivating = _record_activity_change(user=retailer, actor=distributor, was_active=was_active)
     with transaction.atomic():
         _save(retailer)
@@ -348,15 +393,32 @@ def change_password(*, user: User, old_password: str, new_password: str) -> dict
 
 
 def assign_phone_number(*, user: User, phone_number: str) -> bool:
-    """Give `user` the (already normalised) phone number. False when it already had it.
+    """An admin gives `user` the (already normalised) phone number, vouched for: verified, and others'
+    unverified claims on it released. False when it already had it, verified.
 
-    Refuses a number that belongs to someone else."""
-    if user.phone_number == phone_number:
+    Refuses a number that another account has verified."""
+    if user.phone_number == phone_number and user.phone_verified:
         return False
-    user.phone_number = phone_number
-    with transaction.atomic():
-        _save(user)
+    user.phone_number, user.phone_verified = phone_number, True
+    _save(user)
     return True
+
+
+def prove_phone_number(*, user: User, phone_number: str) -> User:
+    """`user` has just proved `phone_number` by OTP (accounts.otp.verify_phone_for): it becomes the
+    account's verified number and others' unverified claims on it are released. PhoneTaken (409) when
+    another account already holds it verified."""
+    if User.objects.filter(phone_number=phone_number, phone_verified=True).exclude(pk=user.pk).exists():
+        raise PhoneTaken(field="phone_number")
+    user.phone_number, user.phone_verified = phone_number, True
+    try:
+        with transaction.atomic():
+            release_phone_claims(phone_number=phone_number, keep=user)
+            user.save(update_fields=["phone_number", "phone_verified", "updated_at"])
+    except IntegrityError:
+        # Another account verified it between our check and this write.
+        raise PhoneTaken(field="phone_number") from None
+    return user
 
 
 # --- tokens ---------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ def user(username, user_type, parent=None, phone=None):
         return found
     return User.objects.create_user(username, email=f"{username}@live.test", password="Live-Pass-123!",
                                     user_type=user_type, parent=parent, phone_number=phone,
+                                    phone_verified=phone is not None,
                                     is_staff=user_type == UserType.ADMIN, is_superuser=user_type == UserType.ADMIN)
 
 admin = user("live-admin", UserType.ADMIN)

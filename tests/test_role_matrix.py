@@ -50,6 +50,7 @@ MATRIX = {
     ("GET", "api/auth/me/"): SIGNED_IN,
     ("PATCH", "api/auth/me/"): SIGNED_IN,
     ("POST", "api/auth/me/password/"): SIGNED_IN,
+    ("POST", "api/auth/me/phone/verify/"): SIGNED_IN,
     ("GET", "api/auth/admin/users/"): ADMIN_ONLY,
     ("POST", "api/auth/admin/users/create/"): ADMIN_ONLY,
     ("GET", "api/auth/admin/users/{id}/"): ADMIN_ONLY,

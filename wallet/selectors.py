@@ -145,14 +145,18 @@ def margins_in_scope(*, user):
 
 def find_user(*, user_id=None, email=None, phone_number=None, field="user"):
     """The account named by exactly one of id, email (case-insensitive) or E.164 phone, active or
-    not (the ledger service refuses deactivated ones with a clear code), or UserNotFound."""
+    not (the ledger service refuses deactivated ones with a clear code), or UserNotFound.
+
+    A phone number names only the account that has verified it: an unverified claim on a number
+    (public signup, a distributor's entry) must not receive money meant for the number's owner."""
     users = get_user_model().objects.all()
     if user_id is not None:
         found, what = users.filter(pk=user_id).first(), f"id {user_id}"
     elif email is not None:
         found, what = users.filter(email__iexact=email.strip()).first(), f"email {email}"
     else:
-        found, what = users.filter(phone_number=phone_number).first(), f"phone number {phone_number}"
+        found = users.filter(phone_number=phone_number, phone_verified=True).first()
+        what = f"phone number {phone_number}"
     if found is None:
         raise UserNotFound(field=field, what=what)
     return found

@@ -27,6 +27,7 @@ class UserSerializer(serializers.ModelSerializer):
             "first_name",
             "last_name",
             "phone_number",
+            "phone_verified",
             "user_type",
             "user_type_display",
             "parent",
@@ -179,6 +180,20 @@ class OtpRequestSerializer(PhoneInputMixin):
 class OtpVerifySerializer(PhoneInputMixin):
     phone_required = True
     otp = serializers.CharField(max_length=12)
+
+
+class PhoneVerifySerializer(PhoneInputMixin):
+    """`otp`, and the number it was sent to (the account's own number when left out)."""
+
+    otp = serializers.CharField(max_length=12)
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if not attrs.get("phone_number"):
+            attrs["phone_number"] = self.context["user"].phone_number
+        if not attrs["phone_number"]:
+            raise serializers.ValidationError({"phone_number": ["This field is required."]}, code="required")
+        return attrs
 
 
 class RefreshTokenSerializer(serializers.Serializer):

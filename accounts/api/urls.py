@@ -13,6 +13,7 @@ urlpatterns = [
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("me/", views.MeView.as_view(), name="me"),
     path("me/password/", views.PasswordChangeView.as_view(), name="me-password"),
+    path("me/phone/verify/", views.PhoneVerifyView.as_view(), name="me-phone-verify"),
     path("admin/users/", views.AdminUserListView.as_view(), name="admin-users"),
     path("admin/users/create/", views.AdminUserCreateView.as_view(), name="admin-users-create"),
     path("admin/users/<int:pk>/", views.AdminUserDetailView.as_view(), name="admin-users-detail"),

@@ -18,6 +18,7 @@ from accounts import otp, selectors, services
 from accounts.api import serializers as s
 from accounts.models import User
 from core.filters import WholeNumberFilter
+from core.net import client_ip
 from core.permissions import IsAdmin, IsDistributor
 from core.roles import UserType
 from wallet.selectors import margin_for
@@ -36,7 +37,11 @@ class PublicView(APIView):
 
 
 class SignupView(PublicView):
-    """Register a CLIENT account (the role cannot be chosen here) with its wallet; returns a token pair."""
+    """Register a CLIENT account (the role cannot be chosen here) with its wallet; returns a token pair.
+
+    A `phone_number` given here is stored unverified: it neither logs in by OTP nor receives payments
+    until the account proves it (`otp/generate/` then `me/phone/verify/`), and it is never refused as
+    taken (which would tell anyone that the number is registered)."""
 
     throttle_scope = "signup"
 
@@ -71,11 +76,15 @@ class EmailLoginView(PublicView):
 
 
 class OtpGenerateView(PublicView):
-    """Send a login code by SMS. The answer is the same whether or not the phone has an account.
+    """Send a code by SMS (to log in, or, signed in, to prove a number at `me/phone/verify/`). The answer
+    is the same whether or not the phone has an account.
 
-    Refused with 429 (`otp_cooldown`, `otp_rate_limited`, `otp_locked`, `throttled`) and a Retry-After
-    header inside the resend cooldown, past the hourly cap, while the phone is locked, or when the
-    client address sends too many requests. `otp` is in the answer only with OTP_EXPOSE_IN_RESPONSE."""
+    While the phone is guarded (its daily budget of wrong codes spent, see `otp/verify/`) the code is
+    bound to the address that asked for it and allows one try. Refused with 429 (`otp_cooldown`,
+    `otp_rate_limited`, `otp_locked`, `throttled`) and a Retry-After header inside the resend cooldown,
+    past the hourly cap, past the guarded codes of the day (for the phone: `otp_locked`; for this
+    address: `otp_rate_limited`), or when the client address sends too many requests. `otp` is in the
+    answer only with OTP_EXPOSE_IN_RESPONSE."""
 
     throttle_scope = "otp"
 
@@ -83,9 +92,7 @@ class OtpGenerateView(PublicView):
     def post(self, request):
         data = s.OtpRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        issued = otp.request_otp(
-            phone_number=data.validated_data["phone_number"], requested_from=request.META.get("REMOTE_ADDR")
-        )
+        issued = otp.request_otp(phone_number=data.validated_data["phone_number"], requested_from=client_ip(request))
         body = {"phone_number": issued.phone_number, "expires_in": issued.expires_in}
         if settings.OTP_EXPOSE_IN_RESPONSE:
             body["otp"] = issued.code
@@ -93,9 +100,14 @@ class OtpGenerateView(PublicView):
 
 
 class OtpVerifyView(PublicView):
-    """Log in with the phone's newest code; creates a CLIENT `user_<digits>` with a wallet if the phone is new.
+    """Log in with the phone's newest code. The account that has verified this number logs in; if none
+    has, the caller has just proved it: any account that claimed the number without proof loses it,
+    and a CLIENT `user_<digits>` with a wallet is created for the caller (`created: true`).
 
-    400 `otp_invalid` / `otp_expired` / `otp_attempts_exceeded`; 429 `otp_locked` after the daily failure limit."""
+    Guessing is bounded per phone: OTP_DAILY_GUESS_BUDGET wrong codes a day from anywhere, then only
+    codes bound to the address that asked for them, one try each (see README, "OTP guessing").
+    400 `otp_invalid` / `otp_expired` / `otp_attempts_exceeded`; 403 `account_inactive`; 429 `otp_backoff`
+    (too many wrong codes from this address: wait Retry-After seconds)."""
 
     throttle_scope = "otp"
 
@@ -104,7 +116,9 @@ class OtpVerifyView(PublicView):
         data = s.OtpVerifySerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user, created = otp.verify_otp(
-            phone_number=data.validated_data["phone_number"], code=data.validated_data["otp"]
+            phone_number=data.validated_data["phone_number"],
+            code=data.validated_data["otp"],
+            client_address=client_ip(request),
         )
         return Response(_login_body(selectors.profile_of(user=user), created=created))
 
@@ -150,13 +164,14 @@ class MeView(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    def _render(self, user):
+    @staticmethod
+    def render(user):
         profile = selectors.profile_of(user=user)
         return Response(s.ProfileSerializer(profile, context={"margin_percentage": margin_for(user=profile)}).data)
 
     @swagger_auto_schema(operation_id="auth_me_read", responses={200: s.ProfileSerializer})
     def get(self, request):
-        return self._render(request.user)
+        return self.render(request.user)
 
     @swagger_auto_schema(
         operation_id="auth_me_update", request_body=s.ProfileUpdateSerializer, responses={200: s.ProfileSerializer}
@@ -165,7 +180,37 @@ class MeView(APIView):
         data = s.ProfileUpdateSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         user = services.update_profile(user=request.user, **data.validated_data)
-        return self._render(user)
+        return self.render(user)
+
+
+class PhoneVerifyView(APIView):
+    """Prove a phone number while signed in: ask `otp/generate/` for a code to the number, then send it
+    here. The number (the account's own when `phone_number` is left out) becomes the account's,
+    verified: from then on it logs this account in by OTP and receives payments sent to it, and
+    unverified claims of other accounts on it are released.
+
+    400 `otp_invalid` / `otp_expired` / `otp_attempts_exceeded` (or `phone_number` missing when the
+    account has none); 409 `phone_taken` when another account already holds it verified; 429 as for
+    `otp/verify/`."""
+
+    permission_classes = [IsAuthenticated]
+    throttle_scope = "otp"
+
+    @swagger_auto_schema(
+        operation_id="auth_me_phone_verify",
+        request_body=s.PhoneVerifySerializer,
+        responses={200: s.ProfileSerializer},
+    )
+    def post(self, request):
+        data = s.PhoneVerifySerializer(data=request.data, context={"user": request.user})
+        data.is_valid(raise_exception=True)
+        user = otp.verify_phone_for(
+            user=request.user,
+            phone_number=data.validated_data["phone_number"],
+            code=data.validated_data["otp"],
+            client_address=client_ip(request),
+        )
+        return MeView.render(user)
 
 
 class PasswordChangeView(APIView):
@@ -227,7 +272,8 @@ class AdminUserListView(generics.ListAPIView):
 
 
 class AdminUserCreateView(APIView):
-    """Create a user of any role with its wallet. `phone` is accepted as an alias of `phone_number`.
+    """Create a user of any role with its wallet. `phone` is accepted as an alias of `phone_number`; the
+    admin vouches for the number (verified at once; unverified claims of others on it are released).
 
     An ADMIN created here is also is_staff and is_superuser (it may use the Django admin)."""
 
@@ -241,7 +287,8 @@ class AdminUserCreateView(APIView):
     def post(self, request):
         data = s.AdminUserCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = services.create_user(created_by=request.user, **data.validated_data)
+        # An admin vouches for the number it sets: verified at once.
+        user = services.create_user(created_by=request.user, phone_verified=True, **data.validated_data)
         user = selectors.profile_of(user=user)
         return Response(
             {"message": "User created successfully", "user": s.UserSerializer(user).data},
@@ -258,7 +305,9 @@ class AdminUserDetailView(APIView):
 
 
 class AdminUserUpdateView(APIView):
-    """Change a user's profile, phone, role, parent or activity. A retailer's parent must be a distributor."""
+    """Change a user's profile, phone, role, parent or activity. A retailer's parent must be a distributor.
+    A number set here is vouched for (verified). A deactivation stands until an admin lifts it; a
+    deactivation or a role change ends every session of the user."""
 
     permission_classes = [IsAdmin]
 
@@ -355,7 +404,9 @@ class RetailerListCreateView(generics.ListAPIView):
 
 
 class RetailerDetailView(APIView):
-    """One of the calling distributor's retailers; another distributor's retailer is a 404."""
+    """One of the calling distributor's retailers; another distributor's retailer is a 404. A number set
+    here is stored unverified (the retailer proves it by OTP). The distributor may re-activate only a
+    retailer it deactivated itself: 403 `deactivated_by_admin` otherwise."""
 
     permission_classes = [IsDistributor]
 

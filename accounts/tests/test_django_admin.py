@@ -1,7 +1,8 @@
 import pytest
+from django.utils import timezone
 
 from accounts import otp
-from accounts.models import OneTimePassword, OtpPhoneLock
+from accounts.models import OneTimePassword, OtpPhoneGuard
 
 pytestmark = pytest.mark.django_db
 
@@ -39,15 +40,14 @@ def test_otp_admin_never_shows_a_code_or_its_hash(client, admin_user, settings):
     assert client.get("/admin/accounts/onetimepassword/add/").status_code == 403
 
 
-def test_unlock_action_lifts_the_lock(client, admin_user, settings):
-    settings.OTP_DAILY_FAILURE_LIMIT = 1
-    otp.record_otp_failure(phone_number="+919999999999")
-    lock = OtpPhoneLock.objects.get()
-    assert lock.locked_until is not None
+def test_lift_guard_action_puts_the_phone_back_in_normal_mode(client, admin_user):
+    guard = OtpPhoneGuard.objects.create(
+        phone_number="+919999999999", failed_count=1000, window_started_at=timezone.now(), guarded_since=timezone.now()
+    )
     client.force_login(admin_user)
     response = client.post(
-        "/admin/accounts/otpphonelock/", {"action": "unlock", "_selected_action": [lock.pk]}, follow=True
+        "/admin/accounts/otpphoneguard/", {"action": "lift_guard", "_selected_action": [guard.pk]}, follow=True
     )
     assert response.status_code == 200
-    lock.refresh_from_db()
-    assert (lock.locked_until, lock.failed_count) == (None, 0)
+    guard.refresh_from_db()
+    assert (guard.failed_count, guard.guarded_since) == (0, None)

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from accounts import otp
-from accounts.models import OneTimePassword, OtpPhoneLock, User
+from accounts.models import OneTimePassword, OtpPhoneGuard, User
 from accounts.tests.conftest import code_from
 from accounts.tests.factories import ClientFactory
 from core.roles import UserType
@@ -242,45 +242,46 @@ def test_codes_per_phone_per_hour_are_capped(api_client, sms_outbox, settings):
     assert len(sms_outbox) == 3
 
 
-def test_daily_failures_lock_the_phone_even_for_the_right_code(api_client, sms_outbox, settings):
-    settings.OTP_DAILY_FAILURE_LIMIT = 3
-    settings.OTP_RESEND_COOLDOWN_SECONDS = 0
-    send(api_client)
-    code = sent_code(sms_outbox)
-    for _ in range(3):
-        api_client.post(VERIFY, {"phone_number": PHONE, "otp": wrong(code)})
-    response = api_client.post(VERIFY, {"phone_number": PHONE, "otp": code})
-    assert response.status_code == 429
-    assert response.data["code"] == "otp_locked"
-    assert int(response["Retry-After"]) > 3600
-    assert send(api_client).data["code"] == "otp_locked"
+def spend_the_budget(api_client, settings, phone=PHONE):
+    """Wrong codes from the test client's address until the phone is guarded (budgets under a code's
+    OTP_MAX_ATTEMPTS, so that one code takes them all)."""
+    assert settings.OTP_DAILY_GUESS_BUDGET < settings.OTP_MAX_ATTEMPTS
+    send(api_client, phone)
+    for _ in range(settings.OTP_DAILY_GUESS_BUDGET):
+        assert api_client.post(VERIFY, {"phone_number": phone, "otp": "000000"}).status_code == 400
 
 
-def test_an_admin_unlock_lets_the_phone_log_in_again(api_client, sms_outbox, settings):
-    settings.OTP_DAILY_FAILURE_LIMIT = 2
+def test_the_daily_budget_of_wrong_codes_guards_the_phone(api_client, sms_outbox, settings):
+    settings.OTP_DAILY_GUESS_BUDGET = 3
     settings.OTP_RESEND_COOLDOWN_SECONDS = 0
-    for _ in range(2):
-        otp.record_otp_failure(phone_number=PHONE)
-    assert send(api_client).status_code == 429
-    assert otp.unlock_phone(phone_number=PHONE) is True
+    spend_the_budget(api_client, settings)
+    assert otp.phone_guard_state(phone_number=PHONE)["guarded"] is True
+    assert OtpPhoneGuard.objects.get().guarded_since is not None
     send(api_client)
+    assert OneTimePassword.objects.order_by("-pk").first().bound_to_address is True
+
+
+def test_an_admin_lift_puts_the_phone_back_in_normal_mode(api_client, sms_outbox, settings):
+    settings.OTP_DAILY_GUESS_BUDGET = 2
+    settings.OTP_RESEND_COOLDOWN_SECONDS = 0
+    spend_the_budget(api_client, settings)
+    assert otp.lift_phone_guard(phone_number=PHONE) is True
+    assert otp.phone_guard_state(phone_number=PHONE)["guarded"] is False
+    send(api_client)
+    assert OneTimePassword.objects.order_by("-pk").first().bound_to_address is False
     assert api_client.post(VERIFY, {"phone_number": PHONE, "otp": sent_code(sms_outbox)}).status_code == 200
 
 
-def test_the_daily_failure_window_starts_again_after_a_day(settings):
-    settings.OTP_DAILY_FAILURE_LIMIT = 2
-    otp.record_otp_failure(phone_number=PHONE, now=timezone.now() - timedelta(days=1, minutes=1))
-    lock = otp.record_otp_failure(phone_number=PHONE)
-    assert lock.failed_count == 1
-    assert lock.locked_until is None
-
-
-def test_a_lock_lasts_until_the_day_of_its_window_has_passed(settings):
-    settings.OTP_DAILY_FAILURE_LIMIT = 2
-    start = timezone.now() - timedelta(hours=23)
-    otp.record_otp_failure(phone_number=PHONE, now=start)
-    otp.record_otp_failure(phone_number=PHONE, now=start + timedelta(hours=1))
-    assert OtpPhoneLock.objects.get().locked_until == start + timedelta(days=1)
+def test_the_guard_window_starts_again_after_a_day(api_client, sms_outbox, settings):
+    settings.OTP_DAILY_GUESS_BUDGET = 2
+    settings.OTP_RESEND_COOLDOWN_SECONDS = 0
+    spend_the_budget(api_client, settings)
+    OtpPhoneGuard.objects.update(window_started_at=timezone.now() - timedelta(days=1, minutes=1))
+    assert otp.phone_guard_state(phone_number=PHONE)["guarded"] is False
+    send(api_client)
+    assert api_client.post(VERIFY, {"phone_number": PHONE, "otp": wrong(sent_code(sms_outbox))}).status_code == 400
+    guard = OtpPhoneGuard.objects.get()
+    assert (guard.failed_count, guard.guarded_since) == (1, None)
 
 
 def test_a_deactivated_user_cannot_log_in_by_otp(api_client, sms_outbox):

@@ -65,11 +65,10 @@ def test_signup_refuses_an_email_taken_in_another_case(api_client):
     assert "email" in response.data["errors"]
 
 
-def test_signup_refuses_a_phone_taken_in_another_format(api_client):
-    UserFactory(phone_number="+919999999999")
+def test_signup_stores_the_phone_normalised_and_unverified(api_client):
     response = api_client.post(SIGNUP, signup_body(phone="+91 99999 99999"))
-    assert response.status_code == 400
-    assert "phone_number" in response.data["errors"]
+    assert response.status_code == 201
+    assert (response.data["user"]["phone_number"], response.data["user"]["phone_verified"]) == ("+919999999999", False)
 
 
 def test_signup_refuses_an_invalid_phone(api_client):

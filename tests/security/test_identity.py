@@ -271,6 +271,203 @@ def test_an_admin_lifts_its_own_deactivation_and_the_distributor_manages_its_ret
 
 # --- 1. a phone number identifies an account only once proved ---------------------------------------
 
+VICTIM_PHONE = "+919812377777"
+SIGNUP = "/api/auth/signup/"
+
+
+def sign_up(username, phone):
+    body = {
+        "username": username,
+        "email": f"{username}@example.com",
+        "password": DEFAULT_PASSWORD,
+        "password_confirm": DEFAULT_PASSWORD,
+        "phone_number": phone,
+    }
+    return APIClient().post(SIGNUP, body, format="json")
+
+
+def otp_code(phone):
+    response = APIClient().post("/api/auth/otp/generate/", {"phone_number": phone}, format="json")
+    assert response.status_code == 200, response.json()
+    return response.json()["otp"]
+
+
+def otp_login(phone):
+    return APIClient().post("/api/auth/otp/verify/", {"phone_number": phone, "otp": otp_code(phone)}, format="json")
+
+
+def pay_by_phone(payer, phone, amount="10.00"):
+    return client_for(payer).post("/api/wallet/transfer/", {"to_phone_number": phone, "amount": amount}, format="json")
+
+
+@pytest.fixture
+def payer(db):
+    admin, payer = AdminFactory(), ClientFactory()
+    ledger.fund_wallet(user=payer, amount="100.00", initiated_by=admin)
+    return payer
+
+
+@pytest.fixture
+def codes_in_answers(settings):
+    settings.OTP_EXPOSE_IN_RESPONSE = True
+    settings.OTP_RESEND_COOLDOWN_SECONDS = 0
+
+
+def test_a_number_claimed_at_signup_does_not_receive_the_owners_payments(payer):
+    assert sign_up("claimer", VICTIM_PHONE).status_code == 201
+    response = pay_by_phone(payer, VICTIM_PHONE)
+    assert response.status_code == 404, response.json()
+    assert response.json()["code"] == "user_not_found"
+    assert User.objects.get(username="claimer").wallet.balance == 0
+
+
+def test_the_owners_otp_login_gets_its_own_account_not_the_claimers(codes_in_answers):
+    claim = sign_up("claimer", VICTIM_PHONE)
+    assert claim.status_code == 201
+    login = otp_login(VICTIM_PHONE)
+    assert login.status_code == 200, login.json()
+    assert login.json()["created"] is True
+    assert login.json()["user"]["id"] != claim.json()["user"]["id"]
+    assert (login.json()["user"]["phone_number"], login.json()["user"]["phone_verified"]) == (VICTIM_PHONE, True)
+    claimer = User.objects.get(username="claimer")
+    assert claimer.phone_number is None  # the claim is released
+    # The owner's next login, and payments to the number, reach the owner's account.
+    again = otp_login(VICTIM_PHONE)
+    assert (again.json()["user"]["id"], again.json()["created"]) == (login.json()["user"]["id"], False)
+
+
+def test_signup_with_a_registered_number_is_neither_refused_nor_revealing(codes_in_answers, payer):
+    owner = otp_login(VICTIM_PHONE).json()["user"]
+    claim = sign_up("claimer", VICTIM_PHONE)
+    unknown = sign_up("somebody", "+919812366666")
+    # The same answer as for a number nobody has: nothing tells the caller the number is registered.
+    assert claim.status_code == unknown.status_code == 201, claim.json()
+    assert claim.json()["user"]["phone_verified"] is False
+    assert pay_by_phone(payer, VICTIM_PHONE).status_code == 201
+    assert User.objects.get(pk=owner["id"]).wallet.balance == 10
+    assert otp_login(VICTIM_PHONE).json()["user"]["id"] == owner["id"]
+
+
+def test_a_signed_in_account_proves_its_number_and_then_receives_payments_by_it(codes_in_answers, payer):
+    signed_up = sign_up("asha", VICTIM_PHONE).json()
+    assert pay_by_phone(payer, VICTIM_PHONE).status_code == 404
+    response = bearer(signed_up["access"]).post(
+        "/api/auth/me/phone/verify/", {"otp": otp_code(VICTIM_PHONE)}, format="json"
+    )
+    assert response.status_code == 200, response.json()
+    assert (response.json()["phone_number"], response.json()["phone_verified"]) == (VICTIM_PHONE, True)
+    assert pay_by_phone(payer, VICTIM_PHONE).status_code == 201
+    assert User.objects.get(username="asha").wallet.balance == 10
+    assert otp_login(VICTIM_PHONE).json()["user"]["username"] == "asha"
+
+
+def test_proving_a_number_another_account_has_verified_is_a_conflict(codes_in_answers):
+    owner = otp_login(VICTIM_PHONE).json()["user"]
+    other = ClientFactory(phone_number=None)
+    response = client_for(other).post(
+        "/api/auth/me/phone/verify/", {"phone_number": VICTIM_PHONE, "otp": otp_code(VICTIM_PHONE)}, format="json"
+    )
+    assert response.status_code == 409
+    assert response.json()["code"] == "phone_taken"
+    other.refresh_from_db()
+    assert other.phone_number is None
+    assert User.objects.get(pk=owner["id"]).phone_verified is True
+
+
+def test_a_wrong_code_proves_nothing(codes_in_answers):
+    claimer = ClientFactory(phone_number=VICTIM_PHONE, phone_verified=False)
+    code = otp_code(VICTIM_PHONE)
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    response = client_for(claimer).post("/api/auth/me/phone/verify/", {"otp": wrong}, format="json")
+    assert response.status_code == 400
+    claimer.refresh_from_db()
+    assert claimer.phone_verified is False
+
+
+def test_a_number_a_distributor_sets_on_its_retailer_is_not_vouched_for(codes_in_answers, payer):
+    distributor = DistributorFactory()
+    created = client_for(distributor).post(
+        "/api/auth/retailers/",
+        {
+            "username": "shop",
+            "email": "shop@example.com",
+            "password": DEFAULT_PASSWORD,
+            "password_confirm": DEFAULT_PASSWORD,
+            "phone_number": VICTIM_PHONE,
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.json()
+    assert created.json()["phone_verified"] is False
+    assert pay_by_phone(payer, VICTIM_PHONE).status_code == 404
+    assert otp_login(VICTIM_PHONE).json()["created"] is True
+
+
+def test_a_number_an_admin_sets_is_vouched_for_and_takes_it_from_an_unproved_claim(payer):
+    claim = sign_up("claimer", VICTIM_PHONE)
+    created = client_for(AdminFactory()).post(
+        "/api/auth/admin/users/create/",
+        {
+            "username": "dist",
+            "email": "dist@example.com",
+            "password": DEFAULT_PASSWORD,
+            "password_confirm": DEFAULT_PASSWORD,
+            "phone_number": VICTIM_PHONE,
+            "user_type": UserType.DISTRIBUTOR,
+        },
+        format="json",
+    )
+    assert created.status_code == 201, created.json()
+    assert created.json()["user"]["phone_verified"] is True
+    assert User.objects.get(pk=claim.json()["user"]["id"]).phone_number is None
+    assert pay_by_phone(payer, VICTIM_PHONE).status_code == 201
+    assert User.objects.get(username="dist").wallet.balance == 10
+
+
+def test_an_admin_cannot_give_away_a_number_another_account_has_verified():
+    owner = ClientFactory(phone_number=VICTIM_PHONE)
+    other = ClientFactory(phone_number=None)
+    response = client_for(AdminFactory()).patch(
+        f"/api/auth/admin/users/{other.pk}/update/", {"phone_number": VICTIM_PHONE}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "already_taken"
+    owner.refresh_from_db()
+    assert (owner.phone_number, owner.phone_verified) == (VICTIM_PHONE, True)
+
+
+def test_numbers_assigned_by_the_admins_command_are_vouched_for(monkeypatch):
+    import io
+    import sys
+
+    from django.core.management import call_command
+
+    claimer = ClientFactory(username="claimer", phone_number=VICTIM_PHONE, phone_verified=False)
+    shop = RetailerFactory(username="shop", phone_number=None)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"shop,{VICTIM_PHONE}\n"))
+    call_command("assign_phone_numbers", stdout=io.StringIO(), stderr=io.StringIO())
+    shop.refresh_from_db(), claimer.refresh_from_db()
+    assert (shop.phone_number, shop.phone_verified) == (VICTIM_PHONE, True)
+    assert claimer.phone_number is None
+
+
+def test_a_number_set_in_the_django_admin_is_vouched_for(client):
+    claimer = ClientFactory(phone_number=VICTIM_PHONE, phone_verified=False)
+    shop = RetailerFactory(phone_number=None)
+    client.force_login(AdminFactory())
+    assert save_in_django_admin(client, shop, phone_number=VICTIM_PHONE).phone_verified is True
+    claimer.refresh_from_db()
+    assert claimer.phone_number is None
+
+
+def test_the_demo_numbers_are_set_by_the_demo_admin_and_so_verified():
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    call_command("setup_demo_data", "--force", stdout=StringIO())
+    assert not User.objects.filter(phone_number__isnull=False, phone_verified=False).exists()
+
 
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_verifies_only_numbers_proved_by_otp_or_set_by_an_admin():
