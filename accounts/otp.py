@@ -100,7 +100,7 @@ class OtpHourlyLimit(_LiftsByItself):
 
 
 class OtpAddressLimit(_LiftsByItself):
-    code = "otp_rate_limited"
+    code = "otp_address_limit"
     message = "Too many codes asked for this phone number from your address today; retry in {seconds} s."
 
 

@@ -80,11 +80,11 @@ class OtpGenerateView(PublicView):
     is the same whether or not the phone has an account.
 
     While the phone is guarded (its daily budget of wrong codes spent, see `otp/verify/`) the code is
-    bound to the address that asked for it and allows one try. Refused with 429 (`otp_cooldown`,
-    `otp_rate_limited`, `otp_locked`, `throttled`) and a Retry-After header inside the resend cooldown,
-    past the hourly cap, past the guarded codes of the day (for the phone: `otp_locked`; for this
-    address: `otp_rate_limited`), or when the client address sends too many requests. `otp` is in the
-    answer only with OTP_EXPOSE_IN_RESPONSE."""
+    bound to the address that asked for it and allows one try. Refused with 429 and a Retry-After
+    header inside the resend cooldown (`otp_cooldown`), past the hourly cap (`otp_rate_limited`), past
+    the guarded codes of the day (for the phone: `otp_locked`; for this address: `otp_address_limit`),
+    or when the client address sends too many requests (`throttled`). `otp` is in the answer only with
+    OTP_EXPOSE_IN_RESPONSE."""
 
     throttle_scope = "otp"
 

@@ -117,7 +117,7 @@ def test_one_address_gets_only_a_few_of_a_guarded_phones_codes(codes_in_answers,
     for _ in range(settings.OTP_GUARDED_CODES_PER_ADDRESS):
         assert ask_for_code(OWNER_PHONE, address).status_code == 200
     refused = ask_for_code(OWNER_PHONE, address)
-    assert (refused.status_code, refused.json()["code"]) == (429, "otp_rate_limited")
+    assert (refused.status_code, refused.json()["code"]) == (429, "otp_address_limit")
     assert ask_for_code(OWNER_PHONE, OWNER_ADDRESS).status_code == 200
 
 
