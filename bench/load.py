@@ -27,21 +27,34 @@ def _bearer(token):
 
 
 class Scenarios:
-    """What one request of each scenario is: (method, path, headers, json body, expected status)."""
+    """What one request of each scenario is: (method, path, headers, json body, expected status).
+
+    The fixture says where: the project's fixture and the naive twin's carry the same people (tokens
+    of their own) and their own paths; `keyed` says whether money requests carry an Idempotency-Key
+    (the project's do, as a real client's; the twin has none)."""
 
     def __init__(self, fixture):
         self.f = fixture
         self.rng = random.Random()
 
+    def _money_headers(self, token, *, keyed=None):
+        headers = _bearer(token)
+        if self.f.get("keyed", True) if keyed is None else keyed:
+            headers["Idempotency-Key"] = uuid.uuid4().hex
+        return headers
+
     def balance(self):
         token = self.rng.choice(self.f["client_tokens"])
-        return "GET", "/api/wallet/balance/", _bearer(token), None, 200
+        return "GET", self.f["paths"]["balance"], _bearer(token), None, 200
 
-    def transfers(self):
+    def transfers(self, keyed=None):
         sender, receiver = self.rng.sample(range(len(self.f["client_tokens"])), 2)
         body = {"to_phone_number": self.f["client_phones"][receiver], "amount": "1.00", "remarks": "bench"}
-        headers = {**_bearer(self.f["client_tokens"][sender]), "Idempotency-Key": uuid.uuid4().hex}
-        return "POST", "/api/wallet/transfer/", headers, body, 201
+        headers = self._money_headers(self.f["client_tokens"][sender], keyed=keyed)
+        return "POST", self.f["paths"]["transfer"], headers, body, 201
+
+    def transfers_unkeyed(self):
+        return self.transfers(keyed=False)
 
     def hot_wallet(self):
         body = {
@@ -49,17 +62,29 @@ class Scenarios:
             "amount": "1.00",
             "remarks": "payout",
         }
-        headers = {**_bearer(self.f["hot_distributor_token"]), "Idempotency-Key": uuid.uuid4().hex}
-        return "POST", "/api/wallet/transfer/", headers, body, 201
+        headers = self._money_headers(self.f["hot_distributor_token"])
+        return "POST", self.f["paths"]["transfer"], headers, body, 201
 
     def purchases(self):
         body = {"plan_id": self.rng.choice(self.f["plan_ids"]), "mobile_number": f"98{self.rng.randrange(10**8):08d}"}
-        headers = {**_bearer(self.rng.choice(self.f["retailer_tokens"])), "Idempotency-Key": uuid.uuid4().hex}
-        return "POST", "/api/purchases/purchase/", headers, body, 201
+        headers = self._money_headers(self.rng.choice(self.f["retailer_tokens"]))
+        return "POST", "/api/purchases/purchase/", headers, body, self.f.get("purchase_status", 201)
 
     def plans(self):
         query = self.rng.choice(self.f["plan_queries"])
         return "GET", f"/api/plans/plans/?{query}", _bearer(self.rng.choice(self.f["client_tokens"])), None, 200
+
+    def wallets(self):
+        return "GET", self.f["paths"]["wallets"], _bearer(self.rng.choice(self.f["retailer_tokens"])), None, 200
+
+    def funding(self):
+        body = {"user_email": self.rng.choice(self.f["client_emails"]), "amount": "1.00", "description": "bench"}
+        return "POST", self.f["paths"]["funding"], self._money_headers(self.f["admin_token"]), body, 201
+
+    def payouts(self):
+        body = {"lines": self.f["payout_lines"], "remarks": "bench payout"}
+        headers = self._money_headers(self.f["hot_distributor_token"], keyed=True)
+        return "POST", "/api/wallet/payouts/", headers, body, 201
 
     def history_first(self):
         path = self.f["history_first_path"]

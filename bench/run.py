@@ -28,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,23 +39,43 @@ sys.path.insert(0, str(ROOT))
 
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/recharge_bench"
 SCENARIOS = {
-    # name: (title, moves money, pgbench ceiling script)
-    "balance": ("1. balance read", False, None),
-    "transfers": ("2. transfers, random pairs", True, "transfer_random.sql"),
-    "hot_wallet": ("3. hot wallet: one distributor paying its retailers", True, "transfer_hot.sql"),
-    "purchases": ("4. recharge purchases by many retailers", True, None),
-    "plans": ("5. plan list with filters", False, None),
-    "history_first": ("6a. history of the busy wallet, first page", False, None),
-    "history_deep": ("6b. history of the busy wallet, deep page", False, None),
+    # name: (title, moves money, pgbench ceiling script, the naive twin's scenario mirroring it)
+    "balance": ("1. balance read", False, None, "balance"),
+    "transfers": ("2. transfers, random pairs, with Idempotency-Key", True, None, "transfers"),
+    "transfers_unkeyed": ("2b. transfers, random pairs, no Idempotency-Key", True, None, "transfers"),
+    "hot_wallet": ("3. hot wallet: one distributor paying its retailers", True, "transfer_hot.sql", "hot_wallet"),
+    "purchases": ("4. recharge purchases by many retailers", True, None, None),
+    "plans": ("5. plan list with filters", False, None, None),
+    "history_first": ("6a. history of the busy wallet, first page", False, None, "history_first"),
+    "history_deep": ("6b. history of the busy wallet, deep page", False, None, "history_deep"),
+    "wallets": ("7. a retailer lists its wallet", False, None, "wallets"),
+    "funding": ("8. admin funding (add-to-wallet)", True, None, "funding"),
+}
+# Run at one client only: one payout is 1,000 transfers; the comparison is with 1,000 single ones.
+SEQUENTIAL_SCENARIOS = {"payouts"}
+# Issue 16: each mirrored endpoint against its naive twin, measured side by side in the same run.
+TWIN_TARGETS = {
+    "balance": 1.2,
+    "transfers": 1.5,
+    "transfers_unkeyed": 1.5,
+    "hot_wallet": 1.5,
+    "history_first": 1.2,
+    "history_deep": 1.2,
+    "wallets": 1.2,
+    "funding": 1.2,
 }
 TARGETS = {
-    "transfers": {"min_ratio": 0.15},
-    "hot_wallet": {"min_ratio": 0.25, "max_p99_ms_at_32": 250},
-    "history_first": {"max_p95_ms": 50},
-    "history_deep": {"max_p95_ms": 50},
+    "hot_wallet": {"min_ratio_at_8": 0.40, "max_p99_ms_at_32": 250},
+    "history_first": {"max_p95_ms_at_8": 50},
+    "history_deep": {"max_p95_ms_at_8": 50},
 }
+KEYED_OVERHEAD_TARGET = 1.15  # a keyed transfer costs at most 15 % more than an unkeyed one
+PAYOUT_LINES = 1000
+PAYOUT_TARGET_SECONDS = 1.0
+PAYOUT_TARGET_SHARE = 0.05  # of the time 1,000 single transfers take
+PURCHASE_QUERY_BUDGET = 12
 VERIFY_TARGET_SECONDS = 60
-CLIENTS_IN_LOAD = 2000  # senders and receivers of scenario 2, and the range its pgbench script picks from
+CLIENTS_IN_LOAD = 2000  # senders and receivers of scenario 2
 
 
 def log(message):
@@ -65,11 +86,13 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--journal", type=int, default=1_000_000, help="journal rows before the load")
-    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
-    parser.add_argument("--concurrency", default="1,8,32", help="comma-separated client counts")
+    parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per run")
+    parser.add_argument("--concurrency", default="8,32", help="comma-separated client counts")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated, of: " + ", ".join(SCENARIOS))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_WORKERS", 4)))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", 1)))
+    parser.add_argument("--no-twin", action="store_true", help="skip the naive twin (no ratios to it)")
+    parser.add_argument("--payout-repeats", type=int, default=5, help="1,000-line payouts timed")
     parser.add_argument("--gateway-latency-ms", type=int, default=0, help="sandbox operator latency")
     parser.add_argument("--output", default=str(BENCH / "results"), help="where latest.md/json/png go")
     parser.add_argument("--reuse-db", action="store_true", help="keep the seeded database of an earlier run")
@@ -91,6 +114,9 @@ def configure_environment(database_url):
             "JWT_ACCESS_TOKEN_LIFETIME": "720",
             "LOG_LEVEL": "WARNING",
             "OTP_EXPOSE_IN_RESPONSE": "false",
+            # The load is a few users sending hundreds of requests a second: the per-user money
+            # throttle would refuse it (the throttle's cost stays on the path: it still counts).
+            "THROTTLE_MONEY": "100000000/min",
         }
     )
 
@@ -122,12 +148,14 @@ def free_port():
 
 
 class Server:
-    def __init__(self, *, workers, threads, gateway_latency_ms):
+    """gunicorn serving `app` with the given shape; ready once it answers `probe` (any HTTP status)."""
+
+    def __init__(self, *, workers, threads, app="config.wsgi:application", env=None, probe="/api/health/"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [
             str(Path(sys.executable).parent / "gunicorn"),
-            "config.wsgi:application",
+            app,
             f"--bind=127.0.0.1:{self.port}",
             f"--workers={workers}",
             f"--threads={threads}",
@@ -137,25 +165,82 @@ class Server:
         ]
         env = {
             **os.environ,
-            "RECHARGE_GATEWAY_LATENCY_MS": str(gateway_latency_ms),
             "PYTHONWARNINGS": "ignore:No directory at",  # whitenoise: no collectstatic for an API benchmark
+            **(env or {}),
         }
         self.process = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(self.url + "/api/health/", timeout=2) as response:
-                    if response.status == 200:
-                        return
+                with urllib.request.urlopen(self.url + probe, timeout=2):
+                    return
+            except urllib.error.HTTPError:
+                return  # it answered: a 401 from a protected path is an answer
             except OSError:
                 time.sleep(0.2)
         self.stop()
-        raise SystemExit("gunicorn did not answer /api/health/ within 30 s")
+        raise SystemExit(f"gunicorn ({app}) did not answer {probe} within 30 s")
 
     def stop(self):
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=30)
+
+
+def twin_database_url(database_url):
+    """The naive twin's own database on the same server: BENCH_NAIVE_DATABASE_URL, or <name>_naive."""
+    configured = os.environ.get("BENCH_NAIVE_DATABASE_URL")
+    if configured:
+        return configured
+    base, _, name = database_url.rpartition("/")
+    return f"{base}/{name}_naive"
+
+
+def twin_environment(database_url):
+    return {
+        "DJANGO_SETTINGS_MODULE": "bench.naive.settings",
+        "NAIVE_DATABASE_URL": database_url,
+        "NAIVE_SECRET_KEY": os.environ.get("BENCH_SECRET_KEY") or secrets.token_urlsafe(50),
+    }
+
+
+def seed_twin(*, population, project_fixture, twin_env, base_url, path):
+    """The naive twin's database, seeded with the project's people and history (bench/naive/seed.py,
+    in its own process: it runs under the twin's settings). Returns the twin's load fixture."""
+    from accounts.models import User
+    from wallet.models import Transfer, Wallet
+
+    rows = User.objects.order_by("pk").values_list(
+        "pk", "username", "email", "phone_number", "user_type", "parent__username"
+    )
+    names = {}
+    users = []
+    for pk, username, email, phone, user_type, parent in rows:
+        names[pk] = username
+        users.append({"username": username, "email": email, "phone": phone, "user_type": user_type, "parent": parent})
+    hot_wallet = Wallet.objects.get(user_id=population.hot_distributor_id)
+    spec = {
+        "users": users,
+        "admin": names[population.admin_id],
+        "hot_distributor": names[population.hot_distributor_id],
+        "busy_retailer": names[population.busy_retailer_id],
+        "hot_retailers": [names[pk] for pk in population.hot_retailer_ids],
+        "retailers": [names[pk] for pk in population.retailer_ids],
+        "clients": [names[pk] for pk in population.client_ids[:CLIENTS_IN_LOAD]],
+        "history_payouts": Transfer.objects.filter(from_wallet=hot_wallet, kind=Transfer.Kind.TRANSFER).count(),
+        "base_url": base_url,
+        # What both fixtures share: the people the requests name (phones and emails are the same).
+        "fixture": {key: project_fixture[key] for key in ("client_phones", "client_emails", "hot_retailer_phones")},
+    }
+    spec_path = path.with_suffix(".spec.json")
+    spec_path.write_text(json.dumps(spec))
+    subprocess.run(
+        [sys.executable, "-m", "bench.naive.seed", str(spec_path), str(path)],
+        cwd=ROOT,
+        env={**os.environ, **twin_env},
+        check=True,
+    )
+    return json.loads(path.read_text())
 
 
 # --- measuring --------------------------------------------------------------------------------
@@ -250,8 +335,10 @@ def money_check(scenario, before, after, load):
     from purchases.models import Purchase
 
     succeeded = load["succeeded_including_warmup"]
-    if scenario in ("transfers", "hot_wallet"):
+    if scenario in ("transfers", "transfers_unkeyed", "hot_wallet", "funding"):
         return after["transfers"] - before["transfers"] == succeeded
+    if scenario == "payouts":
+        return after["transfers"] - before["transfers"] == succeeded * PAYOUT_LINES
     if scenario == "purchases":
         new = Purchase.objects.order_by("-pk")[: after["purchases"] - before["purchases"]]
         all_success = all(p.status == Purchase.Status.SUCCESS for p in new)
@@ -289,13 +376,27 @@ def build_fixture(population, base_url):
         for provider in providers
         for circle in circles[:6]
     ]
+    clients = population.client_ids[:CLIENTS_IN_LOAD]
+    emails = dict(User.objects.filter(pk__in=clients).values_list("pk", "email"))
+    admin = User.objects.get(pk=population.admin_id)
+    hot_retailer_phones = population.hot_retailer_phones
     return {
         "base_url": base_url,
+        "keyed": True,
+        "paths": {
+            "balance": "/api/wallet/balance/",
+            "transfer": "/api/wallet/transfer/",
+            "wallets": "/api/wallet/wallets/",
+            "funding": "/api/wallet/add-to-wallet/",
+        },
+        "admin_token": str(AccessToken.for_user(admin)),
+        "client_emails": [emails[pk] for pk in clients],
+        "payout_lines": [{"to_phone_number": phone, "amount": "1.00"} for phone in hot_retailer_phones[:PAYOUT_LINES]],
         "client_tokens": [token(pk) for pk in population.client_ids[:CLIENTS_IN_LOAD]],
         "client_phones": population.client_phones[:CLIENTS_IN_LOAD],
         "retailer_tokens": [token(pk) for pk in population.retailer_ids],
         "hot_distributor_token": token(population.hot_distributor_id),
-        "hot_retailer_phones": population.hot_retailer_phones,
+        "hot_retailer_phones": hot_retailer_phones,
         "plan_ids": population.plan_ids,
         "plan_queries": plan_queries,
         "busy_wallet_token": token(population.busy_retailer_id),
@@ -305,19 +406,24 @@ def build_fixture(population, base_url):
     }
 
 
-def count_queries(fixture):
-    """Queries one request of each scenario runs, through Django's test client (in this process)."""
+def count_queries(fixture, scenarios):
+    """Queries and database round trips one request of each scenario costs, through Django's test
+    client (in this process). Django logs BEGIN, COMMIT and savepoints as queries, each its own round
+    trip; a persistent connection adds one more per request, the health check (`SELECT 1`, not logged)
+    that CONN_HEALTH_CHECKS runs on its first use in a request."""
+    from django.conf import settings
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
     from bench.load import Scenarios
 
-    scenarios = Scenarios(fixture)
+    requests = Scenarios(fixture)
     client = Client()
+    health_check = 1 if settings.DATABASES["default"].get("CONN_HEALTH_CHECKS") else 0
     counts = {}
-    for name in SCENARIOS:
-        method, path, headers, body, expected = getattr(scenarios, name)()
+    for name in scenarios:
+        method, path, headers, body, expected = getattr(requests, name)()
         extra = {f"HTTP_{key.upper().replace('-', '_')}": value for key, value in headers.items()}
         with CaptureQueriesContext(connection) as queries:
             if method == "GET":
@@ -326,7 +432,7 @@ def count_queries(fixture):
                 response = client.post(path, data=json.dumps(body), content_type="application/json", **extra)
         if response.status_code != expected:
             raise SystemExit(f"{name}: {method} {path} answered {response.status_code}: {response.content[:300]}")
-        counts[name] = len(queries)
+        counts[name] = {"queries": len(queries), "round_trips": len(queries) + health_check}
     return counts
 
 
@@ -371,10 +477,16 @@ def main():
     if shutil.which("pgbench") is None:
         raise SystemExit("pgbench is not installed (Debian: apt-get install postgresql-client)")
     database_url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_DB)
+    naive_url = twin_database_url(database_url)
+    with_twin = not args.no_twin
     configure_environment(database_url)
-    population_file = Path(args.output) / ".population.json"
+    output = Path(args.output)
+    population_file = output / ".population.json"
+    twin_fixture_path = output / ".fixture-naive.json"
     if not args.reuse_db:
         recreate_database(database_url)
+        if with_twin:
+            recreate_database(naive_url)
 
     import warnings
 
@@ -391,7 +503,8 @@ def main():
         cursor.execute("SET statement_timeout = 0")  # seeding and verifying a million rows
     results = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "args": vars(args)}
     results["machine"] = machine()
-    Path(args.output).mkdir(parents=True, exist_ok=True)
+    results["load_before"] = os.getloadavg()
+    output.mkdir(parents=True, exist_ok=True)
     if args.reuse_db and not population_file.exists():
         raise SystemExit(f"--reuse-db needs the {population_file} of the run that seeded it (same --output)")
     if args.reuse_db:
@@ -411,18 +524,47 @@ def main():
     if not verify["ok"]:
         raise SystemExit("the seeded ledger does not verify")
 
-    server = Server(workers=args.workers, threads=args.threads, gateway_latency_ms=args.gateway_latency_ms)
+    shape = {"workers": args.workers, "threads": args.threads}
+    server = Server(**shape, env={"RECHARGE_GATEWAY_LATENCY_MS": str(args.gateway_latency_ms)})
+    twin = None
     try:
         fixture = build_fixture(population, server.url)
-        fixture_path = Path(args.output) / ".fixture.json"
+        fixture_path = output / ".fixture.json"
         fixture_path.write_text(json.dumps(fixture))
+        twin_fixture = None
+        if with_twin:
+            twin_env = twin_environment(naive_url)
+            if args.reuse_db and twin_fixture_path.exists():
+                twin_env["NAIVE_SECRET_KEY"] = json.loads(twin_fixture_path.read_text())["secret_key"]
+            twin = Server(**shape, app="bench.naive.wsgi:application", env=twin_env, probe="/wallet/balance/")
+            if args.reuse_db and twin_fixture_path.exists():
+                twin_fixture = json.loads(twin_fixture_path.read_text())
+            else:
+                log("seeding the naive twin with the same people and history ...")
+                twin_fixture = seed_twin(
+                    population=population,
+                    project_fixture=fixture,
+                    twin_env=twin_env,
+                    base_url=twin.url,
+                    path=twin_fixture_path,
+                )
+                twin_fixture["secret_key"] = twin_env["NAIVE_SECRET_KEY"]
+            twin_fixture["base_url"] = twin.url
+            twin_fixture_path.write_text(json.dumps(twin_fixture))
+            log(f"twin seeded: {twin_fixture['history_rows']:,} rows in the busy wallet's history")
         results["history_rows"] = fixture["history_rows"]
-        results["queries"] = count_queries(fixture)
-        log(f"queries per request: {results['queries']}")
-        results["runs"], results["ceilings"], results["checks"] = {}, {}, {}
+        results["queries"] = count_queries(fixture, scenarios)
+        log(f"queries (round trips) per request: {results['queries']}")
+        results["runs"], results["twin_runs"], results["ceilings"], results["checks"] = {}, {}, {}, {}
         for scenario in scenarios:
-            title, moves_money, ceiling_script = SCENARIOS[scenario]
-            for level in levels:
+            title, moves_money, ceiling_script, twin_scenario = SCENARIOS[scenario]
+            scenario_levels = [1] if scenario in SEQUENTIAL_SCENARIOS else levels
+            if scenario == "payouts":
+                # The comparison: the same distributor paying one retailer per request, one at a time.
+                single = run_load(fixture_path, "hot_wallet", 1, args.duration)
+                results["payout_single_transfers"] = single
+                log(f"    single hot-wallet transfers @ 1: {single['rps']:.0f} req/s, p50 {single['p50_ms']:.1f} ms")
+            for level in scenario_levels:
                 before = journal_counts()
                 load = run_load(fixture_path, scenario, level, args.duration)
                 check = {}
@@ -442,6 +584,16 @@ def main():
                 )
                 for sample in load["error_samples"]:
                     log(f"    {sample}")
+                if twin is not None and twin_scenario and level not in results["twin_runs"].get(twin_scenario, {}):
+                    # Right after the project's run at the same level: both see the same machine.
+                    twin_load = run_load(twin_fixture_path, twin_scenario, level, args.duration)
+                    results["twin_runs"].setdefault(twin_scenario, {})[level] = twin_load
+                    log(
+                        f"    naive twin @ {level}: {twin_load['rps']:.0f} req/s, p99 {twin_load['p99_ms']:.1f} ms, "
+                        f"{twin_load['errors']} errors"
+                    )
+                    for sample in twin_load["error_samples"]:
+                        log(f"        {sample}")
             if ceiling_script:
                 variables = ceiling_variables(scenario, population)
                 for level in levels:
@@ -451,11 +603,14 @@ def main():
                 results["checks"][scenario]["ceiling_verify"] = timed_verify()
     finally:
         server.stop()
-    results["server"] = {"workers": args.workers, "threads": args.threads}
+        if twin is not None:
+            twin.stop()
+    results["server"] = shape
+    results["load_after"] = os.getloadavg()
 
     from bench.report import write_report
 
-    paths = write_report(results, Path(args.output), update_readme=args.update_readme, readme=ROOT / "README.md")
+    paths = write_report(results, output, update_readme=args.update_readme, readme=ROOT / "README.md")
     log("report: " + ", ".join(str(path) for path in paths))
     log("\n".join(results["verdicts"]))
     if any(line.startswith("FAIL") for line in results["verdicts"]):
@@ -471,9 +626,6 @@ def ceiling_variables(scenario, population):
             raise SystemExit("the seeded wallets are not one contiguous id range; pgbench picks ids from a range")
         return ids[0], ids[-1]
 
-    if scenario == "transfers":
-        first, last = wallet_range(population.client_ids[:CLIENTS_IN_LOAD])
-        return {"first": first, "last": last}
     first, last = wallet_range(population.hot_retailer_ids)
     hot = Wallet.objects.get(user_id=population.hot_distributor_id).pk
     return {"hot": hot, "first": first, "last": last}

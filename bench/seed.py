@@ -41,7 +41,7 @@ def phone(n: int) -> str:
     return f"+9170{n:08d}"
 
 
-def seed(*, users=10_000, distributors=10, hot_retailers=500, retailers_each=100, journal=1_000_000, log=print):
+def seed(*, users=10_000, distributors=10, hot_retailers=1000, retailers_each=100, journal=1_000_000, log=print):
     hot_retailers = min(hot_retailers, users // 5)  # a small smoke run keeps the same shape
     retailers_each = min(retailers_each, users // 50)
     from django.contrib.auth.hashers import make_password
@@ -91,7 +91,12 @@ def seed(*, users=10_000, distributors=10, hot_retailers=500, retailers_each=100
         raise SystemExit(f"--users {users} is too few for {len(dists)} distributors and {len(retailers)} retailers")
     clients = create_users_in_bulk(
         users=[
-            {"username": f"client{i}", "phone_number": phone(next(numbers)), "phone_verified": True}
+            {
+                "username": f"client{i}",
+                "email": f"client{i}@bench.example.com",
+                "phone_number": phone(next(numbers)),
+                "phone_verified": True,
+            }
             for i in range(client_count)
         ],
         password_hash=password,

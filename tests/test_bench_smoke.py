@@ -1,5 +1,5 @@
-"""`make bench` keeps working: a miniature run of bench/run.py end to end (seed, gunicorn, load
-generator, pgbench ceiling, report), so the benchmark cannot rot between the times someone runs it.
+"""`make bench` keeps working: a miniature run of bench/run.py end to end (seed, the naive twin,
+gunicorn, load generator, pgbench ceiling, report), so the benchmark cannot rot between the times someone runs it.
 Its numbers mean nothing at this size; only correctness is asserted (no errors, money exactly once,
 a clean ledger), which the run itself checks and turns into its exit status."""
 
@@ -30,7 +30,8 @@ def bench_database_url():
     )
     admin.autocommit = True
     with admin.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for database in (name, f"{name}_naive"):  # the project's and its naive twin's
+            cursor.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     admin.close()
 
 
@@ -50,8 +51,19 @@ def test_a_miniature_benchmark_runs_end_to_end(tmp_path, bench_database_url):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     report = (tmp_path / "latest.md").read_text()
-    for scenario in ("1. balance read", "2. transfers", "3. hot wallet", "4. recharge", "5. plan list", "6a.", "6b."):
+    for scenario in (
+        "1. balance",
+        "2. transfers",
+        "2b.",
+        "3. hot wallet",
+        "4. recharge",
+        "5. plan",
+        "6a.",
+        "6b.",
+        "7.",
+        "8.",
+    ):
         assert scenario in report
-    assert "raw-SQL ceiling (pgbench)" in report
+    assert "raw-SQL ceiling (pgbench)" in report and "x twin" in report
     assert "FAIL" not in report and report.count("PASS") >= 10
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
