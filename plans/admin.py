@@ -5,8 +5,8 @@ from plans.models import Provider, RechargePlan
 
 @admin.register(Provider)
 class ProviderAdmin(admin.ModelAdmin):
-    list_display = ["name", "code", "is_active", "plan_count"]
-    list_filter = ["is_active"]
+    list_display = ["name", "code", "country", "is_active", "plan_count"]
+    list_filter = ["is_active", "country"]
     search_fields = ["name", "code"]
     list_editable = ["is_active"]
 

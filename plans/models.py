@@ -1,11 +1,20 @@
 from django.db import models
 
+from core.phone import validate_region
+
 
 class Provider(models.Model):
     """A telecom operator (Airtel, Jio, Vi, BSNL, ...)."""
 
     code = models.SlugField(max_length=32, unique=True)
     name = models.CharField(max_length=100)
+    country = models.CharField(
+        max_length=2,
+        default="IN",
+        validators=[validate_region],
+        help_text="ISO country code (e.g. IN) of the numbers this operator serves: a recharge number must "
+        "be a valid mobile number of this country.",
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+import phonenumbers
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
@@ -75,10 +76,15 @@ def load_catalogue(*, path=CATALOGUE_FILE) -> LoadReport:
     with transaction.atomic():
         providers = {}
         for item in entries["providers"]:
-            provider, created = Provider.objects.get_or_create(code=item["code"], defaults={"name": item["name"]})
-            if not created and provider.name != item["name"]:
-                provider.name = item["name"]
-                provider.save(update_fields=["name"])
+            values = {"name": item["name"], "country": item.get("country", "IN")}
+            if values["country"] not in phonenumbers.SUPPORTED_REGIONS:
+                raise InvalidCatalogue(reason=f"provider {item['code']}: unknown country {values['country']!r}")
+            provider, created = Provider.objects.get_or_create(code=item["code"], defaults=values)
+            changed = [name for name, value in values.items() if getattr(provider, name) != value]
+            if not created and changed:
+                for name in changed:
+                    setattr(provider, name, values[name])
+                provider.save(update_fields=changed)
             report.providers_created += created
             providers[provider.code] = provider
         codes = [item.get("code") for item in entries["plans"]]

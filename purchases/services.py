@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from core.errors import DomainError
 from core.money import ZERO, percentage_of
-from core.phone import normalize_phone
+from core.phone import mobile_number_text, normalize_mobile_number, same_number
 from core.roles import UserType
 from plans.models import RechargePlan
 from purchases.gateways import GatewayResult, GatewayUnavailable, RechargeRequest, get_gateway
@@ -69,15 +69,17 @@ class PurchaseOutcome:
 def purchase_recharge(*, buyer, plan_id, mobile_number, idempotency_key=None, gateway=None) -> PurchaseOutcome:
     """Sell `buyer` the plan `plan_id` for `mobile_number`, paid from its wallet.
 
-    Refuses (writing nothing) an unknown or retired plan, an invalid number, and a price above the
+    Refuses (writing nothing) an unknown or retired plan, a number that is not a valid mobile number
+    of the plan's operator's country (core.phone.normalize_mobile_number), and a price above the
     buyer's available balance. Returns the purchase in its state after the gateway's answer and the
     buyer's balance. With `idempotency_key`, a repeat returns the first purchase unchanged."""
-    number = normalize_phone(mobile_number)
+    mobile_number_text(mobile_number)
     if idempotency_key is not None:
-        existing = _purchase_for_key(buyer=buyer, key=idempotency_key, plan_id=plan_id, number=number)
+        existing = _purchase_for_key(buyer=buyer, key=idempotency_key, plan_id=plan_id, number=mobile_number)
         if existing is not None:
             return _outcome(existing, replayed=True)
     plan = _sellable_plan(plan_id)
+    number = normalize_mobile_number(mobile_number, region=plan.provider.country)
     buyer_commission, distributor, distributor_commission = commissions_for(buyer=buyer, price=plan.amount)
     try:
         with transaction.atomic():
@@ -102,7 +104,7 @@ def purchase_recharge(*, buyer, plan_id, mobile_number, idempotency_key=None, ga
         # The same key raced us and won: answer with its purchase.
         if idempotency_key is None:
             raise
-        existing = _purchase_for_key(buyer=buyer, key=idempotency_key, plan_id=plan_id, number=number)
+        existing = _purchase_for_key(buyer=buyer, key=idempotency_key, plan_id=plan_id, number=mobile_number)
         if existing is None:
             raise
         return _outcome(existing, replayed=True)
@@ -279,8 +281,13 @@ def _sellable_plan(plan_id) -> RechargePlan:
 
 
 def _purchase_for_key(*, buyer, key, plan_id, number):
+    """The buyer's purchase under `key`, if any; PurchaseKeyReused if it was for another plan or
+    another number (`number` as the client wrote it, read in the operator's country)."""
     existing = Purchase.objects.select_related("plan__provider").filter(buyer=buyer, idempotency_key=key).first()
-    if existing is not None and (str(existing.plan_id) != str(plan_id) or existing.mobile_number != number):
+    if existing is not None and (
+        str(existing.plan_id) != str(plan_id)
+        or not same_number(number, existing.mobile_number, region=existing.plan.provider.country)
+    ):
         raise PurchaseKeyReused(field="idempotency_key")
     return existing
 

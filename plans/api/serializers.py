@@ -8,7 +8,7 @@ from plans.models import Provider, RechargePlan
 class ProviderSerializer(serializers.ModelSerializer):
     class Meta:
         model = Provider
-        fields = ["id", "code", "name", "is_active"]
+        fields = ["id", "code", "name", "country", "is_active"]
 
 
 class RechargePlanSerializer(serializers.ModelSerializer):

@@ -5,7 +5,7 @@ import pytest
 from django.core.management import call_command
 
 from plans.models import Provider, RechargePlan
-from plans.services import CATALOGUE_FILE, load_catalogue
+from plans.services import CATALOGUE_FILE, InvalidCatalogue, load_catalogue
 
 pytestmark = pytest.mark.django_db
 
@@ -58,3 +58,19 @@ def test_populate_plans_refuses_a_broken_file_and_loads_nothing(tmp_path):
     with pytest.raises(CommandError, match="unknown provider"):
         call_command("populate_plans", file=str(broken), stdout=StringIO())
     assert not RechargePlan.objects.exists()
+
+
+def test_populate_plans_sets_each_operators_country_and_refuses_an_unknown_one(tmp_path):
+    call_command("populate_plans", stdout=StringIO())
+    assert set(Provider.objects.values_list("country", flat=True)) == {"IN"}
+    catalogue = {"providers": [{"code": "ntc", "name": "Nepal Telecom", "country": "NP"}], "plans": []}
+    path = tmp_path / "np.json"
+    path.write_text(json.dumps(catalogue))
+
+    load_catalogue(path=path)
+    catalogue["providers"][0]["country"] = "XX"
+    path.write_text(json.dumps(catalogue))
+
+    assert Provider.objects.get(code="ntc").country == "NP"
+    with pytest.raises(InvalidCatalogue, match="unknown country 'XX'"):
+        load_catalogue(path=path)

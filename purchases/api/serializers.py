@@ -2,13 +2,17 @@ from rest_framework import serializers
 
 from core.fields import ChoiceDisplayField
 from core.money import MoneyField
-from core.phone import PhoneNumberField
+from core.phone import MobileNumberField
 from purchases.models import Purchase
 
 
 class PurchaseInputSerializer(serializers.Serializer):
     plan_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="Id of an active recharge plan.")
-    mobile_number = PhoneNumberField(help_text="The number to recharge, e.g. 9876543210 or +919876543210.")
+    mobile_number = MobileNumberField(
+        help_text="The mobile number to recharge, written with digits, spaces, + and - only: a valid mobile "
+        "number of the plan's operator's country (e.g. 9876543210 or +91 98765-43210 for an Indian operator), "
+        "else 400 `invalid_mobile_number`."
+    )
 
 
 class PurchaseSerializer(serializers.ModelSerializer):

@@ -14,7 +14,9 @@ class PurchaseCreateView(APIView):
 
     The price is held, the operator gateway is called, then the money is posted (and the margins
     paid) or the hold is released. `status` is SUCCESS, FAILED (nothing was charged) or PENDING
-    (the price stays held until the operator confirms; see `settle_pending_purchases`)."""
+    (the price stays held until the operator confirms; see `settle_pending_purchases`).
+    `mobile_number` must be a valid mobile number of the plan's operator's country, written with
+    digits, spaces, + and - only: otherwise 400 `invalid_mobile_number` and nothing is held."""
 
     @swagger_auto_schema(
         operation_id="purchases_create",

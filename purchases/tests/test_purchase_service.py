@@ -281,3 +281,24 @@ def test_a_gateway_slower_than_its_timeout_keeps_the_money_held_for_a_status_che
     outcome = buy(funded_retailer, plan)
     assert outcome.purchase.status == Purchase.Status.PENDING
     assert balances(funded_retailer) == [(balance, held + plan.amount)]  # held, neither spent nor returned
+
+
+def test_a_keyed_retry_finds_its_purchase_however_the_number_is_written(funded_retailer, plan):
+    first = buy(funded_retailer, plan, "9876543210", idempotency_key="spelled")
+
+    again = buy(funded_retailer, plan, "+91 98765-43210", idempotency_key="spelled")
+
+    assert again.replayed and again.purchase.pk == first.purchase.pk
+    assert Purchase.objects.count() == 1
+
+
+def test_a_keyed_retry_of_a_purchase_made_before_the_strict_rules_still_finds_it(funded_retailer, plan):
+    """A purchase stored for a number today's rules refuse (the loose rules took `+1234567890`) is
+    still found by its key: the retry learns what happened instead of a 400."""
+    old = Purchase.objects.create(
+        buyer=funded_retailer, plan=plan, mobile_number="+1234567890", amount=plan.amount, idempotency_key="old"
+    )
+
+    again = buy(funded_retailer, plan, "+1234567890", idempotency_key="old")
+
+    assert again.replayed and again.purchase.pk == old.pk
