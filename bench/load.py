@@ -68,7 +68,7 @@ class Scenarios:
     def purchases(self):
         body = {"plan_id": self.rng.choice(self.f["plan_ids"]), "mobile_number": f"98{self.rng.randrange(10**8):08d}"}
         headers = self._money_headers(self.rng.choice(self.f["retailer_tokens"]))
-        return "POST", "/api/purchases/purchase/", headers, body, self.f.get("purchase_status", 201)
+        return "POST", "/api/purchases/purchase/", headers, body, self.f.get("purchase_status", 202)
 
     def plans(self):
         query = self.rng.choice(self.f["plan_queries"])

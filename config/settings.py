@@ -278,6 +278,12 @@ IDEMPOTENCY_LEASE_SECONDS = env_int("IDEMPOTENCY_LEASE_SECONDS", 120)
 RECHARGE_GATEWAY = os.environ.get("RECHARGE_GATEWAY", "purchases.gateways.SandboxGateway")
 RECHARGE_GATEWAY_LATENCY_MS = env_int("RECHARGE_GATEWAY_LATENCY_MS", 0)
 RECHARGE_GATEWAY_TIMEOUT_SECONDS = env_int("RECHARGE_GATEWAY_TIMEOUT_SECONDS", 30)
+# An unkeyed purchase of the same amount for the same number by the same buyer within this many minutes
+# of one that has not failed is refused (409 duplicate_purchase): a retry must not buy twice. 0: off.
+PURCHASE_DUPLICATE_WINDOW_MINUTES = env_int("PURCHASE_DUPLICATE_WINDOW_MINUTES", 5)
+# A PENDING purchase never sent this long after its acceptance lost its task (broker down, worker
+# died before sending): the periodic sweep enqueues it again.
+PURCHASE_RESEND_AFTER_SECONDS = env_int("PURCHASE_RESEND_AFTER_SECONDS", 30)
 
 # --- Task queue (Celery: config/celery.py) -------------------------------------
 # Redis (`redis://host:6379/1`) or RabbitMQ (`amqp://user:pass@host:5672//`). Empty: no broker, and
@@ -309,6 +315,22 @@ CELERY_TIMEZONE = TIME_ZONE
 # A worker runs its database work on this many dedicated threads (core.db_threads): its pool threads
 # (64 by default, each waiting on an operator) never hold a connection of their own.
 CELERY_WORKER_DB_CONNECTIONS = env_int("CELERY_WORKER_DB_CONNECTIONS", 4)
+# `make beat`: the periodic work. Each run is safe to repeat and to overlap with another machine's
+# (the sweep only enqueues idempotent fulfilments; the purge deletes expired rows), and expires if it
+# waited longer than its interval in the queue, so a backlog never piles up sweeps.
+PURCHASE_SWEEP_SECONDS = env_int("PURCHASE_SWEEP_SECONDS", 15)
+CELERY_BEAT_SCHEDULE = {
+    "settle-pending-purchases": {
+        "task": "purchases.settle_pending_purchases",
+        "schedule": PURCHASE_SWEEP_SECONDS,
+        "options": {"expires": PURCHASE_SWEEP_SECONDS},
+    },
+    "purge-idempotency-keys": {
+        "task": "core.purge_idempotency_keys",
+        "schedule": 3600,
+        "options": {"expires": 3600},
+    },
+}
 
 LOGGING = {
     "version": 1,

@@ -30,6 +30,8 @@ class DomainError(Exception):
     code = "error"
     message = "The request was refused."
     status_code = status.HTTP_400_BAD_REQUEST
+    # Context keys also put in the error body, for programs (e.g. the id of the record refused against).
+    body_fields = ()
 
     def __init__(self, message=None, *, field=None, **context):
         template = message or type(self).message
@@ -88,10 +90,11 @@ def raised_at_commit(exc) -> bool:
     return False
 
 
-def _error(detail, code, http_status, *, errors=None, headers=None):
+def _error(detail, code, http_status, *, errors=None, headers=None, extra=None):
     body = {"detail": str(detail), "code": code}
     if errors is not None:
         body["errors"] = errors
+    body.update(extra or {})
     return Response(body, status=http_status, headers=headers)
 
 
@@ -161,7 +164,8 @@ def _response_for(exc):
         # A refusal that lifts by itself (a cooldown) says when, like DRF's throttles.
         retry_after = getattr(exc, "retry_after", None)
         headers = {"Retry-After": str(max(1, int(retry_after)))} if retry_after is not None else None
-        return _error(exc.message, exc.code, exc.status_code, errors=errors, headers=headers)
+        extra = {name: exc.context[name] for name in exc.body_fields if name in exc.context}
+        return _error(exc.message, exc.code, exc.status_code, errors=errors, headers=headers, extra=extra)
     if isinstance(exc, Http404):
         return _error("Not found.", "not_found", 404)
     if isinstance(exc, DjangoPermissionDenied):

@@ -6,9 +6,10 @@ repeat with another body is 422; a repeat that arrives while the first is still 
 to IDEMPOTENCY_WAIT_SECONDS for it and then replays, or answers 409 if it is still running.
 
 With `atomic=True` the money movement and the stored answer commit in one transaction, so a crash
-can never leave money moved without its answer recorded. Views that must commit in several steps
-(a purchase holds, calls the operator, then posts) use `atomic=False` and make their service
-idempotent on the key itself.
+can never leave money moved without its answer recorded. Views whose service commits on its own (a
+purchase holds the price, then a worker posts or voids it) use `atomic=False` and make their service
+idempotent on the key itself: if their answer cannot be stored after that commit, they still give it
+(never "nothing was changed") and release the key, and a retry finds the work by its key.
 """
 
 import functools
@@ -259,7 +260,17 @@ def _answer_once(view, view_method, request, args, kwargs, *, atomic, replay_hea
             response = _run(view, view_method, request, args, kwargs)
             if response.status_code >= 500:
                 raise _ServerFailure(response)
-            complete(record, response)
+            try:
+                complete(record, response)
+            except Error:
+                if response.status_code >= 400:
+                    raise  # a refusal changed nothing: the usual answer is true
+                # The view committed its own work before this: its answer is the truth even though it
+                # could not be stored. The key is released, so a retry runs the view again, which
+                # finds that work by the key (such views are idempotent on it) instead of repeating it.
+                logger.warning("key %s: answered, but its answer could not be stored", key, exc_info=True)
+                release(record)
+                return response
     except _ServerFailure as failure:
         release(record)
         return failure.response

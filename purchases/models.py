@@ -27,6 +27,9 @@ class Purchase(models.Model):
     operator_reference = models.CharField(max_length=100, blank=True, default="")
     failure_reason = models.CharField(max_length=255, blank=True, default="")
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # When fulfilment first sent the recharge to the gateway (null: never sent). Once set, a send may
+    # have happened, so nothing sends it again: later runs ask the gateway's status instead.
+    sent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)

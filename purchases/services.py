@@ -1,17 +1,24 @@
-"""Recharge purchases (ledger.md, "Margins and recharges").
+"""Recharge purchases (ledger.md, "Margins and recharges"), off the request path.
 
 A purchase is a two-phase transfer around a call to the operator gateway:
 
-1. one transaction: create the Purchase (PENDING) and hold the price in the buyer's wallet
-   (`wallet.services.hold_funds`); refused for insufficient funds, it writes nothing at all;
-2. the gateway is called with no transaction open and no row locked;
+1. acceptance, in the request, one transaction: create the Purchase (PENDING) and hold the price in
+   the buyer's wallet (`wallet.services.hold_funds`), then enqueue its fulfilment once that commits
+   (core/queue.py). Refused (insufficient funds, a retired plan, an unkeyed duplicate) it writes
+   nothing at all. The request answers at once; the client polls the purchase.
+2. fulfilment, in a worker (`purchases.tasks.fulfil_purchase`): mark the purchase sent (committed
+   before the call: from then on a send may have happened), call the gateway with the purchase's
+   stable reference, with no transaction open and no row locked;
 3. one transaction: lock the Purchase row, re-check it is still PENDING, then either post the
    hold and pay the commissions (`post_transfer`) and mark it SUCCESS, or void the hold
    (`void_transfer`) and mark it FAILED. An answer of "pending", a timeout or an unexpected
-   error leaves the hold in place; `settle_pending_purchases` finishes it later.
+   error leaves the hold in place; a status check settles it later.
 
-Money only moves through `wallet.services`. A purchase is idempotent on (buyer, idempotency_key):
-a retry, even after a crash between the steps, finds the first purchase and never recharges twice.
+Delivery is at least once, so fulfilment runs safely any number of times: a purchase is sent at
+most once (the conditional update of `sent_at`); a run that finds it already sent asks the gateway's
+status instead, once that send must have ended. Periodic sweeps enqueue again what a dead broker
+or worker left behind. Money only moves through `wallet.services`. A purchase is idempotent on
+(buyer, idempotency_key); an unkeyed repeat within PURCHASE_DUPLICATE_WINDOW_MINUTES is refused.
 """
 
 import logging
@@ -20,12 +27,16 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import Error, IntegrityError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
+from rest_framework import status
 
+from core import db_threads
 from core.errors import DomainError
 from core.money import ZERO, percentage_of
 from core.phone import mobile_number_text, normalize_mobile_number, same_number
+from core.queue import enqueue_after_commit, enqueue_now
 from core.roles import UserType
 from plans.models import RechargePlan
 from purchases.gateways import GatewayResult, GatewayUnavailable, RechargeRequest, get_gateway
@@ -55,6 +66,17 @@ class PurchaseKeyReused(DomainError):
     status_code = 422
 
 
+class DuplicatePurchase(DomainError):
+    code = "duplicate_purchase"
+    message = (
+        "Purchase #{purchase_id} recharged {mobile_number} with Rs {amount} {minutes} min ago and has not failed "
+        "(status {status}): this looks like a retry, so nothing was bought. Check that purchase; to buy again "
+        "on purpose, send an Idempotency-Key."
+    )
+    status_code = status.HTTP_409_CONFLICT
+    body_fields = ("purchase_id", "status")
+
+
 @dataclass
 class PurchaseOutcome:
     purchase: Purchase
@@ -67,12 +89,20 @@ class PurchaseOutcome:
 
 
 def purchase_recharge(*, buyer, plan_id, mobile_number, idempotency_key=None, gateway=None) -> PurchaseOutcome:
-    """Sell `buyer` the plan `plan_id` for `mobile_number`, paid from its wallet.
+    """Accept a sale of the plan `plan_id` for `mobile_number` to `buyer`, paid from its wallet.
 
     Refuses (writing nothing) an unknown or retired plan, a number that is not a valid mobile number
-    of the plan's operator's country (core.phone.normalize_mobile_number), and a price above the
-    buyer's available balance. Returns the purchase in its state after the gateway's answer and the
-    buyer's balance. With `idempotency_key`, a repeat returns the first purchase unchanged."""
+    of the plan's operator's country (core.phone.normalize_mobile_number), a price above the buyer's
+    available balance and, without `idempotency_key`, a duplicate (DuplicatePurchase: the same buyer,
+    number and amount within PURCHASE_DUPLICATE_WINDOW_MINUTES of a purchase that has not failed).
+    Otherwise the purchase is PENDING with its price held and its fulfilment enqueued after the
+    commit. Returns it with the buyer's balance; where the fulfilment already ran in this process
+    (tasks run eagerly with no broker), in its final state. With `idempotency_key`, a repeat returns
+    the first purchase as it is now. `gateway` (tools and tests) fulfils at once with that gateway
+    instead of enqueueing.
+
+    Nothing after the commit raises a database error: the purchase exists, and an answer saying
+    otherwise would send the client to buy again."""
     mobile_number_text(mobile_number)
     if idempotency_key is not None:
         existing = _purchase_for_key(buyer=buyer, key=idempotency_key, plan_id=plan_id, number=mobile_number)
@@ -93,13 +123,19 @@ def purchase_recharge(*, buyer, plan_id, mobile_number, idempotency_key=None, ga
                 distributor_commission=distributor_commission,
                 idempotency_key=idempotency_key,
             )
-            ledger.hold_funds(
+            hold = ledger.hold_funds(
                 user=buyer,
                 amount=plan.amount,
                 purchase=purchase,
                 remarks=f"Recharge {number} {plan.provider.name} Rs {plan.amount} (purchase #{purchase.pk})",
                 idempotency_key=idempotency_key,
             )
+            if idempotency_key is None:
+                # After hold_funds locked the buyer's wallet: two identical requests racing queue on that
+                # lock, and the second one sees the first one's committed purchase here.
+                _refuse_duplicate(purchase)
+            if gateway is None:
+                _enqueue_fulfilment(purchase)
     except IntegrityError:
         # The same key raced us and won: answer with its purchase.
         if idempotency_key is None:
@@ -108,8 +144,68 @@ def purchase_recharge(*, buyer, plan_id, mobile_number, idempotency_key=None, ga
         if existing is None:
             raise
         return _outcome(existing, replayed=True)
-    purchase = send_to_operator(purchase=purchase, gateway=gateway)
-    return _outcome(purchase)
+    wallet = hold.from_wallet  # locked and updated by hold_funds: the balance after the hold, no query
+    outcome = PurchaseOutcome(purchase=purchase, balance=wallet.balance, available=wallet.available)
+    if gateway is not None:
+        fulfil_purchase(purchase_id=purchase.pk, gateway=gateway)
+        return _fresh_outcome(outcome)
+    if fulfilled_in_process():
+        return _fresh_outcome(outcome)
+    return outcome
+
+
+def fulfilled_in_process() -> bool:
+    """Whether an enqueued task has already run by the time the enqueuing transaction committed (no
+    broker: Celery runs tasks eagerly, in the process that enqueues them)."""
+    return bool(settings.CELERY_TASK_ALWAYS_EAGER)
+
+
+def _enqueue_fulfilment(purchase):
+    from purchases import tasks  # tasks import this module
+
+    enqueue_after_commit(tasks.fulfil_purchase, purchase_id=purchase.pk)
+
+
+def _fresh_outcome(outcome) -> PurchaseOutcome:
+    """The committed purchase as it is now, or `outcome` (the acceptance) if the database cannot say."""
+    try:
+        purchase = Purchase.objects.select_related("plan__provider", "buyer", "distributor").get(pk=outcome.purchase.pk)
+        return _outcome(purchase)
+    except Error:
+        logger.warning("purchase %s: accepted; its state could not be read back", outcome.purchase.pk, exc_info=True)
+        return outcome
+
+
+def duplicate_window() -> timedelta:
+    return timedelta(minutes=settings.PURCHASE_DUPLICATE_WINDOW_MINUTES)
+
+
+def _refuse_duplicate(purchase):
+    window = duplicate_window()
+    if window <= timedelta(0):
+        return
+    earlier = (
+        Purchase.objects.filter(
+            buyer_id=purchase.buyer_id,
+            mobile_number=purchase.mobile_number,
+            amount=purchase.amount,
+            created_at__gte=purchase.created_at - window,
+        )
+        .exclude(status=Status.FAILED)
+        .exclude(pk=purchase.pk)
+        .order_by("-created_at", "-pk")
+        .values_list("pk", "status", "created_at")
+        .first()
+    )
+    if earlier is not None:
+        minutes = max(0, int((purchase.created_at - earlier[2]).total_seconds() // 60))
+        raise DuplicatePurchase(
+            purchase_id=earlier[0],
+            status=earlier[1],
+            mobile_number=purchase.mobile_number,
+            amount=f"{purchase.amount:.2f}",
+            minutes=minutes,
+        )
 
 
 def commissions_for(*, buyer, price) -> tuple[Decimal, object, Decimal]:
@@ -127,21 +223,71 @@ def commissions_for(*, buyer, price) -> tuple[Decimal, object, Decimal]:
     return buyer_commission, distributor, distributor_commission
 
 
-def send_to_operator(*, purchase, gateway=None) -> Purchase:
-    """Call the gateway for a purchase whose price is held, then settle it by the answer.
+# --- fulfilment (a worker's task) -----------------------------------------------------------
 
-    Never called inside a transaction by the purchase flow: the network call must not hold locks."""
+
+def fulfil_purchase(*, purchase_id, gateway=None, sent_before=None) -> Purchase | None:
+    """Bring a PENDING purchase closer to final: send it to the gateway if it was never sent, else
+    ask the gateway what became of it, then settle it by the answer (`apply_gateway_result`).
+
+    Safe to run any number of times, concurrently too (delivery is at least once). A purchase is
+    sent at most once: `sent_at` is set by one conditional update, committed before the call, so the
+    run that sets it is the only one that sends. A run that finds it already sent asks the gateway's
+    status, but only about a send that must have ended (sent before `sent_before`, by default
+    RECHARGE_GATEWAY_TIMEOUT_SECONDS + 30 s ago); a send still in flight elsewhere is left to its run.
+    The gateway is called with no transaction open and no connection held (core.db_threads). Returns
+    the purchase, or None if it is not PENDING (already final) or does not exist."""
+    return _fulfil(purchase_id=purchase_id, gateway=gateway, sent_before=sent_before)[0]
+
+
+def _fulfil(*, purchase_id, gateway=None, sent_before=None) -> tuple[Purchase | None, GatewayResult | None, bool]:
+    """(the purchase, the gateway's answer or None if it was not asked, whether this call settled it)."""
     gateway = gateway or get_gateway()
+    purchase, first_send = db_threads.run(_claim_for_sending, purchase_id=purchase_id)
+    if purchase is None:
+        return None, None, False
+    request = recharge_request(purchase=purchase)
+    if first_send:
+        result = _send(gateway=gateway, request=request, purchase_id=purchase_id)
+    else:
+        sent_before = timezone.now() - default_settle_age() if sent_before is None else sent_before
+        if purchase.sent_at > sent_before:
+            return purchase, None, False  # its send may still be running: never ask (nor send) twice at once
+        result = _ask(gateway=gateway, request=request, purchase_id=purchase_id)
+        if result is None:
+            return purchase, None, False
+    purchase, settled_now = db_threads.run(_apply_gateway_result, purchase_id=purchase_id, result=result)
+    return purchase, result, settled_now
+
+
+def _claim_for_sending(*, purchase_id):
+    """(the purchase if PENDING, whether this call claimed its one send)."""
+    now = timezone.now()
+    claimed = Purchase.objects.filter(pk=purchase_id, status=Status.PENDING, sent_at__isnull=True).update(
+        sent_at=now, updated_at=now
+    )
+    purchase = Purchase.objects.select_related("plan__provider").filter(pk=purchase_id, status=Status.PENDING).first()
+    return purchase, bool(claimed) and purchase is not None
+
+
+def _send(*, gateway, request, purchase_id) -> GatewayResult:
     try:
-        result = gateway.recharge(recharge_request(purchase=purchase))
+        return gateway.recharge(request)
     except GatewayUnavailable as exc:
-        logger.warning("purchase %s: gateway unavailable, voiding: %s", purchase.pk, exc)
-        result = GatewayResult(GatewayResult.FAILED, message=f"Operator gateway unavailable: {exc}")
+        logger.warning("purchase %s: gateway unavailable, voiding: %s", purchase_id, exc)
+        return GatewayResult(GatewayResult.FAILED, message=f"Operator gateway unavailable: {exc}")
     except Exception as exc:  # noqa: BLE001 - timeouts and surprises: the outcome is unknown
-        logger.warning("purchase %s: outcome unknown, kept pending: %r", purchase.pk, exc)
+        logger.warning("purchase %s: outcome unknown, kept pending: %r", purchase_id, exc)
         message = f"Outcome unknown ({type(exc).__name__}); it will be checked with the operator."
-        result = GatewayResult(GatewayResult.PENDING, message=message)
-    return apply_gateway_result(purchase_id=purchase.pk, result=result)
+        return GatewayResult(GatewayResult.PENDING, message=message)
+
+
+def _ask(*, gateway, request, purchase_id) -> GatewayResult | None:
+    try:
+        return gateway.check_status(request)
+    except Exception as exc:  # noqa: BLE001 - an unanswered status check settles nothing
+        logger.warning("purchase %s: status check failed: %r", purchase_id, exc)
+        return None
 
 
 def recharge_request(*, purchase) -> RechargeRequest:
@@ -218,35 +364,35 @@ def default_settle_age() -> timedelta:
 
 
 def settle_pending_purchases(*, older_than=None, limit=None, gateway=None) -> SettleReport:
-    """Ask the gateway about PENDING purchases older than `older_than` and post or void each.
+    """Finish, in this process, the PENDING purchases left behind: send those never sent (created
+    more than `older_than` ago: their task was lost), ask the gateway about those sent more than
+    `older_than` ago, and post or void each by the answer (`fulfil_purchase`).
 
-    Each purchase is claimed under its row lock with SKIP LOCKED (so a purchase being finished
-    by its own request, or by a concurrent run, is skipped, not waited for), re-checked PENDING,
-    asked about with no lock held, and settled by `apply_gateway_result`, which re-checks under
-    the lock again. Safe to run concurrently with new purchases and with itself."""
-    gateway = gateway or get_gateway()
+    Each purchase is first claimed under its row lock with SKIP LOCKED (so one being settled right
+    now by a worker, or by a concurrent run, is skipped, not waited for); `fulfil_purchase` then
+    sends at most once and settles under the lock again. Safe to run concurrently with workers, new
+    purchases and itself. (The workers' periodic sweep, `enqueue_pending_purchases`, does the same
+    through the queue.)"""
     older_than = default_settle_age() if older_than is None else older_than
     cutoff = timezone.now() - older_than
-    ids = Purchase.objects.filter(status=Status.PENDING, created_at__lte=cutoff).order_by("created_at", "pk")
-    ids = list(ids.values_list("pk", flat=True)[:limit] if limit else ids.values_list("pk", flat=True))
+    ids = _left_behind(now=timezone.now(), unsent_after=older_than, sent_after=older_than)
+    ids = list(ids[:limit] if limit else ids)
     report = SettleReport()
     for purchase_id in ids:
-        purchase = _claim_pending(purchase_id)
-        if purchase is None:
+        if _claim_pending(purchase_id) is None:
             report.skipped += 1
             continue
         report.checked += 1
-        try:
-            result = gateway.check_status(recharge_request(purchase=purchase))
-        except Exception as exc:  # noqa: BLE001 - an unanswered status check settles nothing
-            logger.warning("purchase %s: status check failed: %r", purchase_id, exc)
-            report.errors += 1
-            continue
-        purchase, settled_now = _apply_gateway_result(purchase_id=purchase_id, result=result)
-        if result.status == GatewayResult.PENDING:
+        purchase, result, settled_now = _fulfil(purchase_id=purchase_id, gateway=gateway, sent_before=cutoff)
+        if result is None:
+            if purchase is None:
+                report.skipped += 1  # settled by someone else since the claim
+            else:
+                report.errors += 1
+        elif result.status == GatewayResult.PENDING:
             report.still_pending += 1
         elif not settled_now:
-            report.skipped += 1  # its own request, or another run, settled it while we asked
+            report.skipped += 1  # a worker, or another run, settled it while we asked
         else:
             report.settled_ids.append(purchase_id)
             if purchase.status == Status.SUCCESS:
@@ -254,6 +400,32 @@ def settle_pending_purchases(*, older_than=None, limit=None, gateway=None) -> Se
             else:
                 report.failed += 1
     return report
+
+
+def enqueue_pending_purchases(*, unsent_after=None, sent_after=None, limit=1000) -> int:
+    """The periodic sweep (beat): enqueue fulfilment again for PENDING purchases whose task was lost
+    (never sent, older than `unsent_after`, PURCHASE_RESEND_AFTER_SECONDS by default: the broker was
+    down at acceptance, or a worker died before sending) and for those sent but unsettled (sent more
+    than `sent_after` ago, RECHARGE_GATEWAY_TIMEOUT_SECONDS + 30 s by default: their status is asked).
+    Enqueueing twice is harmless (fulfilment sends at most once, settles once), so several machines
+    may run it. Returns how many were enqueued."""
+    from purchases import tasks  # tasks import this module
+
+    unsent_after = timedelta(seconds=settings.PURCHASE_RESEND_AFTER_SECONDS) if unsent_after is None else unsent_after
+    sent_after = default_settle_age() if sent_after is None else sent_after
+    ids = list(_left_behind(now=timezone.now(), unsent_after=unsent_after, sent_after=sent_after)[:limit])
+    return sum(enqueue_now(tasks.fulfil_purchase, purchase_id=purchase_id) for purchase_id in ids)
+
+
+def _left_behind(*, now, unsent_after, sent_after):
+    """Ids of PENDING purchases never sent and created more than `unsent_after` ago, or sent more
+    than `sent_after` ago; oldest first."""
+    return (
+        Purchase.objects.filter(status=Status.PENDING)
+        .filter(Q(sent_at__isnull=True, created_at__lte=now - unsent_after) | Q(sent_at__lte=now - sent_after))
+        .order_by("created_at", "pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def _claim_pending(purchase_id):

@@ -117,3 +117,45 @@ def test_a_real_worker_takes_a_task_from_the_broker_and_runs_it():
         assert "core.purge_idempotency_keys" in stack.worker_output()
     finally:
         stack.stop()
+
+
+@pytest.mark.postgres
+def test_a_purchase_is_accepted_at_once_and_a_real_worker_settles_it():
+    import os
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL")
+    stack = LiveStack(
+        os.environ["DATABASE_URL"],
+        name_suffix="fulfil",
+        broker_url=broker_for_tests(),
+        extra_env={"RECHARGE_GATEWAY_LATENCY_MS": "1500"},
+    )
+    stack.start()
+    try:
+        token = stack.seed["tokens"]["retailer"]
+        started = time.monotonic()
+        status, body, headers = stack.request(
+            "POST",
+            "/api/purchases/purchase/",
+            {"plan_id": stack.seed["ids"]["plan"], "mobile_number": "9876512345"},
+            token=token,
+            headers={"Idempotency-Key": "live-fulfil-1"},
+        )
+        answered_in = time.monotonic() - started
+        assert status == 202, body
+        assert body["purchase"]["status"] == "PENDING"
+        assert answered_in < 1.5  # the operator's 1.5 s is not spent in the request
+
+        deadline, polled = time.monotonic() + 30, body["purchase"]
+        while polled["status"] == "PENDING" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            polled = stack.request("GET", headers["Location"], token=token)[1]
+        assert polled["status"] == "SUCCESS", stack.worker_output()
+        assert polled["operator_reference"].startswith("SBX")
+        assert "purchases.fulfil_purchase" in stack.worker_output()
+        assert stack.manage("verify_ledger", check=False).returncode == 0
+    finally:
+        stack.stop()

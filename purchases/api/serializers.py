@@ -60,3 +60,10 @@ class PurchaseResultSerializer(serializers.Serializer):
     purchase = PurchaseSerializer()
     balance = MoneyField(help_text="The buyer's balance after the purchase (posted money).")
     available = MoneyField(help_text="Balance minus what pending purchases still hold.")
+
+
+class DuplicatePurchaseErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    code = serializers.CharField(help_text="`duplicate_purchase`")
+    purchase_id = serializers.IntegerField(help_text="The earlier purchase this request repeats.")
+    status = serializers.CharField(help_text="That purchase's status (PENDING, SUCCESS or REFUNDED).")

@@ -1,3 +1,5 @@
+from django.urls import reverse
+from drf_yasg import openapi
 from drf_yasg.utils import swagger_auto_schema
 from rest_framework import generics, status
 from rest_framework.response import Response
@@ -6,26 +8,56 @@ from rest_framework.views import APIView
 from core.idempotency import HEADER, IDEMPOTENCY_KEY_PARAMETER, idempotent
 from purchases import selectors, services
 from purchases.api.filters import PurchaseFilter
-from purchases.api.serializers import PurchaseInputSerializer, PurchaseResultSerializer, PurchaseSerializer
+from purchases.api.serializers import (
+    DuplicatePurchaseErrorSerializer,
+    PurchaseInputSerializer,
+    PurchaseResultSerializer,
+    PurchaseSerializer,
+)
+
+
+def _location(body) -> dict:
+    """The purchase's own URL, to poll (also on a replayed answer: only its body is stored)."""
+    purchase_id = (body or {}).get("purchase", {}).get("id") if isinstance(body, dict) else None
+    return {"Location": reverse("purchases:detail", kwargs={"pk": purchase_id})} if purchase_id else {}
 
 
 class PurchaseCreateView(APIView):
     """Recharge a mobile number with a plan, paid from the caller's wallet.
 
-    The price is held, the operator gateway is called, then the money is posted (and the margins
-    paid) or the hold is released. `status` is SUCCESS, FAILED (nothing was charged) or PENDING
-    (the price stays held until the operator confirms; see `settle_pending_purchases`).
-    `mobile_number` must be a valid mobile number of the plan's operator's country, written with
-    digits, spaces, + and - only: otherwise 400 `invalid_mobile_number` and nothing is held."""
+    The price is held and the purchase accepted at once: **202** with the purchase and a `Location`
+    header, its URL. The recharge is sent to the operator by a worker; poll `GET` on that URL until
+    `status` is final: SUCCESS (charged, margins paid), FAILED (nothing was charged, the hold was
+    released) or, later, REFUNDED. While PENDING the price stays held (`available` excludes it).
+    Without a task broker (the SQLite demo) the operator is called before the answer, which then
+    already carries the final status. `mobile_number` must be a valid mobile number of the plan's
+    operator's country, written with digits, spaces, + and - only: otherwise 400
+    `invalid_mobile_number` and nothing is held.
+
+    Retries: send an `Idempotency-Key`; a retry with it answers the same purchase and buys nothing.
+    A request without a key is refused with **409** `duplicate_purchase` (naming the earlier
+    purchase in `purchase_id`) when the same buyer bought the same amount for the same number less
+    than PURCHASE_DUPLICATE_WINDOW_MINUTES ago and that purchase has not failed."""
 
     @swagger_auto_schema(
         operation_id="purchases_create",
         tags=["purchases"],
         request_body=PurchaseInputSerializer,
         manual_parameters=[IDEMPOTENCY_KEY_PARAMETER],
-        responses={201: PurchaseResultSerializer},
+        responses={
+            202: openapi.Response(
+                "Accepted: the purchase (PENDING until a worker settles it) and the buyer's balance.",
+                PurchaseResultSerializer,
+                headers={"Location": {"type": "string", "description": "The purchase's URL, to poll."}},
+            ),
+            409: openapi.Response(
+                "`duplicate_purchase`: an unkeyed repeat of a recent purchase that has not failed; "
+                "`purchase_id` names it. (Also `idempotency_request_in_progress`.)",
+                DuplicatePurchaseErrorSerializer,
+            ),
+        },
     )
-    @idempotent(atomic=False)
+    @idempotent(atomic=False, replay_headers=_location)
     def post(self, request):
         serializer = PurchaseInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -38,7 +70,7 @@ class PurchaseCreateView(APIView):
         body = PurchaseResultSerializer(
             {"purchase": outcome.purchase, "balance": outcome.balance, "available": outcome.available}
         ).data
-        return Response(body, status=status.HTTP_201_CREATED)
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers=_location(body))
 
 
 class PurchaseHistoryView(generics.ListAPIView):

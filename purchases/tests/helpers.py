@@ -42,3 +42,20 @@ def assert_ledger_clean():
     from django.core.management import call_command
 
     call_command("verify_ledger", stdout=StringIO(), stderr=StringIO())
+
+
+def queue_fulfilments(monkeypatch, *, broker_down=False) -> list:
+    """Make purchases behave as with a broker: the fulfilment is enqueued (its purchase id appended to
+    the returned list) instead of running in process. With `broker_down`, enqueueing fails."""
+    from purchases import services, tasks
+
+    queued = []
+
+    def apply_async(args=None, kwargs=None, **options):
+        if broker_down:
+            raise ConnectionRefusedError("broker down (test)")
+        queued.append(kwargs["purchase_id"])
+
+    monkeypatch.setattr(services, "fulfilled_in_process", lambda: False)
+    monkeypatch.setattr(tasks.fulfil_purchase, "apply_async", apply_async)
+    return queued

@@ -25,6 +25,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def shop(settings):
     settings.RECHARGE_GATEWAY_LATENCY_MS = 20  # holds overlap while the operator "answers"
+    settings.PURCHASE_DUPLICATE_WINDOW_MINUTES = 0  # these buyers repeat numbers on purpose, unkeyed
     distributor = DistributorFactory()
     retailer = RetailerFactory(parent=distributor)
     give_margin(distributor, "1.50")
@@ -89,6 +90,22 @@ def test_settling_while_purchases_arrive_settles_each_pending_purchase_exactly_o
     assert Purchase.objects.count() == 12 + 18
     assert_purchases_match_ledger()
     assert balances(retailer)[0][1] == Decimal("0.00")  # no hold left behind
+    assert_ledger_clean()
+
+
+def test_two_identical_unkeyed_purchases_at_once_buy_once(shop, settings):
+    settings.PURCHASE_DUPLICATE_WINDOW_MINUTES = 5
+    distributor, retailer, plan = shop
+    fund(retailer, "5000.00")
+
+    results, errors = run_together(
+        [lambda: services.purchase_recharge(buyer=retailer, plan_id=plan.pk, mobile_number="9876543210")] * 6
+    )
+
+    assert len([r for r in results if r is not None]) == 1
+    assert all(isinstance(error, services.DuplicatePurchase) for error in errors if error is not None), errors
+    assert Purchase.objects.count() == 1
+    assert_purchases_match_ledger()
     assert_ledger_clean()
 
 

@@ -26,11 +26,15 @@ def funded_retailer(retailer, distributor):
     return retailer
 
 
-def test_purchase_answers_201_with_the_purchase_and_the_new_balance(auth_client, funded_retailer, distributor, plan):
+def test_purchase_answers_202_with_the_purchase_its_location_and_the_new_balance(
+    auth_client, funded_retailer, distributor, plan
+):
+    # No broker in the tests: the fulfilment ran before the answer, which carries the final status.
     response = auth_client(funded_retailer).post(PURCHASE, {"plan_id": plan.pk, "mobile_number": "98765 43210"})
 
-    assert response.status_code == 201, response.data
+    assert response.status_code == 202, response.data
     body = response.data
+    assert response.headers["Location"] == f"/api/purchases/{body['purchase']['id']}/"
     assert body["purchase"]["status"] == "SUCCESS"
     assert body["purchase"]["mobile_number"] == "+919876543210"
     assert body["purchase"]["amount"] == "199.00"
@@ -39,10 +43,10 @@ def test_purchase_answers_201_with_the_purchase_and_the_new_balance(auth_client,
     assert body["balance"] == "806.97"  # 1000 - 199 + 5.97
 
 
-def test_failed_recharge_answers_201_failed_with_the_balance_untouched(auth_client, funded_retailer, plan):
+def test_failed_recharge_answers_202_failed_with_the_balance_untouched(auth_client, funded_retailer, plan):
     response = auth_client(funded_retailer).post(PURCHASE, {"plan_id": plan.pk, "mobile_number": SandboxGateway.FAILS})
 
-    assert response.status_code == 201
+    assert response.status_code == 202
     assert response.data["purchase"]["status"] == "FAILED"
     assert response.data["balance"] == "1000.00"
 
@@ -113,8 +117,9 @@ def test_a_retried_request_with_its_key_recharges_once(auth_client, funded_retai
     first = client.post(PURCHASE, body, HTTP_IDEMPOTENCY_KEY="buy-1")
     second = client.post(PURCHASE, body, HTTP_IDEMPOTENCY_KEY="buy-1")
 
-    assert (first.status_code, second.status_code) == (201, 201)
+    assert (first.status_code, second.status_code) == (202, 202)
     assert second.headers.get("Idempotent-Replayed") == "true"
+    assert second.headers["Location"] == first.headers["Location"]
     assert second.json() == first.json()
     assert len(recharges()) == 1 and Purchase.objects.count() == 1
     assert balances(funded_retailer) == [(Decimal("806.97"), Decimal("0.00"))]

@@ -101,7 +101,7 @@ def test_first_seed_workflow_end_to_end(capsys):
             {"plan_id": plan["id"], "mobile_number": "9812345678"},
             HTTP_IDEMPOTENCY_KEY="shop-recharge-1",
         ),
-        201,
+        202,
     )
     assert bought["purchase"]["status"] == "SUCCESS"
     # Everyone earns its margin on the 299 sale, rounded down: 2.5% = 7.475 -> 7.47, 4% = 11.96.
@@ -111,7 +111,7 @@ def test_first_seed_workflow_end_to_end(capsys):
 
     # 4. A failed recharge gives the money back.
     failed = ok(
-        retailer.post("/api/purchases/purchase/", {"plan_id": plan["id"], "mobile_number": SandboxGateway.FAILS}), 201
+        retailer.post("/api/purchases/purchase/", {"plan_id": plan["id"], "mobile_number": SandboxGateway.FAILS}), 202
     )
     assert failed["purchase"]["status"] == "FAILED"
     assert balance_of(retailer) == Decimal("308.47")

@@ -77,7 +77,7 @@ def test_the_service_refuses_them_too_for_callers_that_skip_the_api(buyer, india
 def test_an_indian_mobile_number_written_the_usual_ways_is_sold(auth_client, buyer, indian_plan, number):
     response = auth_client(buyer).post(PURCHASE, {"plan_id": indian_plan.pk, "mobile_number": number}, format="json")
 
-    assert response.status_code == 201, response.data
+    assert response.status_code == 202, response.data
     assert response.data["purchase"]["mobile_number"] == "+919876543210"
 
 
@@ -92,5 +92,5 @@ def test_the_number_must_belong_to_the_operators_own_country(auth_client, buyer)
 
     assert (indian.status_code, indian.data["code"]) == (400, "invalid_mobile_number")
     assert "(NP)" in indian.data["detail"]
-    assert nepali.status_code == 201, nepali.data
+    assert nepali.status_code == 202, nepali.data
     assert nepali.data["purchase"]["mobile_number"] == "+9779841234567"

@@ -1,0 +1,256 @@
+"""Purchases off the request path: acceptance answers at once, a worker's task fulfils, sweeps recover.
+
+The suite has no broker; `queue_fulfilments` stands in for one (the task is enqueued, not run), and
+each test runs the task's service itself when it wants the worker's part."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import DatabaseError, InterfaceError
+from django.utils import timezone
+
+from core.models import IdempotencyRecord
+from purchases import services
+from purchases.gateways import SandboxGateway
+from purchases.models import Purchase
+from purchases.tests.gateways import calls, recharges
+from purchases.tests.helpers import (
+    assert_ledger_clean,
+    assert_purchases_match_ledger,
+    balances,
+    fund,
+    queue_fulfilments,
+)
+
+PURCHASE = "/api/purchases/purchase/"
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def funded_retailer(retailer):
+    fund(retailer, "1000.00")
+    return retailer
+
+
+def _buy(auth_client, user, plan, number="9876543210", **headers):
+    return auth_client(user).post(PURCHASE, {"plan_id": plan.pk, "mobile_number": number}, **headers)
+
+
+def _age(purchase_id, *, created=None, sent=None):
+    fields = {}
+    if created is not None:
+        fields["created_at"] = timezone.now() - created
+    if sent is not None:
+        fields["sent_at"] = timezone.now() - sent
+    Purchase.objects.filter(pk=purchase_id).update(**fields)
+
+
+# --- acceptance ------------------------------------------------------------------------------
+
+
+def test_acceptance_answers_202_pending_with_the_price_held_and_the_operator_not_yet_called(
+    auth_client, funded_retailer, plan, monkeypatch
+):
+    queued = queue_fulfilments(monkeypatch)
+
+    response = _buy(auth_client, funded_retailer, plan)
+
+    assert response.status_code == 202, response.data
+    purchase = response.data["purchase"]
+    assert purchase["status"] == "PENDING"
+    assert response.headers["Location"] == f"/api/purchases/{purchase['id']}/"
+    assert (response.data["balance"], response.data["available"]) == ("1000.00", "801.00")
+    assert queued == [purchase["id"]]
+    assert calls == []  # the operator is called by the worker, not in the request
+    assert Purchase.objects.get(pk=purchase["id"]).sent_at is None
+
+
+def test_the_location_answers_the_final_status_once_the_worker_ran(auth_client, funded_retailer, plan, monkeypatch):
+    queued = queue_fulfilments(monkeypatch)
+    location = _buy(auth_client, funded_retailer, plan).headers["Location"]
+
+    services.fulfil_purchase(purchase_id=queued[0])
+
+    polled = auth_client(funded_retailer).get(location)
+    assert (polled.status_code, polled.data["status"]) == (200, "SUCCESS")
+    assert balances(funded_retailer) == [(Decimal("801.00"), Decimal("0.00"))]
+    assert_purchases_match_ledger()
+
+
+def test_a_broker_down_at_acceptance_loses_nothing_the_sweep_sends_it_later(
+    auth_client, funded_retailer, plan, monkeypatch
+):
+    queue_fulfilments(monkeypatch, broker_down=True)
+    response = _buy(auth_client, funded_retailer, plan)
+    assert (response.status_code, response.data["purchase"]["status"]) == (202, "PENDING")
+    purchase_id = response.data["purchase"]["id"]
+
+    queued = queue_fulfilments(monkeypatch)  # the broker is back
+    assert services.enqueue_pending_purchases() == 0  # too recent: its own task may still come
+    _age(purchase_id, created=timedelta(minutes=5))
+    assert services.enqueue_pending_purchases() == 1
+    assert queued == [purchase_id]
+
+    services.fulfil_purchase(purchase_id=purchase_id)
+    assert Purchase.objects.get(pk=purchase_id).status == "SUCCESS"
+    assert_ledger_clean()
+
+
+# --- fulfilment -----------------------------------------------------------------------------
+
+
+def test_fulfilment_run_twice_recharges_once_and_settles_once(auth_client, funded_retailer, plan, monkeypatch):
+    queued = queue_fulfilments(monkeypatch)
+    _buy(auth_client, funded_retailer, plan)
+
+    services.fulfil_purchase(purchase_id=queued[0])
+    services.fulfil_purchase(purchase_id=queued[0])
+
+    assert len(recharges()) == 1
+    assert_purchases_match_ledger()
+
+
+def test_a_redelivered_task_never_sends_again_and_waits_while_the_first_send_may_be_running(
+    auth_client, funded_retailer, plan, monkeypatch
+):
+    # A worker died after marking the purchase sent: the outcome of its call is unknown.
+    queued = queue_fulfilments(monkeypatch)
+    _buy(auth_client, funded_retailer, plan)
+    Purchase.objects.filter(pk=queued[0]).update(sent_at=timezone.now())
+
+    services.fulfil_purchase(purchase_id=queued[0])  # redelivered at once: the send may still be running
+    assert calls == []
+    assert Purchase.objects.get(pk=queued[0]).status == "PENDING"
+
+    _age(queued[0], sent=timedelta(minutes=5))  # long past the gateway timeout: that send has ended
+    services.fulfil_purchase(purchase_id=queued[0])
+    assert [call[0] for call in calls] == ["check_status"]
+    assert Purchase.objects.get(pk=queued[0]).status == "SUCCESS"
+    assert_purchases_match_ledger()
+
+
+def test_fulfilment_of_a_purchase_already_final_calls_nobody(auth_client, funded_retailer, plan, monkeypatch):
+    queued = queue_fulfilments(monkeypatch)
+    _buy(auth_client, funded_retailer, plan, number=SandboxGateway.FAILS)
+    services.fulfil_purchase(purchase_id=queued[0])
+    calls.clear()
+
+    assert services.fulfil_purchase(purchase_id=queued[0]) is None
+    assert services.fulfil_purchase(purchase_id=10**9) is None
+    assert calls == []
+
+
+def test_the_sweep_enqueues_unsent_and_unsettled_purchases_but_not_fresh_ones(
+    auth_client, funded_retailer, plan, monkeypatch
+):
+    queued = queue_fulfilments(monkeypatch)
+    for number in ("9876500001", SandboxGateway.PENDING_FOREVER, "9876500003"):
+        _buy(auth_client, funded_retailer, plan, number=number)
+    lost, pending, fresh = queued
+    services.fulfil_purchase(purchase_id=pending)  # sent; the operator answered PENDING
+    queued.clear()
+
+    assert services.enqueue_pending_purchases() == 0 and queued == []  # all recent: their tasks may still run
+    _age(lost, created=timedelta(minutes=5))
+    _age(pending, sent=timedelta(minutes=5))
+    assert services.enqueue_pending_purchases() == 2
+    assert sorted(queued) == sorted([lost, pending])
+    assert fresh not in queued
+
+
+def test_beat_runs_the_sweep_and_the_key_purge():
+    from django.conf import settings
+
+    tasks = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert {"purchases.settle_pending_purchases", "core.purge_idempotency_keys"} <= tasks
+
+
+# --- duplicates without a key (12.2) ---------------------------------------------------------
+
+
+def test_an_unkeyed_repeat_is_409_duplicate_purchase_naming_the_first_and_buys_nothing(
+    auth_client, funded_retailer, plan
+):
+    first = _buy(auth_client, funded_retailer, plan)
+
+    repeat = _buy(auth_client, funded_retailer, plan, number="+91 98765 43210")
+
+    assert repeat.status_code == 409, repeat.data
+    assert (repeat.data["code"], repeat.data["purchase_id"]) == ("duplicate_purchase", first.data["purchase"]["id"])
+    assert repeat.data["status"] == "SUCCESS"
+    assert f"#{first.data['purchase']['id']}" in repeat.data["detail"]
+    assert Purchase.objects.count() == 1 and len(recharges()) == 1
+    assert balances(funded_retailer) == [(Decimal("801.00"), Decimal("0.00"))]
+
+
+def test_an_unkeyed_repeat_of_a_failed_purchase_buys_again(auth_client, funded_retailer, plan):
+    assert _buy(auth_client, funded_retailer, plan, number=SandboxGateway.FAILS).data["purchase"]["status"] == "FAILED"
+
+    again = _buy(auth_client, funded_retailer, plan, number=SandboxGateway.FAILS)
+
+    assert again.status_code == 202 and Purchase.objects.count() == 2
+
+
+def test_an_unkeyed_repeat_after_the_window_or_for_another_number_buys_again(
+    auth_client, funded_retailer, plan, settings
+):
+    settings.PURCHASE_DUPLICATE_WINDOW_MINUTES = 5
+    first = _buy(auth_client, funded_retailer, plan)
+    assert _buy(auth_client, funded_retailer, plan, number="9876543211").status_code == 202
+    _age(first.data["purchase"]["id"], created=timedelta(minutes=6))
+
+    assert _buy(auth_client, funded_retailer, plan).status_code == 202
+
+
+def test_requests_with_distinct_keys_are_distinct_purchases_and_the_window_can_be_off(
+    auth_client, funded_retailer, plan, settings
+):
+    assert _buy(auth_client, funded_retailer, plan, HTTP_IDEMPOTENCY_KEY="a").status_code == 202
+    assert _buy(auth_client, funded_retailer, plan, HTTP_IDEMPOTENCY_KEY="b").status_code == 202
+    settings.PURCHASE_DUPLICATE_WINDOW_MINUTES = 0
+    assert _buy(auth_client, funded_retailer, plan).status_code == 202
+    assert _buy(auth_client, funded_retailer, plan).status_code == 202
+    assert Purchase.objects.count() == 4
+
+
+# --- truthful answers after the commit (12.2) -------------------------------------------------
+
+
+def test_an_answer_that_cannot_be_stored_after_the_commit_still_names_the_purchase_and_a_retry_returns_it(
+    auth_client, funded_retailer, plan, monkeypatch
+):
+    from core import idempotency
+
+    queue_fulfilments(monkeypatch)
+    real_complete = idempotency.complete
+
+    def connection_lost(record, response):
+        raise InterfaceError("connection already closed")
+
+    monkeypatch.setattr(idempotency, "complete", connection_lost)
+    first = _buy(auth_client, funded_retailer, plan, HTTP_IDEMPOTENCY_KEY="k-lost")
+    monkeypatch.setattr(idempotency, "complete", real_complete)
+
+    # Never "database_unavailable: nothing was changed": the purchase exists and the answer says so.
+    assert first.status_code == 202, first.data
+    assert first.data["purchase"]["status"] == "PENDING"
+    assert not IdempotencyRecord.objects.exists()  # released: the retry runs the view again
+
+    retry = _buy(auth_client, funded_retailer, plan, HTTP_IDEMPOTENCY_KEY="k-lost")
+    assert (retry.status_code, retry.data["purchase"]["id"]) == (202, first.data["purchase"]["id"])
+    assert Purchase.objects.count() == 1
+
+
+def test_a_database_error_reading_back_an_accepted_purchase_answers_the_acceptance(
+    auth_client, funded_retailer, plan, monkeypatch
+):
+    def lost(*args, **kwargs):
+        raise DatabaseError("connection lost")
+
+    monkeypatch.setattr(services, "_outcome", lost)
+
+    response = _buy(auth_client, funded_retailer, plan)
+
+    assert response.status_code == 202, response.data
+    assert response.data["purchase"]["id"] == Purchase.objects.get().pk
