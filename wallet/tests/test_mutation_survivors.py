@@ -130,6 +130,12 @@ def test_only_user_wallets_number_their_balance_changes(fund, admin_user):
     for row in (credit, debit, posted):
         row.refresh_from_db()
     assert [(row.from_entry, row.to_entry) for row in (credit, debit, posted)] == [(None, 1), (2, None), (3, None)]
+    # nor does it show a balance after
+    assert [(row.from_balance_after, row.to_balance_after) for row in (credit, debit, posted)] == [
+        (None, Decimal("10.00")),
+        (Decimal("9.00"), None),
+        (Decimal("7.00"), None),
+    ]
 
 
 def test_a_wallet_row_records_when_its_balance_last_changed(fund):
@@ -138,3 +144,10 @@ def test_a_wallet_row_records_when_its_balance_last_changed(fund):
     row = services.transfer_funds(sender=sender, receiver=receiver, amount="1.00")
     stamps = Wallet.objects.filter(user__in=[sender, receiver]).values_list("updated_at", flat=True)
     assert set(stamps) == {row.created_at}
+
+
+def test_remarks_longer_than_the_column_are_cut_to_255_characters(fund):
+    user = ClientFactory()
+    row = services.credit_wallet(user=user, amount="1.00", remarks="x" * 300)
+    row.refresh_from_db()
+    assert row.remarks == "x" * 255
