@@ -151,3 +151,12 @@ def test_remarks_longer_than_the_column_are_cut_to_255_characters(fund):
     row = services.credit_wallet(user=user, amount="1.00", remarks="x" * 300)
     row.refresh_from_db()
     assert row.remarks == "x" * 255
+
+
+def test_a_shortfall_names_what_is_available_and_what_was_needed(fund):
+    sender, receiver = ClientFactory(), ClientFactory()
+    fund(sender, "5.00")
+    services.hold_funds(user=sender, amount="1.50")
+    with pytest.raises(services.InsufficientFunds) as refusal:
+        services.transfer_funds(sender=sender, receiver=receiver, amount="3.51")
+    assert str(refusal.value) == "Insufficient funds: available 3.50, needed 3.51."
