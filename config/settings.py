@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -56,6 +57,7 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "django_filters",
     "drf_yasg",
+    "csp",
     "core",
     "accounts",
     "wallet",
@@ -76,6 +78,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -242,6 +245,31 @@ SWAGGER_SETTINGS = {
         "drf_yasg.renderers.SwaggerYAMLRenderer",
         "drf_yasg.renderers.OpenAPIRenderer",
     ],
+}
+
+# --- API documentation and Content-Security-Policy -------------------------
+# /swagger/, /redoc/ and /swagger.json: public with DEBUG; otherwise only for staff signed in to the
+# Django admin (anyone else is sent to its login page), unless API_DOCS_PUBLIC=true.
+API_DOCS_PUBLIC = env_bool("API_DOCS_PUBLIC", DEBUG)
+
+# django-csp on every answer. Everything from this origin only: no inline or eval'd script anywhere
+# (the admin, Swagger UI and ReDoc load their scripts from /static/). The documentation pages get
+# what their libraries need on top (core/views.py, DOCS_CSP_UPDATE): inline styles (ReDoc's
+# styled-components, Swagger UI's style attributes), data: images and fonts, ReDoc's blob: worker.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+        **({"report-uri": os.environ["CSP_REPORT_URI"]} if os.environ.get("CSP_REPORT_URI") else {}),
+    }
 }
 
 # --- Phone numbers and OTP ------------------------------------------------

@@ -5,7 +5,7 @@ from drf_yasg.views import get_schema_view
 from rest_framework.permissions import AllowAny
 
 from accounts.api import urls as accounts_urls
-from core.views import HealthView
+from core.views import REDOC_CSP, SWAGGER_UI_CSP, HealthView, documentation_view
 from wallet.api import urls as wallet_urls
 
 # Module-level so that `manage.py generate_swagger` finds it too (SWAGGER_SETTINGS["DEFAULT_INFO"]).
@@ -24,6 +24,9 @@ schema_view = get_schema_view(
     public=True,
     permission_classes=[AllowAny],
 )
+schema_json = schema_view.without_ui(cache_timeout=0)
+swagger_ui = schema_view.with_ui("swagger", cache_timeout=0)
+redoc = schema_view.with_ui("redoc", cache_timeout=0)
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -35,9 +38,10 @@ urlpatterns = [
     # The second seed's documented paths: the same views at their original addresses.
     path("auth/", include((accounts_urls.legacy_urlpatterns, "accounts-legacy"))),
     path("", include((wallet_urls.legacy_urlpatterns, "wallet-legacy"))),
-    re_path(r"^swagger\.json$", schema_view.without_ui(cache_timeout=0), name="schema-json"),
-    path("swagger/", schema_view.with_ui("swagger", cache_timeout=0), name="schema-swagger-ui"),
-    path("redoc/", schema_view.with_ui("redoc", cache_timeout=0), name="schema-redoc"),
+    # Public with DEBUG (or API_DOCS_PUBLIC=true), else staff-only: core.views.documentation_view.
+    re_path(r"^swagger\.json$", documentation_view(schema_json), name="schema-json"),
+    path("swagger/", documentation_view(swagger_ui, csp=SWAGGER_UI_CSP), name="schema-swagger-ui"),
+    path("redoc/", documentation_view(redoc, csp=REDOC_CSP), name="schema-redoc"),
 ]
 
 handler404 = "core.errors.not_found_view"

@@ -61,6 +61,13 @@ def routed_api_operations(patterns=None, prefix=""):
     return found
 
 
+@pytest.fixture(autouse=True)
+def _published_docs(settings):
+    """These tests read the documentation anonymously, as a deployment that publishes it does (with
+    DEBUG off it is staff-only unless API_DOCS_PUBLIC; tests/security/test_production_defaults.py)."""
+    settings.API_DOCS_PUBLIC = True
+
+
 @pytest.fixture
 def schema(api_client):
     response = api_client.get("/swagger.json")

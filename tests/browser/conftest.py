@@ -49,15 +49,43 @@ def chromium():
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
+# Every page reports each Content-Security-Policy violation to the console, where the `page` fixture
+# collects it (Chromium's own "Refused to ..." lines are not all console-API messages).
+REPORT_CSP_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  console.error(`CSP violation: ${event.violatedDirective} blocked ${event.blockedURI || "inline"}`
+    + ` at ${event.sourceFile || event.documentURI}:${event.lineNumber}`);
+});
+"""
+
+
+def _is_csp_violation(text):
+    return text.startswith("CSP violation:") or "Content Security Policy" in text
+
+
 @pytest.fixture
-def page(chromium, request):
+def csp_violations():
+    """Every CSP violation the browser reported on this test's pages (the site sends the policy)."""
+    return []
+
+
+@pytest.fixture
+def page(chromium, request, csp_violations):
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
+    context.add_init_script(REPORT_CSP_VIOLATIONS)
     page = context.new_page()
+    page.on("console", lambda message: _is_csp_violation(message.text) and csp_violations.append(message.text))
     yield page
     if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
-        page.screenshot(path=str(screenshot_path(request.node.name, "failure")), full_page=True)
+        try:
+            page.screenshot(path=str(screenshot_path(request.node.name, "failure")), full_page=True)
+        except Exception:  # noqa: BLE001 - a page too long to capture whole (ReDoc): the viewport
+            page.screenshot(path=str(screenshot_path(request.node.name, "failure")))
     context.close()
+    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.passed:
+        # Whatever a test did in the admin, Swagger UI or ReDoc: the policy must not have broken it.
+        assert not csp_violations, f"the Content-Security-Policy blocked something: {csp_violations}"
 
 
 @pytest.hookimpl(wrapper=True)
@@ -74,12 +102,13 @@ def screenshot_path(test_name, step):
 
 @pytest.fixture
 def shot(page, request):
-    """shot("step-name"[, locator]): a screenshot of the page (or of one element) into artifacts/browser/."""
+    """shot("step-name"[, locator][, full_page=False]): a screenshot of the whole page (or of the
+    viewport, or of one element) into artifacts/browser/."""
 
-    def take(step, locator=None):
+    def take(step, locator=None, full_page=True):
         path = str(screenshot_path(request.node.name, step))
         if locator is None:
-            page.screenshot(path=path, full_page=True)
+            page.screenshot(path=path, full_page=full_page)
         else:
             locator.screenshot(path=path)
 

@@ -35,7 +35,9 @@ def live():
 
     if connection.vendor != "postgresql":
         pytest.skip("needs PostgreSQL")
-    stack = LiveStack(os.environ["DATABASE_URL"], name_suffix="fuzz", workers=2)
+    # schemathesis reads /swagger.json anonymously: with DEBUG off the documentation is staff-only
+    # unless it is published (API_DOCS_PUBLIC), which this run does.
+    stack = LiveStack(os.environ["DATABASE_URL"], name_suffix="fuzz", workers=2, extra_env={"API_DOCS_PUBLIC": "true"})
     stack.start()
     yield stack
     stack.stop()

@@ -87,3 +87,101 @@ def test_the_deploy_check_neither_crashes_nor_warns_when_it_cannot_read_the_data
     result = run_python(DEPLOY_CHECK, **{**production_env(), "DATABASE_URL": database_url})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
+
+
+# --- 12. the API documentation is not public in production; a Content-Security-Policy is sent -----
+
+DOCS = ["/swagger/", "/redoc/", "/swagger.json"]
+
+
+def _docs_public_with(**env):
+    result = run_python(["-c", "from config import settings as s; print(s.API_DOCS_PUBLIC)"], **env)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_the_documentation_is_published_by_default_only_with_debug():
+    assert _docs_public_with(**production_env()) == "False"
+    assert _docs_public_with(**production_env(), API_DOCS_PUBLIC="true") == "True"
+    assert _docs_public_with(DEBUG="true") == "True"
+    assert _docs_public_with(DEBUG="true", API_DOCS_PUBLIC="false") == "False"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", DOCS)
+def test_an_anonymous_visitor_cannot_read_the_documentation_in_production(client, settings, url):
+    settings.API_DOCS_PUBLIC = False
+    response = client.get(url)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/?next=")
+    assert b"swagger" not in response.content.lower()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", DOCS)
+def test_a_signed_in_user_who_is_not_staff_cannot_read_it_either(client, auth_client, settings, url):
+    from accounts.tests.factories import DistributorFactory
+
+    settings.API_DOCS_PUBLIC = False
+    distributor = DistributorFactory()
+    client.force_login(distributor)  # a session, as if it had signed in to the admin
+    assert client.get(url).status_code == 302
+    assert auth_client(distributor).get(url).status_code == 302  # nor with its API token
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", DOCS)
+def test_staff_signed_in_to_the_admin_read_the_documentation(client, admin_user, settings, url):
+    settings.API_DOCS_PUBLIC = False
+    client.force_login(admin_user)
+    assert client.get(url, HTTP_ACCEPT="text/html" if url.endswith("/") else "application/json").status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", DOCS)
+def test_api_docs_public_publishes_it(client, settings, url):
+    settings.API_DOCS_PUBLIC = True
+    assert client.get(url).status_code == 200
+
+
+def _policy(response):
+    header = response.headers.get("Content-Security-Policy")
+    assert header, f"no Content-Security-Policy on {response.request['PATH_INFO']}"
+    return {
+        name: values.split()
+        for name, _, values in (part.strip().partition(" ") for part in header.split(";") if part.strip())
+    }
+
+
+@pytest.mark.django_db
+def test_every_answer_carries_a_content_security_policy_that_runs_no_foreign_or_inline_script(
+    client, admin_user, auth_client, settings
+):
+    """An injected <script> or a script from elsewhere never runs, in the admin or the API's answers,
+    and no other site may frame a page (clickjacking)."""
+    settings.API_DOCS_PUBLIC = True
+    client.force_login(admin_user)
+    answers = [
+        client.get("/admin/"),
+        client.get("/admin/login/"),
+        client.get("/swagger/"),
+        client.get("/redoc/"),
+        auth_client(admin_user).get("/api/wallet/balance/"),
+        client.get("/api/no-such-endpoint/"),
+    ]
+    for response in answers:
+        policy = _policy(response)
+        assert policy["script-src"] == ["'self'"], policy
+        assert policy["default-src"] == ["'self'"], policy
+        assert policy["object-src"] == ["'none'"] and policy["frame-ancestors"] == ["'none'"], policy
+        assert policy["base-uri"] == ["'self'"] and policy["form-action"] == ["'self'"], policy
+
+
+@pytest.mark.django_db
+def test_only_the_documentation_pages_allow_inline_styles_and_only_redoc_a_blob_worker(client, settings):
+    settings.API_DOCS_PUBLIC = True
+    admin, swagger, redoc = (_policy(client.get(url)) for url in ("/admin/login/", "/swagger/", "/redoc/"))
+    assert "'unsafe-inline'" not in admin["style-src"] and "worker-src" not in admin
+    assert "'unsafe-inline'" in swagger["style-src"] and "worker-src" not in swagger
+    assert "'unsafe-inline'" in redoc["style-src"] and "blob:" in redoc["worker-src"]
+    assert redoc["img-src"] == ["'self'", "data:", "https://cdn.redoc.ly/redoc/logo-mini.svg"]
