@@ -5,7 +5,7 @@ Every check schemathesis 4 has runs, except two that cannot apply here:
   (an amount the sender cannot cover, a phone no user has, a key already used) and the honest
   answer to those is a 400 with a code, which this check would call a failure;
 - object_level_authorization: it needs several identities inside one run; we run one identity
-  per run, and object-level authorisation has its own table in tests/test_role_matrix.py.
+  per run, and object-level authorisation has its own table in tests/security/test_authorisation.py.
 
 The number of examples per operation is bounded by FUZZ_MAX_EXAMPLES (CI: the default below);
 `make fuzz FUZZ_MAX_EXAMPLES=200` runs a deeper pass by hand.

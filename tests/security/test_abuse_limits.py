@@ -1,10 +1,12 @@
-"""Abuse limits that cannot be bypassed nor turned against the owner (security issue 12, item 3).
+"""Abuse limits that cannot be bypassed nor turned against the owner: resource consumption (OWASP
+API4) and security issue 12's item 3.
 
-Each test names the attack; each failed on the code before the fix."""
+Each test names the attack; each of issue 12's failed on the code before the fix."""
 
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -42,6 +44,51 @@ def codes_in_answers(settings):
     settings.OTP_EXPOSE_IN_RESPONSE = True
     # A second code for the phone within 30 s is not what these tests are about.
     settings.OTP_RESEND_COOLDOWN_SECONDS = 0
+
+
+# --- flooding: pages, login and OTP endpoints (OWASP API4) ----------------------------------------
+
+
+def test_otp_guessing_stops_after_five_wrong_codes(api_client, settings):
+    settings.SMS_BACKEND = "accounts.sms.LocmemSmsBackend"
+    settings.OTP_EXPOSE_IN_RESPONSE = True
+    generated = api_client.post("/api/auth/otp/generate/", {"phone_number": "9811122233"}, format="json")
+    assert generated.status_code == 200, generated.json()
+    code = generated.json()["otp"]
+    wrong = "0" * len(code) if code != "0" * len(code) else "1" * len(code)
+    for _ in range(5):
+        assert api_client.post("/api/auth/otp/verify/", {"phone_number": "9811122233", "otp": wrong}).status_code == 400
+    response = api_client.post("/api/auth/otp/verify/", {"phone_number": "9811122233", "otp": code}, format="json")
+    assert response.status_code in (400, 429)
+    assert "access" not in response.json()
+
+
+def test_page_size_is_capped(auth_client, admin_user):
+    ClientFactory.create_batch(settings.MAX_PAGE_SIZE + 5)
+    response = auth_client(admin_user).get("/api/auth/admin/users/", {"user_type": 4, "page_size": 100000})
+    assert response.status_code == 200
+    assert response.json()["count"] > settings.MAX_PAGE_SIZE
+    assert len(response.json()["results"]) == settings.MAX_PAGE_SIZE
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/auth/login/email/", {"email": "nobody@example.com", "password": "wrong"}),
+        ("/api/auth/otp/generate/", {"phone_number": "not a phone"}),
+    ],
+)
+def test_auth_endpoints_are_throttled_with_retry_after(api_client, monkeypatch, path, body):
+    # Tighter rates for this test only: monkeypatch puts the throttles' table back afterwards (an
+    # override_settings block restored the settings but left the 3/min table to the next tests).
+    from rest_framework.throttling import SimpleRateThrottle
+
+    rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "login": "3/min", "otp": "3/min"}
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", rates)
+    statuses = [api_client.post(path, body, format="json") for _ in range(4)]
+    assert statuses[-1].status_code == 429
+    assert statuses[-1].json()["code"] == "throttled"
+    assert int(statuses[-1]["Retry-After"]) >= 1
 
 
 # --- 3. OTP guessing: bounded per phone, and never a lock-out of the owner -------------------------

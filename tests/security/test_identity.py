@@ -1,12 +1,23 @@
-"""Attacks on identity that the project withstands (security issue 12: items 1, 7, 10, 11).
+"""Attacks on identity that the project withstands: forged, expired or misused tokens (OWASP API2),
+and security issue 12's items 1, 7, 10 and 11.
 
-Each test names the attack; each failed on the code before the fix."""
+Each test names the attack; each of issue 12's failed on the code before the fix."""
 
+import base64
+import json
+import time
+from datetime import timedelta
+
+import jwt
 import pytest
-from rest_framework.test import APIClient
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient, APIRequestFactory
+from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts.models import User
 from accounts.tests.factories import DEFAULT_PASSWORD, AdminFactory, ClientFactory, DistributorFactory, RetailerFactory
+from accounts.tokens import VersionedJWTAuthentication
 from conftest import client_for
 from core.roles import UserType
 from wallet import services as ledger
@@ -46,6 +57,55 @@ def assert_cut_off(session):
 
 def assert_alive(session):
     assert bearer(session["access"]).get(BALANCE).status_code == 200
+
+
+# --- forged, expired or misused tokens (OWASP API2) ----------------------------------------------
+
+
+def _b64(data):
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def _claims(user, **overrides):
+    now = int(time.time())
+    return {"token_type": "access", "exp": now + 600, "iat": now, "jti": "x" * 32, "user_id": str(user.pk), **overrides}
+
+
+def test_unsigned_token_with_alg_none_is_refused(api_client, admin_user):
+    token = f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(admin_user))}."
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = api_client.get("/api/auth/me/")
+    assert response.status_code == 401
+    assert response.json()["code"] == "token_not_valid"
+
+
+def test_token_signed_with_another_key_is_refused(api_client, admin_user):
+    token = jwt.encode(_claims(admin_user), "not-our-secret-key-at-all-0123456789abcdef", algorithm="HS256")
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert api_client.get("/api/auth/me/").status_code == 401
+
+
+def test_expired_access_token_is_refused(api_client, client_user):
+    token = AccessToken.for_user(client_user)
+    token.set_exp(lifetime=-timedelta(seconds=1))
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = api_client.get("/api/wallet/balance/")
+    assert response.status_code == 401
+    assert response.json()["code"] == "token_not_valid"
+
+
+def test_refresh_token_is_not_accepted_as_an_access_token(api_client, client_user):
+    from rest_framework_simplejwt.tokens import RefreshToken
+
+    api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {RefreshToken.for_user(client_user)}")
+    assert api_client.get("/api/wallet/balance/").status_code == 401
+
+
+def test_token_of_a_deactivated_user_is_refused(auth_client, client_user):
+    client = auth_client(client_user)
+    client_user.is_active = False
+    client_user.save(update_fields=["is_active"])
+    assert client.get("/api/wallet/balance/").status_code == 401
 
 
 # --- 7. a stolen token outlives nothing -----------------------------------------------------------
@@ -182,6 +242,17 @@ def test_a_session_that_was_not_revoked_keeps_working_through_refresh():
     assert_alive(refreshed.json())
     second = APIClient().post(REFRESH, {"refresh": refreshed.json()["refresh"]}, format="json")
     assert second.status_code == 200
+
+
+def test_checking_a_tokens_version_costs_no_query_beyond_loading_its_user():
+    """Revocation rides on the user row JWT authentication loads anyway: no blacklist lookup, no
+    second query, on any authenticated request."""
+    user = ClientFactory()
+    request = APIRequestFactory().get(BALANCE, HTTP_AUTHORIZATION=f"Bearer {log_in(user)['access']}")
+    with CaptureQueriesContext(connection) as queries:
+        authenticated, _ = VersionedJWTAuthentication().authenticate(request)
+    assert authenticated.pk == user.pk
+    assert len(queries) == 1, [query["sql"] for query in queries]
 
 
 # --- 10. refusals do not name other people's accounts ---------------------------------------------

@@ -1,10 +1,13 @@
-"""Hostile input (security issue 12.6): a recharge is sold only to a valid mobile number of the
-operator's country, written with digits, spaces, + and - only.
+"""Hostile input: strings no field stores or chokes on, and (security issue 12.6) a recharge sold only
+to a valid mobile number of the operator's country, written with digits, spaces, + and - only.
 
 The attack run bought a recharge for each of these on an Indian operator's plan: letters that
 libphonenumber turns into keypad digits, an extension it drops, all zeros, a fixed-line-shaped
-number, and a US number. Each test below failed on that code (the purchase was 201 and charged)."""
+number, and a US number. Each test of item 6 below failed on that code (the purchase was 201 and
+charged)."""
 
+import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -18,6 +21,61 @@ from purchases.tests.helpers import balances, fund
 
 pytestmark = pytest.mark.django_db
 PURCHASE = "/api/purchases/purchase/"
+
+
+# --- hostile strings in every text field ----------------------------------------------------------
+
+
+def _writable_string_fields():
+    """(method, path, field) for every string property of every request body in our schema."""
+    from drf_yasg import openapi
+    from drf_yasg.generators import OpenAPISchemaGenerator
+
+    schema = OpenAPISchemaGenerator(openapi.Info(title="t", default_version="v1")).get_schema(public=True)
+    schema = json.loads(json.dumps(schema, default=dict))
+    definitions = schema.get("definitions", {})
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            if method not in ("post", "put", "patch"):
+                continue
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") != "body":
+                    continue
+                body = parameter["schema"]
+                if "$ref" in body:
+                    body = definitions[body["$ref"].rsplit("/", 1)[-1]]
+                for name, prop in body.get("properties", {}).items():
+                    if prop.get("type") == "string" and not prop.get("readOnly"):
+                        yield method.upper(), path, name
+
+
+@pytest.fixture
+def hostile_world(admin_user, distributor):
+    from plans.models import Provider, RechargePlan
+
+    retailer = RetailerFactory(parent=distributor)
+    provider = Provider.objects.create(code="hostile", name="Hostile")
+    plan = RechargePlan.objects.create(provider=provider, code="hostile-1", amount="10.00")
+    return {"admin": admin_user, "retailer": retailer, "ids": {"plans": plan.pk, "default": retailer.pk}}
+
+
+@pytest.mark.parametrize("value", ["bad\x00value", "x" * 5000], ids=["nul-byte", "over-long"])
+def test_hostile_strings_in_every_text_field_are_refused_not_500(value, hostile_world, auth_client):
+    fields = list(_writable_string_fields())
+    assert len(fields) > 20, "the schema should describe the request bodies"
+    client = auth_client(hostile_world["admin"])
+    failures = []
+    for method, path, field in fields:
+        object_id = hostile_world["ids"]["plans" if "/plans/" in path else "default"]
+        url = re.sub(r"\{[^}]+\}", str(object_id), path)
+        response = getattr(client, method.lower())(url, {field: value}, format="json")
+        # Refused, never stored and never a crash.
+        if not 400 <= response.status_code < 500:
+            failures.append((method, url, field, response.status_code))
+    assert not failures, failures
+
+
+# --- 6. a recharge is sold only to a mobile number of the operator's country ----------------------
 
 ATTACKS = {
     "letters read as keypad digits": "98765ABCDE",
