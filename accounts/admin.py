@@ -6,8 +6,9 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
-from accounts import otp, services
-from accounts.models import OneTimePassword, OtpPhoneGuard, User
+from accounts import margins, otp, services
+from accounts.models import OneTimePassword, OtpPhoneGuard, User, UserMargin
+from core.errors import DomainError
 from core.money import money_str
 from core.phone import InvalidPhoneNumber, normalize_phone
 
@@ -167,3 +168,53 @@ class OneTimePasswordAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class UserMarginForm(forms.ModelForm):
+    class Meta:
+        model = UserMargin
+        fields = ["user", "margin_percentage"]
+
+    def clean(self):
+        cleaned = super().clean()
+        user = cleaned.get("user") or (self.instance.user if self.instance.pk else None)
+        if user is not None and cleaned.get("margin_percentage") is not None:
+            try:
+                margins.check_margin_change(
+                    user=user, margin_percentage=cleaned["margin_percentage"], set_by=self.set_by
+                )
+            except DomainError as exc:
+                raise forms.ValidationError(exc.message) from None
+        return cleaned
+
+
+@admin.register(UserMargin)
+class UserMarginAdmin(admin.ModelAdmin):
+    """Margins are editable; saving goes through accounts.margins.set_margin (its rules apply here too)."""
+
+    form = UserMarginForm
+    list_display = ["user", "role", "margin_percentage", "set_by", "updated_at"]
+    list_filter = ["user__user_type"]
+    search_fields = ["user__username", "user__email", "user__phone_number"]
+    list_select_related = ["user", "set_by"]
+    autocomplete_fields = ["user"]
+    readonly_fields = ["set_by", "created_at", "updated_at"]
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        form.set_by = request.user
+        return form
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "user"] if obj is not None else self.readonly_fields
+
+    @admin.display(description="role", ordering="user__user_type")
+    def role(self, margin):
+        return margin.user.get_user_type_display()
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a margin goes to 0.00 through set_margin, which records who set it
+
+    def save_model(self, request, obj, form, change):
+        saved = margins.set_margin(user=obj.user, margin_percentage=obj.margin_percentage, set_by=request.user)
+        obj.pk, obj.set_by = saved.pk, saved.set_by

@@ -1,7 +1,10 @@
+from decimal import Decimal
+
 from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.models import UserManager as DjangoUserManager
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.db.models.functions import Lower
 
 from core.roles import UserType
@@ -14,7 +17,8 @@ class UserManager(DjangoUserManager):
 
 
 class User(AbstractUser):
-    """A person with a role. Every user has exactly one wallet, created in the same transaction."""
+    """A person with a role. Every user has exactly one wallet, opened in the same transaction by the
+    ledger when the user is created (post_save, or `users_created` for a bulk insert)."""
 
     UserType = UserType
 
@@ -102,12 +106,10 @@ class User(AbstractUser):
                 fields = [field.name for field in self._meta.concrete_fields if not field.primary_key]
             kwargs["update_fields"] = [name for name in fields if name != "token_version"]
         with transaction.atomic():
+            # Creating a user sends post_save inside this transaction: the ledger opens its wallet
+            # there (wallet.apps), so the user never exists without one.
             super().save(*args, **kwargs)
-            if creating:
-                from wallet.services import open_wallet
-
-                open_wallet(user=self)
-            elif getattr(self, "_revoke_tokens_on_save", False):
+            if not creating and getattr(self, "_revoke_tokens_on_save", False):
                 self.bump_token_version()
         self._revoke_tokens_on_save = False
 
@@ -149,3 +151,28 @@ class OtpPhoneGuard(models.Model):
 
     def __str__(self):
         return self.phone_number
+
+
+class UserMargin(models.Model):
+    """The percentage of each recharge a distributor or retailer earns back (accounts.margins)."""
+
+    user = models.OneToOneField(User, on_delete=models.CASCADE, related_name="margin")
+    margin_percentage = models.DecimalField(
+        max_digits=5,
+        decimal_places=2,
+        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
+    )
+    set_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["user_id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(margin_percentage__gte=0) & Q(margin_percentage__lte=100), name="margin_between_0_and_100"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.user}: {self.margin_percentage}%"

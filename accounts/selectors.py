@@ -1,10 +1,68 @@
 """Reads of the accounts app. Scope is enforced here: a record outside the caller's scope is NotFound."""
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from accounts.models import User
-from core.errors import NotFound
+from core.errors import DomainError, NotFound
 from core.roles import UserType
+
+# --- scope: who sees whom (api-contract.md). Out of scope reads as absent (404). -----------------
+# The one statement of the rule; the wallet, purchases, plans and margins selectors apply it.
+
+
+class UserNotFound(DomainError):
+    code = "user_not_found"
+    message = "No account matches {what}."
+    status_code = 404
+
+
+def is_admin(user) -> bool:
+    return getattr(user, "user_type", None) == UserType.ADMIN
+
+
+def users_in_scope(*, viewer, through="") -> Q:
+    """A condition matching the accounts `viewer` may see: an admin all, a distributor itself and its
+    retailers, anyone else itself, an anonymous caller nobody. `through` is the path from the
+    queried model to the user ("buyer__", "user__"); "" queries users themselves."""
+    if is_admin(viewer):
+        return Q()
+    if not getattr(viewer, "is_authenticated", False):
+        return Q(**{f"{through}pk__in": []})
+    own = Q(**{f"{through}pk": viewer.pk})
+    if viewer.user_type == UserType.DISTRIBUTOR:
+        return own | Q(**{f"{through}parent_id": viewer.pk})
+    return own
+
+
+def can_see_user(*, viewer, user_id, parent_id) -> bool:
+    """Whether `viewer` may see the account `user_id` (whose distributor is `parent_id`). No query:
+    the same rule as `users_in_scope`, for a row already loaded."""
+    if is_admin(viewer):
+        return True
+    if user_id == viewer.pk:
+        return True
+    return viewer.user_type == UserType.DISTRIBUTOR and parent_id == viewer.pk
+
+
+def find_user(*, user_id=None, email=None, phone_number=None, field="user") -> User:
+    """The account named by exactly one of id, email (case-insensitive) or E.164 phone, active or
+    not (the ledger service refuses deactivated ones with a clear code), or UserNotFound.
+
+    A phone number names only the account that has verified it: an unverified claim on a number
+    (public signup, a distributor's entry) must not receive money meant for the number's owner."""
+    if user_id is not None:
+        found, what = User.objects.filter(pk=user_id).first(), f"id {user_id}"
+    elif email is not None:
+        found, what = User.objects.filter(email__iexact=email.strip()).first(), f"email {email}"
+    else:
+        found = User.objects.filter(phone_number=phone_number, phone_verified=True).first()
+        what = f"phone number {phone_number}"
+    if found is None:
+        raise UserNotFound(field=field, what=what)
+    return found
+
+
+# --- the admin API and distributors' views of their retailers ------------------------------------
 
 
 def users_with_wallets() -> QuerySet:

@@ -27,10 +27,10 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts.models import User
+from accounts.signals import users_created
 from accounts.tokens import VersionedRefreshToken, token_pair_for
 from core.errors import Conflict, DomainError, NotFound
 from core.roles import UserType
-from wallet.services import open_wallets
 
 # --- refusals -------------------------------------------------------------------------------------
 
@@ -239,7 +239,7 @@ def create_users_in_bulk(*, users: list[dict], password_hash: str | None = None,
         accounts.append(user)
     with transaction.atomic():
         created = User.objects.bulk_create(accounts, batch_size=batch_size)
-        open_wallets(users=created)
+        users_created.send(sender=User, users=created)
     return created
 
 

@@ -53,13 +53,12 @@ def main():
 def run(args):
     from django.db import connection
 
-    from accounts.models import User
+    from accounts.models import User, UserMargin
     from core.roles import UserType
     from plans.models import RechargePlan
     from plans.services import load_catalogue
     from purchases import services
     from wallet import services as ledger
-    from wallet.models import UserMargin
 
     load_catalogue()
     plan = RechargePlan.objects.get(code="jio-pre-299")

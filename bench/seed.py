@@ -47,6 +47,7 @@ def seed(*, users=10_000, distributors=10, hot_retailers=1000, retailers_each=10
     from django.contrib.auth.hashers import make_password
     from django.db import connection
 
+    from accounts import margins
     from accounts.models import User
     from accounts.services import create_user, create_users_in_bulk
     from core.roles import UserType
@@ -118,9 +119,9 @@ def seed(*, users=10_000, distributors=10, hot_retailers=1000, retailers_each=10
     )
 
     for dist in dists:
-        ledger.set_margin(user=dist, margin_percentage="2.00", set_by=admin)
+        margins.set_margin(user=dist, margin_percentage="2.00", set_by=admin)
     for retailer in retailers:
-        ledger.set_margin(user=retailer, margin_percentage="1.00", set_by=admin)
+        margins.set_margin(user=retailer, margin_percentage="1.00", set_by=admin)
 
     hot_retailers_list = [r for r in retailers if r.parent_id == hot.pk]
     already = _journal_rows()

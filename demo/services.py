@@ -12,14 +12,15 @@ from decimal import Decimal
 from django.contrib.auth.hashers import check_password
 
 from accounts import services as accounts
-from accounts.models import User
+from accounts.margins import set_margin
+from accounts.models import User, UserMargin
 from core.roles import UserType
 from plans.models import RechargePlan
 from plans.services import load_catalogue
 from purchases import services as purchases
 from purchases.gateways import SandboxGateway
 from wallet import services as ledger
-from wallet.models import Transfer, UserMargin
+from wallet.models import Transfer
 
 ADMIN_PASSWORD = "Admin-Demo-2024!"
 PASSWORD = "Demo-Pass-2024!"
@@ -121,7 +122,7 @@ def _set_margin(*, user, margin, set_by) -> bool:
     current = UserMargin.objects.filter(user=user).values_list("margin_percentage", flat=True).first()
     if current == margin:
         return False
-    ledger.set_margin(user=user, margin_percentage=margin, set_by=set_by)
+    set_margin(user=user, margin_percentage=margin, set_by=set_by)
     return True
 
 

@@ -2,8 +2,8 @@
 
 from django.db.models import QuerySet
 
+from accounts.selectors import is_admin
 from core.errors import NotFound
-from core.roles import UserType
 from plans.models import Provider, RechargePlan
 
 
@@ -15,7 +15,7 @@ def plans_for(*, user) -> QuerySet:
     """The plans `user` may browse: active plans of active operators. An admin also sees retired
     plans (the list's FilterSet shows them only on `?include_retired=true`)."""
     queryset = RechargePlan.objects.select_related("provider")
-    if getattr(user, "user_type", None) == UserType.ADMIN:
+    if is_admin(user):
         return queryset
     return queryset.filter(is_active=True, provider__is_active=True)
 

@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.urls import reverse
+from django.utils.html import format_html
 
 from purchases.models import Purchase
 
@@ -18,6 +20,7 @@ class PurchaseAdmin(admin.ModelAdmin):
         "distributor_commission",
         "status",
         "operator_reference",
+        "ledger",
     ]
     list_filter = ["status", ("plan__provider", admin.RelatedOnlyFieldListFilter), "created_at"]
     search_fields = ["mobile_number", "operator_reference", "buyer__username", "buyer__email", "idempotency_key"]
@@ -27,6 +30,12 @@ class PurchaseAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]
+
+    @admin.display(description="ledger")
+    def ledger(self, obj):
+        """Its transfers in the journal: the hold and every leg carrying the purchase's reference."""
+        url = reverse("admin:wallet_transfer_changelist")
+        return format_html('<a href="{}?q=P{}">P{}</a>', url, obj.pk, obj.pk)
 
     @admin.display(description="operator", ordering="plan__provider__name")
     def operator(self, obj):

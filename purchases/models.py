@@ -51,3 +51,10 @@ class Purchase(models.Model):
 
     def __str__(self):
         return f"#{self.pk} {self.mobile_number} {self.amount} {self.status}"
+
+    @property
+    def reference(self) -> str:
+        """The purchase's name outside this app: on every ledger transfer of it (Transfer.reference:
+        its hold, commissions and refund) and to the operator. The purchase owns the link; the
+        ledger's schema names no purchase."""
+        return f"P{self.pk}"

@@ -1,22 +1,17 @@
 """Reads of purchases, scoped by role (api-contract.md: a record outside the scope is a 404)."""
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
+from accounts.selectors import users_in_scope
 from core.errors import NotFound
-from core.roles import UserType
 from purchases.models import Purchase
 
 
 def purchases_for(*, user) -> QuerySet:
-    """Purchases `user` may see: an admin all; a distributor its own and its retailers'; anyone
-    else its own."""
+    """Purchases of the buyers `user` may see (accounts.selectors.users_in_scope): an admin all; a
+    distributor its own and its retailers'; anyone else its own."""
     queryset = Purchase.objects.select_related("plan__provider", "buyer", "distributor")
-    role = getattr(user, "user_type", None)
-    if role == UserType.ADMIN:
-        return queryset
-    if role == UserType.DISTRIBUTOR:
-        return queryset.filter(Q(buyer=user) | Q(buyer__parent=user))
-    return queryset.filter(buyer=user)
+    return queryset.filter(users_in_scope(viewer=user, through="buyer__"))
 
 
 def purchase_for(*, user, pk) -> Purchase:

@@ -32,6 +32,7 @@ from django.db.models import Q
 from django.utils import timezone
 from rest_framework import status
 
+from accounts.margins import margin_for
 from core import db_threads
 from core.errors import DomainError
 from core.money import ZERO, percentage_of
@@ -43,7 +44,6 @@ from purchases.gateways import GatewayResult, GatewayUnavailable, RechargeReques
 from purchases.models import Purchase
 from wallet import selectors as wallet_selectors
 from wallet import services as ledger
-from wallet.selectors import margin_for
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def purchase_recharge(*, buyer, plan_id, mobile_number, idempotency_key=None, ga
             hold = ledger.hold_funds(
                 user=buyer,
                 amount=plan.amount,
-                purchase=purchase,
+                reference=purchase.reference,
                 remarks=f"Recharge {number} {plan.provider.name} Rs {plan.amount} (purchase #{purchase.pk})",
                 idempotency_key=idempotency_key,
             )
@@ -293,7 +293,7 @@ def _ask(*, gateway, request, purchase_id) -> GatewayResult | None:
 def recharge_request(*, purchase) -> RechargeRequest:
     plan = purchase.plan
     return RechargeRequest(
-        reference=f"P{purchase.pk}",
+        reference=purchase.reference,
         mobile_number=purchase.mobile_number,
         amount=purchase.amount,
         operator=plan.provider.code,
@@ -465,7 +465,7 @@ def _purchase_for_key(*, buyer, key, plan_id, number):
 
 
 def _hold_of(purchase):
-    return wallet_selectors.purchase_hold(purchase=purchase)
+    return wallet_selectors.purchase_transfer(reference=purchase.reference)
 
 
 def _payouts(purchase) -> list:

@@ -27,7 +27,7 @@ from accounts.models import User
 from core.roles import UserType
 from plans.models import Provider, RechargePlan
 from wallet import services as ledger
-from wallet.models import UserMargin
+from accounts.models import UserMargin
 
 def user(username, user_type, parent=None, phone=None):
     found = User.objects.filter(username=username).first()

@@ -11,12 +11,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from accounts.models import UserMargin
 from accounts.tests.factories import AdminFactory, ClientFactory, DistributorFactory, RetailerFactory
 from conftest import client_for
 from plans.models import Provider, RechargePlan
 from purchases.tests.helpers import queue_fulfilments
 from wallet import services
-from wallet.models import UserMargin
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,7 +1,7 @@
 """The ledger in the Django admin: everything readable, nothing editable by hand.
 
-Balances and journal rows change only through wallet.services: the "Fund or debit" page and the
-margin form call the service, never save a model.
+Balances and journal rows change only through wallet.services: the "Fund or debit" page calls
+the service, never saves a model.
 """
 
 import hashlib
@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
@@ -23,7 +23,7 @@ from core.errors import DomainError
 from core.money import money_str
 from core.roles import UserType
 from wallet import selectors, services
-from wallet.models import Transfer, UserMargin, Wallet
+from wallet.models import Transfer, Wallet
 
 
 def _may_move_money(user):
@@ -182,6 +182,7 @@ class TransferAdmin(admin.ModelAdmin):
         "to_wallet__user__phone_number",
         "remarks",
         "idempotency_key",
+        "=reference",  # a purchase's legs: "P42"
     ]
     list_select_related = ["from_wallet__user", "to_wallet__user", "initiated_by"]
     date_hierarchy = "created_at"
@@ -207,53 +208,3 @@ class TransferAdmin(admin.ModelAdmin):
     @admin.display(description="to", ordering="to_wallet__user__username")
     def receiver(self, transfer):
         return self._party(transfer.to_wallet)
-
-
-class UserMarginForm(forms.ModelForm):
-    class Meta:
-        model = UserMargin
-        fields = ["user", "margin_percentage"]
-
-    def clean(self):
-        cleaned = super().clean()
-        user = cleaned.get("user") or (self.instance.user if self.instance.pk else None)
-        if user is not None and cleaned.get("margin_percentage") is not None:
-            try:
-                services.check_margin_change(
-                    user=user, margin_percentage=cleaned["margin_percentage"], set_by=self.set_by
-                )
-            except DomainError as exc:
-                raise ValidationError(exc.message) from None
-        return cleaned
-
-
-@admin.register(UserMargin)
-class UserMarginAdmin(admin.ModelAdmin):
-    """Margins are editable; saving goes through services.set_margin (its rules apply here too)."""
-
-    form = UserMarginForm
-    list_display = ["user", "role", "margin_percentage", "set_by", "updated_at"]
-    list_filter = ["user__user_type"]
-    search_fields = ["user__username", "user__email", "user__phone_number"]
-    list_select_related = ["user", "set_by"]
-    autocomplete_fields = ["user"]
-    readonly_fields = ["set_by", "created_at", "updated_at"]
-
-    def get_form(self, request, obj=None, **kwargs):
-        form = super().get_form(request, obj, **kwargs)
-        form.set_by = request.user
-        return form
-
-    def get_readonly_fields(self, request, obj=None):
-        return [*self.readonly_fields, "user"] if obj is not None else self.readonly_fields
-
-    @admin.display(description="role", ordering="user__user_type")
-    def role(self, margin):
-        return margin.user.get_user_type_display()
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # a margin goes to 0.00 through set_margin, which records who set it
-
-    def save_model(self, request, obj, form, change):
-        saved = services.set_margin(user=obj.user, margin_percentage=obj.margin_percentage, set_by=request.user)
-        obj.pk, obj.set_by = saved.pk, saved.set_by

@@ -3,7 +3,6 @@
 from decimal import Decimal
 
 from django.conf import settings
-from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 
@@ -89,9 +88,12 @@ class Transfer(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
-    purchase = models.ForeignKey(
-        "purchases.Purchase", null=True, blank=True, on_delete=models.PROTECT, related_name="transfers"
-    )
+    # The business record this transfer is a leg of, in its owner's terms (a recharge purchase's
+    # "P<id>": its hold, commissions and refund). The ledger names no other app's tables; the owner
+    # finds its transfers by its reference (wallet.selectors.purchase_transfer).
+    # Null when there is none (most transfers); nullable also so that adding it never rebuilds a
+    # SQLite journal table (which would drop the column purchases 0003 migrates from).
+    reference = models.CharField(max_length=64, null=True, blank=True)
     refund_of = models.OneToOneField(
         "self",
         null=True,
@@ -132,34 +134,9 @@ class Transfer(models.Model):
             models.Index(fields=["to_wallet", "-created_at"], name="transfer_to_history"),
             models.Index(fields=["status", "created_at"], name="transfer_status_created"),
             models.Index(fields=["kind", "-created_at"], name="transfer_kind_created"),
+            # Only rows that carry one: most transfers (payments, fundings) have none.
+            models.Index(fields=["reference"], condition=Q(reference__isnull=False), name="transfer_reference"),
         ]
 
     def __str__(self):
         return f"#{self.pk} {self.kind} {self.amount} {self.status}"
-
-
-class UserMargin(models.Model):
-    """The percentage of each recharge a distributor or retailer earns back (the first seed)."""
-
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="margin")
-    margin_percentage = models.DecimalField(
-        max_digits=5,
-        decimal_places=2,
-        validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("100"))],
-    )
-    set_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["user_id"]
-        constraints = [
-            models.CheckConstraint(
-                condition=Q(margin_percentage__gte=0) & Q(margin_percentage__lte=100), name="margin_between_0_and_100"
-            )
-        ]
-
-    def __str__(self):
-        return f"{self.user}: {self.margin_percentage}%"

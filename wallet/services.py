@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from core.errors import DomainError
 from core.money import PAISA
-from wallet.models import SystemWallet, Transfer, UserMargin, Wallet
+from wallet.models import SystemWallet, Transfer, Wallet
 
 Kind = Transfer.Kind
 Status = Transfer.Status
@@ -68,22 +68,6 @@ class TransferAlreadyRefunded(DomainError):
     code = "transfer_already_refunded"
     message = "Transfer #{pk} has already been refunded."
     status_code = 409
-
-
-class InvalidMargin(DomainError):
-    code = "invalid_margin"
-    message = "The margin must be a percentage from 0 to 100 with at most two decimal places."
-
-
-class MarginAboveOwn(DomainError):
-    code = "margin_above_own"
-    message = "A retailer's margin cannot exceed its distributor's own margin ({own}%)."
-
-
-class MarginNotAllowed(DomainError):
-    code = "permission_denied"
-    message = "Only administrators, and distributors for their own retailers, may set margins."
-    status_code = 403
 
 
 @dataclass(frozen=True)
@@ -247,11 +231,12 @@ def hold_funds(
     kind=Kind.PURCHASE,
     remarks="",
     initiated_by=None,
-    purchase=None,
+    reference=None,
     idempotency_key=None,
 ) -> Transfer:
     """Phase one of a two-phase transfer: a PENDING transfer user -> `destination` (a system
-    wallet) that reserves `amount` in the user's `held` without moving it."""
+    wallet) that reserves `amount` in the user's `held` without moving it. `reference` names the
+    business record it belongs to; the payouts of its posting and its refund carry it too."""
     amount = validate_amount(amount=amount)
     with transaction.atomic():
         source = _locked_user_wallet(user)
@@ -264,7 +249,7 @@ def hold_funds(
             status=Status.PENDING,
             remarks=remarks,
             initiated_by=initiated_by or user,
-            purchase=purchase,
+            reference=reference,
             idempotency_key=idempotency_key,
         )
 
@@ -314,7 +299,7 @@ def post_transfer(*, transfer, payouts=()) -> tuple[Transfer, list[Transfer]]:
                 kind=payout.kind,
                 remarks=payout.remarks,
                 initiated_by=pending.initiated_by,
-                purchase=pending.purchase,
+                reference=pending.reference,
                 now=now,
             )
             for payout in payouts
@@ -359,7 +344,7 @@ def refund_transfer(*, transfer, remarks="", initiated_by=None) -> Transfer:
             kind=Kind.REFUND,
             remarks=remarks or f"Refund of transfer #{original.pk}",
             initiated_by=initiated_by,
-            purchase=original.purchase,
+            reference=original.reference,
             refund_of=original,
         )
 
@@ -409,41 +394,6 @@ def pay_out_in_bulk(*, payer=None, payments, kind=Kind.TRANSFER, remarks="", ini
             wallet.updated_at = now
         Wallet.objects.bulk_update(changed, ["balance", "last_entry", "updated_at"], batch_size=batch_size)
         return len(rows)
-
-
-def set_margin(*, user, margin_percentage, set_by) -> UserMargin:
-    """Set `user`'s margin. Admins set anyone's; a distributor only its own retailers', never above
-    its own margin; anyone else is refused. A retailer outside the distributor's scope is NotFound."""
-    margin = check_margin_change(user=user, margin_percentage=margin_percentage, set_by=set_by)
-    with transaction.atomic():
-        record, _ = UserMargin.objects.update_or_create(
-            user=user, defaults={"margin_percentage": margin, "set_by": set_by}
-        )
-        return record
-
-
-def check_margin_change(*, user, margin_percentage, set_by) -> Decimal:
-    """The validated margin, or the DomainError set_margin would raise (the Django admin's form uses it)."""
-    from core.errors import NotFound
-    from core.roles import UserType
-    from wallet.selectors import margin_for
-
-    try:
-        margin = Decimal(str(margin_percentage)) if not isinstance(margin_percentage, (bool, float)) else None
-    except (InvalidOperation, ValueError):
-        margin = None
-    if margin is None or not margin.is_finite() or not 0 <= margin <= 100 or margin.as_tuple().exponent < -2:
-        raise InvalidMargin(field="margin_percentage")
-    if set_by.user_type == UserType.ADMIN:
-        return margin.quantize(PAISA)
-    if set_by.user_type != UserType.DISTRIBUTOR:
-        raise MarginNotAllowed()
-    if user.user_type != UserType.RETAILER or user.parent_id != set_by.pk:
-        raise NotFound("User not found.")
-    own = margin_for(user=set_by)
-    if margin > own:
-        raise MarginAboveOwn(field="margin_percentage", own=f"{own:.2f}")
-    return margin.quantize(PAISA)
 
 
 # --- internals ------------------------------------------------------------------
@@ -496,7 +446,7 @@ def _move(
     status=Status.POSTED,
     remarks="",
     initiated_by=None,
-    purchase=None,
+    reference=None,
     idempotency_key=None,
     refund_of=None,
     now=None,
@@ -516,7 +466,7 @@ def _move(
         status=status,
         remarks=remarks,
         initiated_by=initiated_by,
-        purchase=purchase,
+        reference=reference,
         idempotency_key=idempotency_key,
         refund_of=refund_of,
         now=now,

@@ -14,14 +14,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.views import TokenRefreshView as SimpleJwtTokenRefreshView
 
-from accounts import otp, selectors, services
+from accounts import margins, otp, selectors, services
 from accounts.api import serializers as s
 from accounts.models import User
 from core.filters import WholeNumberFilter
 from core.net import client_ip
 from core.permissions import IsAdmin, IsDistributor
 from core.roles import UserType
-from wallet.selectors import margin_for
 
 
 def _login_body(user, **extra):
@@ -167,7 +166,9 @@ class MeView(APIView):
     @staticmethod
     def render(user):
         profile = selectors.profile_of(user=user)
-        return Response(s.ProfileSerializer(profile, context={"margin_percentage": margin_for(user=profile)}).data)
+        return Response(
+            s.ProfileSerializer(profile, context={"margin_percentage": margins.margin_for(user=profile)}).data
+        )
 
     @swagger_auto_schema(operation_id="auth_me_read", responses={200: s.ProfileSerializer})
     def get(self, request):

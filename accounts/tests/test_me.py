@@ -2,9 +2,9 @@ from decimal import Decimal
 
 import pytest
 
+from accounts.models import UserMargin
 from accounts.tests.factories import ClientFactory, DistributorFactory
 from core.roles import UserType
-from wallet.models import UserMargin
 
 pytestmark = pytest.mark.django_db
 

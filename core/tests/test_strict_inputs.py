@@ -3,7 +3,7 @@ behind the client's back (and, in the URL, no NUL bytes)."""
 
 import pytest
 
-from wallet.models import UserMargin
+from accounts.models import UserMargin
 
 pytestmark = pytest.mark.django_db
 

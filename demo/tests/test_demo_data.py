@@ -3,10 +3,10 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from accounts.models import User
+from accounts.models import User, UserMargin
 from purchases.models import Purchase
 from purchases.tests.helpers import assert_ledger_clean, assert_purchases_match_ledger
-from wallet.models import Transfer, UserMargin, Wallet
+from wallet.models import Transfer, Wallet
 
 pytestmark = pytest.mark.django_db
 

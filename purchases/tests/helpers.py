@@ -1,7 +1,8 @@
 from decimal import Decimal
 
+from accounts.models import UserMargin
 from wallet import services as ledger
-from wallet.models import UserMargin, Wallet
+from wallet.models import Wallet
 
 
 def fund(user, amount, admin=None):
@@ -21,15 +22,17 @@ def balances(*users):
 def assert_purchases_match_ledger():
     """Every purchase's journal rows agree with its status: SUCCESS has its PURCHASE transfer
     posted and each recorded commission paid exactly once; FAILED has it voided and no commission;
-    PENDING has it still pending. Exactly one PURCHASE transfer per purchase."""
+    PENDING has it still pending. Exactly one PURCHASE transfer per purchase; every leg carries the
+    purchase's reference."""
     from purchases.models import Purchase
     from wallet.models import Transfer
 
     expected_hold = {"SUCCESS": "POSTED", "FAILED": "VOIDED", "PENDING": "PENDING"}
     for purchase in Purchase.objects.all():
-        holds = list(purchase.transfers.filter(kind=Transfer.Kind.PURCHASE).values_list("status", "amount"))
+        legs = Transfer.objects.filter(reference=purchase.reference)
+        holds = list(legs.filter(kind=Transfer.Kind.PURCHASE).values_list("status", "amount"))
         assert holds == [(expected_hold[purchase.status], purchase.amount)], (purchase, holds)
-        paid = sorted(purchase.transfers.filter(kind=Transfer.Kind.COMMISSION).values_list("amount", flat=True))
+        paid = sorted(legs.filter(kind=Transfer.Kind.COMMISSION).values_list("amount", flat=True))
         owed = [purchase.buyer_commission, purchase.distributor_commission] if purchase.status == "SUCCESS" else []
         assert paid == sorted(amount for amount in owed if amount > 0), (purchase, paid, owed)
 

@@ -6,7 +6,8 @@ from django.core.management import CommandError, call_command
 from purchases.gateways import SandboxGateway
 from purchases.models import Purchase
 from purchases.services import purchase_recharge
-from purchases.tests.helpers import fund
+from purchases.tests.helpers import fund, give_margin
+from wallet.models import Transfer
 
 pytestmark = pytest.mark.django_db
 
@@ -56,3 +57,20 @@ def test_plan_admin_lists_plans_with_filters(client, admin_user, plan):
     response = client.get("/admin/plans/rechargeplan/", {"plan_type__exact": "PREPAID", "q": plan.code})
     assert response.status_code == 200 and plan.code in response.content.decode()
     assert client.get("/admin/plans/provider/").status_code == 200
+
+
+def test_the_purchase_admin_links_to_its_transfers_in_the_journal(client, admin_user, retailer, plan):
+    fund(retailer, "1000.00")
+    give_margin(retailer, "2.00")
+    purchase = purchase_recharge(buyer=retailer, plan_id=plan.pk, mobile_number="9876543210").purchase
+    fund(retailer, "1.00")  # a transfer of no purchase
+    client.force_login(admin_user)
+
+    listing = client.get("/admin/purchases/purchase/").content.decode()
+    assert f'/admin/wallet/transfer/?q={purchase.reference}"' in listing
+    journal = client.get("/admin/wallet/transfer/", {"q": purchase.reference})
+    assert [row.pk for row in journal.context["cl"].result_list] == list(
+        Transfer.objects.filter(kind__in=["PURCHASE", "COMMISSION"])
+        .order_by("-created_at", "-id")
+        .values_list("pk", flat=True)
+    )

@@ -2,11 +2,12 @@
 
 from rest_framework import serializers
 
+from accounts.models import UserMargin
+from accounts.selectors import can_see_user, find_user
 from core.fields import ChoiceDisplayField
 from core.money import MoneyField, money_str
 from core.phone import PhoneNumberField
-from wallet.models import Transfer, UserMargin, Wallet
-from wallet.selectors import can_see_user, find_user
+from wallet.models import Transfer, Wallet
 
 REMARKS = {"required": False, "allow_blank": True, "max_length": 255, "default": ""}
 

@@ -13,6 +13,7 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts import margins
 from core.idempotency import HEADER, IDEMPOTENCY_KEY_PARAMETER, idempotent
 from core.permissions import IsAdmin, IsAdminOrDistributor
 from wallet import selectors, services
@@ -175,6 +176,9 @@ class TransactionDetailView(generics.RetrieveAPIView):
         return super().get(request, *args, **kwargs)
 
 
+# Margins are the role hierarchy's (accounts.margins); their endpoints stay at the wallet's paths.
+
+
 class MarginListView(generics.ListAPIView):
     """Margins in the caller's scope."""
 
@@ -186,7 +190,7 @@ class MarginListView(generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):  # drf-yasg inspecting, no user
             return self.serializer_class.Meta.model.objects.none()
-        return selectors.margins_in_scope(user=self.request.user)
+        return margins.margins_in_scope(user=self.request.user)
 
     @swagger_auto_schema(operation_id="wallet_margins_list", tags=TAGS)
     def get(self, request, *args, **kwargs):
@@ -307,7 +311,7 @@ class SetMarginView(APIView):
         """Admin: anyone's margin. Distributor: its own retailers' only (others 404), never above
         its own margin (400 `margin_above_own`)."""
         data = _valid(SetMarginSerializer, request)
-        margin = services.set_margin(
+        margin = margins.set_margin(
             user=data["target"], margin_percentage=data["margin_percentage"], set_by=request.user
         )
         return Response(MarginSerializer(margin).data)

@@ -7,7 +7,6 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('purchases', '0001_initial'),
         ('wallet', '0004_final_transfers_immutable'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]

@@ -6,7 +6,7 @@ from django.test import Client
 from django.urls import reverse
 
 from accounts.tests.factories import DEFAULT_PASSWORD
-from wallet.models import Transfer, UserMargin, Wallet
+from wallet.models import Transfer, Wallet
 from wallet.tests.conftest import assert_ledger_clean, balance_of
 
 pytestmark = pytest.mark.django_db
@@ -84,19 +84,6 @@ def test_the_fund_action_leads_to_the_form_for_one_wallet(admin_browser, retaile
     assert response.url == reverse("admin:wallet_wallet_move_money", args=[retailer.wallet.pk])
 
 
-def test_saving_a_margin_in_the_admin_goes_through_set_margin(admin_browser, admin_user, retailer):
-    response = admin_browser.post(
-        reverse("admin:wallet_usermargin_add"), {"user": retailer.pk, "margin_percentage": "2.50"}
-    )
-    assert response.status_code == 302
-    margin = UserMargin.objects.get(user=retailer)
-    assert margin.margin_percentage == Decimal("2.50") and margin.set_by == admin_user
-    refused = admin_browser.post(
-        reverse("admin:wallet_usermargin_change", args=[margin.pk]), {"margin_percentage": "100.5"}
-    )
-    assert refused.status_code == 200 and UserMargin.objects.get(user=retailer).margin_percentage == Decimal("2.50")
-
-
 def test_the_admin_form_accepts_the_smallest_amount(admin_browser, retailer):
     page = reverse("admin:wallet_wallet_move_money", args=[retailer.wallet.pk])
     response = admin_browser.post(page, {"operation": "FUND", "amount": "0.01", "description": "", "token": "min"})
@@ -131,12 +118,11 @@ def test_two_simultaneous_submits_of_one_form_move_money_once(admin_user, retail
     assert_ledger_clean()
 
 
-def test_margins_cannot_be_deleted_behind_set_margin_and_keys_are_read_only(rf, admin_user, admin_browser):
+def test_idempotency_keys_are_read_only_in_the_admin(rf, admin_user, admin_browser):
     from core.models import IdempotencyRecord
 
     request = rf.get("/")
     request.user = admin_user
-    assert not site._registry[UserMargin].has_delete_permission(request, None)
     keys = site._registry[IdempotencyRecord]
     assert not (keys.has_add_permission(request) or keys.has_change_permission(request, None))
     assert not keys.has_delete_permission(request, None)

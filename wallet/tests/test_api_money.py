@@ -5,8 +5,9 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
+from accounts.models import UserMargin
 from accounts.tests.factories import ClientFactory, RetailerFactory
-from wallet.models import Transfer, UserMargin
+from wallet.models import Transfer
 from wallet.tests.conftest import assert_ledger_clean, balance_of, ledger_snapshot
 
 pytestmark = pytest.mark.django_db

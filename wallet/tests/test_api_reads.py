@@ -9,9 +9,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import UserMargin
 from accounts.tests.factories import ClientFactory, DistributorFactory, RetailerFactory
 from wallet import services
-from wallet.models import Transfer, UserMargin
+from wallet.models import Transfer
 
 pytestmark = pytest.mark.django_db
 

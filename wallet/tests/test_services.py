@@ -5,10 +5,9 @@ from decimal import Decimal
 
 import pytest
 
-from accounts.tests.factories import ClientFactory, RetailerFactory
-from core.errors import NotFound
+from accounts.tests.factories import ClientFactory
 from wallet import services
-from wallet.models import Transfer, UserMargin, Wallet
+from wallet.models import Transfer, Wallet
 from wallet.tests.conftest import assert_ledger_clean, balance_of, ledger_snapshot
 
 pytestmark = pytest.mark.django_db
@@ -95,24 +94,6 @@ def test_posting_or_voiding_a_final_transfer_is_refused(fund):
     with pytest.raises(services.TransferNotPending):
         services.void_transfer(transfer=pending)
     assert_ledger_clean()
-
-
-def test_set_margin_lets_a_distributor_set_only_its_retailers_up_to_its_own(admin_user, distributor, retailer):
-    services.set_margin(user=distributor, margin_percentage="5.00", set_by=admin_user)
-    assert services.set_margin(user=retailer, margin_percentage="5", set_by=distributor).margin_percentage == 5
-    with pytest.raises(services.MarginAboveOwn):
-        services.set_margin(user=retailer, margin_percentage="5.01", set_by=distributor)
-    with pytest.raises(NotFound):
-        services.set_margin(user=RetailerFactory(), margin_percentage="1", set_by=distributor)
-    with pytest.raises(services.MarginNotAllowed):
-        services.set_margin(user=retailer, margin_percentage="1", set_by=retailer)
-    assert UserMargin.objects.get(user=retailer).set_by == distributor
-
-
-@pytest.mark.parametrize("margin", ["-0.01", "100.01", "1.001", "abc", None, 1.5, "NaN", "Infinity"])
-def test_set_margin_refuses_a_value_outside_0_to_100_with_two_places(admin_user, retailer, margin):
-    with pytest.raises(services.InvalidMargin):
-        services.set_margin(user=retailer, margin_percentage=margin, set_by=admin_user)
 
 
 def test_posting_a_hold_records_the_senders_balance_after_the_debit_not_at_the_hold(fund):
@@ -227,18 +208,3 @@ def test_refund_refusals_name_the_transfer(fund, admin_user):
     with pytest.raises(services.TransferAlreadyRefunded) as refusal:
         services.refund_transfer(transfer=posted)
     assert str(refusal.value) == f"Transfer #{posted.pk} has already been refunded."
-
-
-def test_margin_refusals_name_the_field_and_the_limit(admin_user, distributor, retailer):
-    assert services.set_margin(user=distributor, margin_percentage="100", set_by=admin_user).margin_percentage == 100
-    services.set_margin(user=distributor, margin_percentage="4.50", set_by=admin_user)
-    with pytest.raises(services.InvalidMargin) as refusal:
-        services.set_margin(user=retailer, margin_percentage="100.01", set_by=admin_user)
-    assert refusal.value.field == "margin_percentage"
-    with pytest.raises(services.MarginAboveOwn) as refusal:
-        services.set_margin(user=retailer, margin_percentage="4.51", set_by=distributor)
-    assert refusal.value.field == "margin_percentage"
-    assert str(refusal.value) == "A retailer's margin cannot exceed its distributor's own margin (4.50%)."
-    with pytest.raises(NotFound) as refusal:
-        services.set_margin(user=RetailerFactory(), margin_percentage="1", set_by=distributor)
-    assert str(refusal.value) == "User not found."
