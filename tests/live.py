@@ -189,6 +189,10 @@ class LiveStack:
                 "60",
                 "--graceful-timeout",
                 "5",
+                # As the Dockerfile: a request line up to 8190 bytes (gunicorn's ceiling) reaches Django,
+                # which answers it in the documented shape, not with gunicorn's HTML 414.
+                "--limit-request-line",
+                "8190",
                 *self.gunicorn_args,
             ],
             cwd=ROOT,
