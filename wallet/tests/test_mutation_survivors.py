@@ -160,3 +160,12 @@ def test_a_shortfall_names_what_is_available_and_what_was_needed(fund):
     with pytest.raises(services.InsufficientFunds) as refusal:
         services.transfer_funds(sender=sender, receiver=receiver, amount="3.51")
     assert str(refusal.value) == "Insufficient funds: available 3.50, needed 3.51."
+
+
+def test_a_system_wallet_recreated_after_a_flush_takes_the_configured_currency(settings):
+    from wallet.models import SystemWallet
+
+    settings.WALLET_CURRENCY = "USD"
+    Wallet.objects.filter(system_code=SystemWallet.COMMISSION).delete()
+    assert services.system_wallet(code=SystemWallet.COMMISSION).currency == "USD"
+    assert Wallet.objects.get(system_code=SystemWallet.COMMISSION).currency == "USD"
