@@ -169,3 +169,13 @@ def test_a_system_wallet_recreated_after_a_flush_takes_the_configured_currency(s
     Wallet.objects.filter(system_code=SystemWallet.COMMISSION).delete()
     assert services.system_wallet(code=SystemWallet.COMMISSION).currency == "USD"
     assert Wallet.objects.get(system_code=SystemWallet.COMMISSION).currency == "USD"
+
+
+@pytest.mark.parametrize("amount", [1.5, True, None, ["1.00"], "abc", "0", "1.001", "100000.01"])
+def test_every_refused_amount_names_the_field_and_the_maximum(amount):
+    with pytest.raises(services.InvalidAmount) as refusal:
+        services.validate_amount(amount=amount)
+    assert refusal.value.field == "amount"
+    assert str(refusal.value) == (
+        "The amount must be a positive number with at most two decimal places, at most 100000.00."
+    )
