@@ -179,3 +179,19 @@ def test_every_refused_amount_names_the_field_and_the_maximum(amount):
     assert str(refusal.value) == (
         "The amount must be a positive number with at most two decimal places, at most 100000.00."
     )
+
+
+def test_a_holds_reference_follows_its_commissions_and_its_refund(fund, distributor, retailer):
+    """The journal rows of one sale are found by its reference (wallet.selectors.purchase_transfer)."""
+    fund(retailer, "50.00")
+    pending = services.hold_funds(user=retailer, amount="20.00", reference="P-42")
+    posted, paid = services.post_transfer(
+        transfer=pending, payouts=[services.Payout(user_id=distributor.pk, amount=Decimal("0.20"))]
+    )
+    refund = services.refund_transfer(transfer=posted)
+    rows = Transfer.objects.filter(pk__in=[posted.pk, *(row.pk for row in paid), refund.pk])
+    assert sorted(rows.values_list("kind", "reference")) == [
+        ("COMMISSION", "P-42"),
+        ("PURCHASE", "P-42"),
+        ("REFUND", "P-42"),
+    ]
