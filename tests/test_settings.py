@@ -3,6 +3,7 @@ clean environment, because settings are read once, at import."""
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -126,3 +127,16 @@ def test_the_live_postgresql_session_runs_with_the_configured_timeouts():
 def _pg_duration(milliseconds):
     """How PostgreSQL's SHOW prints a duration given in milliseconds (5000 -> '5s')."""
     return f"{milliseconds // 1000}s" if milliseconds % 1000 == 0 else f"{milliseconds}ms"
+
+
+# os.environ.get("X"), os.environ["X"], env_bool("X"), env_int("X"), env_list("X")
+_ENVIRONMENT_READ = re.compile(r'(?:os\.environ\.get\(|os\.environ\[|env_(?:bool|int|list)\()\s*"([A-Z][A-Z0-9_]*)"')
+
+
+def test_every_variable_the_settings_read_is_documented_in_the_readme():
+    """README's "Configuration" is the list of knobs (security ones included): a variable that
+    config/settings.py reads and the README does not name is a setting nobody can find."""
+    read = set(_ENVIRONMENT_READ.findall((ROOT / "config" / "settings.py").read_text()))
+    readme = (ROOT / "README.md").read_text()
+    assert len(read) > 40, sorted(read)  # the pattern still finds how settings.py reads variables
+    assert not sorted(name for name in read if f"`{name}`" not in readme)
