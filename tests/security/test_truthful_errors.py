@@ -3,7 +3,13 @@ change really rolled back, and a client that retries never buys twice unknowingl
 
 The attack run killed database backends during purchases: answers said 503 "nothing was changed"
 while the price was held or charged, and `release()` let InterfaceError escape as a 500, leaving keys
-IN_PROGRESS. Each test below failed on that code."""
+IN_PROGRESS. Each test below failed on that code.
+
+The purchase path's own tests of the rule live beside the purchase flow: an unkeyed repeat refused
+with 409 `duplicate_purchase` and an answer lost after the commit that still names the purchase
+(purchases/tests/test_fulfilment.py, the sections marked 12.2), and backends killed under 400
+purchases, where no error answer says "nothing was changed" for a purchase that exists and every
+keyed retry returns it (tests/test_faults.py, test_killed_backends_fail_cleanly_...)."""
 
 import uuid
 
