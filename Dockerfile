@@ -9,7 +9,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PORT=8000 \
     WEB_CONCURRENCY=2 \
-    GUNICORN_TIMEOUT=60
+    GUNICORN_TIMEOUT=60 \
+    TRUSTED_PROXY_COUNT=0 \
+    FORWARDED_ALLOW_IPS="127.0.0.1,::1"
+# Behind N proxies that append to X-Forwarded-For, set TRUSTED_PROXY_COUNT=N (the app's client address:
+# throttles, OTP limits, login lockout) and FORWARDED_ALLOW_IPS to the address(es) of the proxy that
+# connects to gunicorn (the only peer whose X-Forwarded-* headers gunicorn honours). The defaults
+# trust no header: every limit is per socket peer.
 
 WORKDIR /app
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin app
@@ -25,4 +31,4 @@ RUN DEBUG=false SECRET_KEY=collectstatic-build-only-not-a-secret-0123456789abcde
 
 USER app
 EXPOSE 8000
-CMD ["sh", "-c", "exec gunicorn config.wsgi:application --bind 0.0.0.0:${PORT} --workers ${WEB_CONCURRENCY} --timeout ${GUNICORN_TIMEOUT} --limit-request-line 8190 --access-logfile -"]
+CMD ["sh", "-c", "exec gunicorn config.wsgi:application --bind 0.0.0.0:${PORT} --workers ${WEB_CONCURRENCY} --timeout ${GUNICORN_TIMEOUT} --limit-request-line 8190 --forwarded-allow-ips \"${FORWARDED_ALLOW_IPS}\" --access-logfile -"]

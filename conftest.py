@@ -34,6 +34,13 @@ def _fast_password_hashing(settings):
 
 
 @pytest.fixture(autouse=True)
+def _self_top_up_as_in_the_demo(settings):
+    # The suite runs with DEBUG off, where self top-up defaults to off; most tests top a wallet up the
+    # way the demo (DEBUG on) does. tests/security/test_production_defaults.py checks the default.
+    settings.WALLET_SELF_TOPUP_ENABLED = True
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     from django.core.cache import cache
 

@@ -68,6 +68,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "core.middleware.RequestBodyLimitMiddleware",
     "core.middleware.RejectNulBytesMiddleware",
     "core.middleware.JsonContentTypeOnEmptyResponses",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -172,6 +173,16 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = True
     SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+# Request bodies: larger than this is 413 `request_too_large` (core/middleware.py), also for Django's
+# own form parsing (the admin); JSON nested deeper than JSON_MAX_DEPTH is 400 `parse_error`.
+MAX_REQUEST_BODY_BYTES = env_int("MAX_REQUEST_BODY_BYTES", 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BODY_BYTES
+JSON_MAX_DEPTH = env_int("JSON_MAX_DEPTH", 32)
+# Proxies in front of the app that append the client's address to X-Forwarded-For (core/net.py). 0: the
+# header is ignored and the socket's peer is the client, so a header cannot lift a per-address limit.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+if TRUSTED_PROXY_COUNT < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXY_COUNT must be 0 or more.")
 
 # --- REST framework ---------------------------------------------------------
 REST_FRAMEWORK = {
@@ -185,14 +196,24 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
-    "DEFAULT_THROTTLE_CLASSES": ["rest_framework.throttling.ScopedRateThrottle"],
+    # Keyed on core.net.client_ip: no proxy header is trusted unless TRUSTED_PROXY_COUNT says so.
+    "DEFAULT_THROTTLE_CLASSES": ["core.throttling.ScopedRateThrottle"],
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_THROTTLE_RATES": {
         "otp": os.environ.get("THROTTLE_OTP", "10/min"),
         "login": os.environ.get("THROTTLE_LOGIN", "10/min"),
         "signup": os.environ.get("THROTTLE_SIGNUP", "10/min"),
         "token": os.environ.get("THROTTLE_TOKEN", "30/min"),
+        # Per signed-in user, on every money-moving POST (wallet credit, debit, transfer, admin funding,
+        # purchases). bench/run.py raises it: its few users send hundreds of requests a second.
+        "money": os.environ.get("THROTTLE_MONEY", "120/min"),
     },
     "EXCEPTION_HANDLER": "core.errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "core.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
     + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
     "COERCE_DECIMAL_TO_STRING": True,
@@ -297,7 +318,9 @@ SMS_MAX_RETRIES = env_int("SMS_MAX_RETRIES", 5)
 # --- Wallet and recharge --------------------------------------------------
 WALLET_CURRENCY = os.environ.get("WALLET_CURRENCY", "INR")
 WALLET_MAX_TRANSFER_AMOUNT = Decimal(os.environ.get("WALLET_MAX_TRANSFER_AMOUNT", "100000.00"))
-WALLET_SELF_TOPUP_ENABLED = env_bool("WALLET_SELF_TOPUP_ENABLED", True)
+# Self top-up mints money from TREASURY for whoever asks: a demo convenience, off unless DEBUG is on
+# (`check --deploy` warns, wallet.W001, when it is switched on with DEBUG off).
+WALLET_SELF_TOPUP_ENABLED = env_bool("WALLET_SELF_TOPUP_ENABLED", DEBUG)
 IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
 # A duplicate of a request still running waits this long for its answer (a money request takes
 # milliseconds), then gets 409; kept short because a waiting duplicate occupies a web worker.

@@ -44,5 +44,6 @@ urlpatterns = [
     path("redoc/", documentation_view(redoc, csp=REDOC_CSP), name="schema-redoc"),
 ]
 
+handler400 = "core.errors.bad_request_view"
 handler404 = "core.errors.not_found_view"
 handler500 = "core.errors.server_error_view"

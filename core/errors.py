@@ -8,6 +8,7 @@ error body carries `detail` (for people) and `code` (stable, for programs); vali
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
 from django.db import DataError, Error, InterfaceError, OperationalError, connection, transaction
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
@@ -187,6 +188,8 @@ def _response_for(exc):
         if isinstance(exc, exceptions.NotAuthenticated):
             code = "not_authenticated"
         return _error(detail, code, exc.status_code, headers=headers)
+    if isinstance(exc, SuspiciousOperation):
+        return _suspicious_operation_response(exc, _error)
     if isinstance(exc, OverflowError):
         # A number too large for the database (SQLite integers are 64-bit), e.g. ?parent=10**30.
         return _error("A number in the request is out of range.", "invalid", 400)
@@ -195,6 +198,25 @@ def _response_for(exc):
     if isinstance(exc, Error):  # InterfaceError ("connection already closed") is no DatabaseError
         return _database_error_response(exc)
     return None
+
+
+def _suspicious_operation_response(exc, build):
+    """A body Django refuses to parse (too large, too many fields or files) or another request Django
+    finds suspicious: a 4xx in the error shape, never a 500."""
+    if isinstance(exc, RequestDataTooBig):
+        return build("The request body is too large.", "request_too_large", 413)
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        return build(f"Malformed request body: {exc}", "parse_error", 400)
+    return build("Bad request.", "bad_request", 400)
+
+
+def bad_request_view(request, exception=None):
+    """handler400: what Django itself refuses outside DRF (the admin's forms, a suspicious request)."""
+    return _suspicious_operation_response(exception, _json_error)
+
+
+def _json_error(detail, code, http_status):
+    return JsonResponse({"detail": detail, "code": code}, status=http_status)
 
 
 def not_found_view(request, exception=None):

@@ -24,6 +24,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.views import APIView
 
 from core.errors import DomainError
+from core.net import client_ip
 
 logger = logging.getLogger(__name__)
 
@@ -139,13 +140,11 @@ class SignedWebhookView(APIView):
                 tolerance=self.signature_tolerance,
             )
         except InvalidSignature as refusal:
-            logger.warning("%s refused from %s: %s", type(self).__name__, request.META.get("REMOTE_ADDR"), refusal.code)
+            logger.warning("%s refused from %s: %s", type(self).__name__, client_ip(request), refusal.code)
             raise
         try:
             payload = parse_json_object(body)
         except InvalidPayload:
-            logger.warning(
-                "%s: signed but malformed body from %s", type(self).__name__, request.META.get("REMOTE_ADDR")
-            )
+            logger.warning("%s: signed but malformed body from %s", type(self).__name__, client_ip(request))
             raise
         return self.handle_event(payload=payload, **url_kwargs)

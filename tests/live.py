@@ -111,6 +111,9 @@ class LiveStack:
             "THROTTLE_LOGIN": "100000/min",
             "THROTTLE_SIGNUP": "100000/min",
             "THROTTLE_TOKEN": "100000/min",
+            "THROTTLE_MONEY": "100000/min",
+            # The stacks top wallets up as the demo does (the default follows DEBUG, off here).
+            "WALLET_SELF_TOPUP_ENABLED": "true",
             "DB_LOCK_TIMEOUT_MS": "2000",
             "IDEMPOTENCY_WAIT_SECONDS": "2",
             "PYTHONUNBUFFERED": "1",

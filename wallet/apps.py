@@ -12,7 +12,7 @@ class WalletConfig(AppConfig):
         from django.db.models.signals import post_save
 
         from accounts.signals import users_created
-        from wallet import services
+        from wallet import checks, services  # noqa: F401 - importing checks registers the deploy checks
 
         def open_wallet(sender, instance, created, raw=False, **kwargs):
             if created and not raw:  # raw: loaddata restores wallets from the fixture itself

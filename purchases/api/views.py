@@ -39,6 +39,8 @@ class PurchaseCreateView(APIView):
     purchase in `purchase_id`) when the same buyer bought the same amount for the same number less
     than PURCHASE_DUPLICATE_WINDOW_MINUTES ago and that purchase has not failed."""
 
+    throttle_scope = "money"
+
     @swagger_auto_schema(
         operation_id="purchases_create",
         tags=["purchases"],

@@ -4,6 +4,7 @@ API4) and security issue 12's item 3.
 Each test names the attack; each of issue 12's failed on the code before the fix."""
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.conf import settings
@@ -227,3 +228,145 @@ def test_the_backoff_of_an_address_stops_at_its_cap(settings, monkeypatch):
     assert backoff.value.retry_after == 10
     # The tries refused by the wait were never looked at.
     assert otp.phone_guard_state(phone_number=OWNER_PHONE)["failed_count"] == 6
+
+
+# --- 3. throttles trust no proxy header unless told to -------------------------------------------
+
+
+@pytest.fixture
+def tight_rates(monkeypatch):
+    """Every scope at 2 requests a minute, so that the third is the one a limit must refuse."""
+    from rest_framework.throttling import SimpleRateThrottle
+
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", dict.fromkeys(SimpleRateThrottle.THROTTLE_RATES, "2/min"))
+
+
+PUBLIC_LIMITED = {
+    "email login": ("/api/auth/login/email/", lambda n: {"email": f"nobody{n}@example.com", "password": "wrong"}),
+    "OTP request": (GENERATE, lambda n: {"phone_number": f"+9198123{n:05d}"}),
+    "OTP verify": (VERIFY, lambda n: {"phone_number": f"+9198123{n:05d}", "otp": "000000"}),
+    "signup": ("/api/auth/signup/", lambda n: {"username": f"spoof{n}", "email": f"spoof{n}@example.com"}),
+    "the second seed's send-otp": ("/auth/send-otp/", lambda n: {"phone_number": f"+9198123{n:05d}"}),
+}
+
+
+@pytest.mark.parametrize("endpoint", PUBLIC_LIMITED)
+def test_a_new_x_forwarded_for_on_every_request_does_not_lift_the_limit(tight_rates, endpoint):
+    path, body = PUBLIC_LIMITED[endpoint]
+    client = APIClient()
+    statuses = [
+        client.post(path, body(n), format="json", REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR=f"10.0.0.{n}")
+        for n in range(3)
+    ]
+    assert statuses[-1].status_code == 429, [answer.status_code for answer in statuses]
+    assert statuses[-1].json()["code"] == "throttled"
+
+
+def test_behind_a_trusted_proxy_each_client_has_its_own_limit_and_spoofed_hops_are_ignored(tight_rates, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    client = APIClient()
+    path, body = PUBLIC_LIMITED["email login"]
+
+    def login(n, forwarded):
+        # The proxy (REMOTE_ADDR) appends the address it saw to whatever the client sent.
+        return client.post(path, body(n), format="json", REMOTE_ADDR="10.1.1.1", HTTP_X_FORWARDED_FOR=forwarded)
+
+    assert [login(n, f"spoof-{n}, 198.51.100.1").status_code for n in range(3)] == [401, 401, 429]
+    assert login(3, "198.51.100.2").status_code == 401
+
+
+def test_the_otp_address_backoff_is_not_escaped_by_a_new_x_forwarded_for(settings):
+    settings.OTP_ADDRESS_FREE_FAILURES = 0
+    tries = [
+        try_code_from(OWNER_PHONE, "123456", REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR=f"10.0.0.{n}")
+        for n in range(2)
+    ]
+    assert [answer.json()["code"] for answer in tries] == ["otp_invalid", "otp_backoff"]
+
+
+def try_code_from(phone, code, **meta):
+    return CLIENT.post(VERIFY, {"phone_number": phone, "otp": code}, format="json", **meta)
+
+
+@pytest.mark.parametrize(
+    ("meta", "proxies", "client"),
+    [
+        ({"REMOTE_ADDR": "192.0.2.1", "HTTP_X_FORWARDED_FOR": "10.0.0.1"}, 0, "192.0.2.1"),
+        ({"REMOTE_ADDR": "192.0.2.1"}, 1, "192.0.2.1"),
+        ({"REMOTE_ADDR": "10.1.1.1", "HTTP_X_FORWARDED_FOR": "spoof, 198.51.100.1"}, 1, "198.51.100.1"),
+        ({"REMOTE_ADDR": "10.1.1.2", "HTTP_X_FORWARDED_FOR": "spoof, 198.51.100.1, 10.1.1.1"}, 2, "198.51.100.1"),
+        ({"REMOTE_ADDR": "10.1.1.2", "HTTP_X_FORWARDED_FOR": "198.51.100.1"}, 2, "198.51.100.1"),
+    ],
+)
+def test_the_client_address_is_read_one_way(settings, meta, proxies, client):
+    from django.test import RequestFactory
+
+    from core.net import client_ip
+
+    settings.TRUSTED_PROXY_COUNT = proxies
+    assert client_ip(RequestFactory().get("/", **meta)) == client
+
+
+def test_the_docker_image_trusts_forwarded_headers_only_from_the_configured_proxies():
+    from pathlib import Path
+
+    dockerfile = (Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
+    assert "--forwarded-allow-ips" in dockerfile
+    assert 'FORWARDED_ALLOW_IPS="127.0.0.1,::1"' in dockerfile
+    assert "TRUSTED_PROXY_COUNT=0" in dockerfile
+
+
+# --- 3. money-moving endpoints: a per-user limit ---------------------------------------------------
+
+
+def money_requests():
+    """One request of each money-moving endpoint, as (path, body, who may call it)."""
+    from plans.tests.factories import RechargePlanFactory
+
+    plan = RechargePlanFactory(amount=10)
+    return {
+        "credit": ("/api/wallet/credit/", {"amount": "1.00"}, "client"),
+        "debit": ("/api/wallet/debit/", {"amount": "1.00"}, "client"),
+        "transfer": ("/api/wallet/transfer/", {"to_user_id": "receiver", "amount": "1.00"}, "client"),
+        "seed transfer": ("/wallet/transfer/", {"to_user_id": "receiver", "amount": "1.00"}, "client"),
+        "purchase": ("/api/purchases/purchase/", {"plan_id": plan.pk, "mobile_number": "9876543210"}, "client"),
+        "admin funding": ("/api/wallet/add-to-wallet/", {"user_id": "receiver", "amount": "1.00"}, "admin"),
+        "admin debit": ("/api/wallet/debit-from-wallet/", {"user_id": "receiver", "amount": "1.00"}, "admin"),
+    }
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["credit", "debit", "transfer", "seed transfer", "purchase", "admin funding", "admin debit"]
+)
+def test_a_signed_in_user_cannot_move_money_faster_than_the_money_limit(settings, monkeypatch, endpoint):
+    from rest_framework.throttling import SimpleRateThrottle
+
+    from accounts.tests.factories import AdminFactory
+    from conftest import client_for
+    from wallet import services as ledger
+
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {**SimpleRateThrottle.THROTTLE_RATES, "money": "3/min"})
+    path, body, role = money_requests()[endpoint]
+    caller, receiver = (AdminFactory() if role == "admin" else ClientFactory()), ClientFactory()
+    for user in (caller, receiver):
+        ledger.fund_wallet(user=user, amount=Decimal("1000"), remarks="test funding", initiated_by=None)
+    body = {key: receiver.pk if value == "receiver" else value for key, value in body.items()}
+    session = client_for(caller)
+    # Each with a key of its own: distinct requests (an unkeyed repeat of a purchase is refused as a
+    # duplicate), each of which moves money (201; a purchase is accepted with 202).
+    answers = [session.post(path, body, format="json", HTTP_IDEMPOTENCY_KEY=f"k{n}") for n in range(4)]
+    assert all(answer.status_code in (201, 202) for answer in answers[:3]), [answer.json() for answer in answers]
+    assert answers[3].status_code == 429
+    assert answers[3].json()["code"] == "throttled"
+    assert int(answers[3]["Retry-After"]) >= 1
+    # The limit is the caller's own: another user still moves money.
+    other = ClientFactory() if role == "client" else AdminFactory()
+    ledger.fund_wallet(user=other, amount=Decimal("1000"), remarks="test funding", initiated_by=None)
+    assert client_for(other).post(path, body, format="json", HTTP_IDEMPOTENCY_KEY="k9").status_code in (201, 202)
+
+
+def test_the_benchmark_raises_the_money_limit():
+    from pathlib import Path
+
+    bench = (Path(__file__).resolve().parents[2] / "bench" / "run.py").read_text()
+    assert '"THROTTLE_MONEY": "100000000/min"' in bench

@@ -89,6 +89,50 @@ def test_the_deploy_check_neither_crashes_nor_warns_when_it_cannot_read_the_data
     assert "no issues" in result.stdout
 
 
+# --- 4. nobody mints money in production -----------------------------------------------------------
+
+_SELF_TOP_UP_DEFAULT = "from config import settings; print(settings.WALLET_SELF_TOPUP_ENABLED)"
+
+
+def test_a_production_deployment_does_not_let_an_account_credit_itself():
+    result = run_python(["-c", _SELF_TOP_UP_DEFAULT], **production_env())
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_the_demo_keeps_its_self_top_up():
+    result = run_python(["-c", _SELF_TOP_UP_DEFAULT], DEBUG="true")
+    assert result.stdout.strip() == "True", result.stderr
+
+
+@pytest.mark.django_db
+def test_a_fresh_signup_cannot_credit_itself_with_self_top_up_off(settings):
+    from rest_framework.test import APIClient
+
+    settings.WALLET_SELF_TOPUP_ENABLED = False
+    signup = APIClient().post(
+        "/api/auth/signup/",
+        {
+            "username": "minter",
+            "email": "minter@example.com",
+            "password": "Sturdy-Pass-2024!",
+            "password_confirm": "Sturdy-Pass-2024!",
+        },
+        format="json",
+    )
+    assert signup.status_code == 201, signup.json()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {signup.json()['access']}")
+    answer = client.post("/api/wallet/credit/", {"amount": "100000.00"}, format="json")
+    assert (answer.status_code, answer.json()["code"]) == (403, "self_topup_disabled")
+    assert client.get("/api/wallet/balance/").json()["balance"] == "0.00"
+
+
+def test_the_deploy_check_warns_when_self_top_up_is_switched_on_in_production():
+    result = run_python(DEPLOY_CHECK, **{**production_env(), "WALLET_SELF_TOPUP_ENABLED": "true"})
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "wallet.W001" in result.stdout + result.stderr
+
+
 # --- 12. the API documentation is not public in production; a Content-Security-Policy is sent -----
 
 DOCS = ["/swagger/", "/redoc/", "/swagger.json"]

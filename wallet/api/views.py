@@ -212,6 +212,7 @@ def _money_schema(operation_id, request_body, response=MoneyMovedSerializer):
 
 class CreditView(APIView):
     permission_classes = [IsAuthenticated, SelfTopUpEnabled]
+    throttle_scope = "money"
 
     @_money_schema("wallet_credit", AmountSerializer)
     @idempotent(atomic=True)
@@ -228,6 +229,8 @@ class CreditView(APIView):
 
 
 class DebitView(APIView):
+    throttle_scope = "money"
+
     @_money_schema("wallet_debit", AmountSerializer)
     @idempotent(atomic=True)
     def post(self, request):
@@ -243,6 +246,8 @@ class DebitView(APIView):
 
 
 class TransferView(APIView):
+    throttle_scope = "money"
+
     @_money_schema("wallet_transfer", TransferInputSerializer)
     @idempotent(atomic=True)
     def post(self, request):
@@ -261,6 +266,7 @@ class TransferView(APIView):
 
 class _AdminFundingView(APIView):
     permission_classes = [IsAdmin]
+    throttle_scope = "money"
     operation = None  # services.fund_wallet or services.defund_wallet
     message = ""
 
