@@ -16,7 +16,7 @@ includes the Django admin site; any other role has neither flag (see `apply_role
 """
 
 from django.conf import settings
-from django.contrib.auth import password_validation
+from django.contrib.auth import authenticate, password_validation
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import update_last_login
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -26,6 +26,7 @@ from rest_framework import status
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
+from accounts.lockout import LOCKED_MESSAGE, cool_off_seconds
 from accounts.models import User
 from accounts.signals import users_created
 from accounts.tokens import VersionedRefreshToken, token_pair_for
@@ -39,6 +40,16 @@ class InvalidCredentials(DomainError):
     code = "invalid_credentials"
     message = "No active account with this email and password."
     status_code = status.HTTP_401_UNAUTHORIZED
+
+
+class AccountLocked(DomainError):
+    code = "account_locked"
+    message = LOCKED_MESSAGE
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+
+    @property
+    def retry_after(self):
+        return cool_off_seconds()
 
 
 class AccountInactive(DomainError):
@@ -431,15 +442,17 @@ def issue_tokens(*, user: User) -> dict:
     return pair
 
 
-def authenticate_by_email(*, email: str, password: str) -> User:
-    """The active user with this email (case-insensitive) and password, or InvalidCredentials.
+def authenticate_by_email(*, email: str, password: str, request) -> User:
+    """The active user with this email (case-insensitive) and password, or InvalidCredentials; an
+    unknown email costs one password hash too (accounts.lockout.EmailBackend).
 
-    An unknown email costs one password hash too, so timing does not tell which emails exist."""
-    user = User.objects.filter(email=email.strip().lower()).first()
+    `request` is the Django request: the per-account lockout (django-axes, accounts/lockout.py) reads
+    the client address from it and marks it. A locked account is refused with AccountLocked whatever
+    the password, so a guesser learns nothing more once the limit is reached."""
+    user = authenticate(request, email=email, password=password)
     if user is None:
-        make_password(password)
-        raise InvalidCredentials()
-    if not user.check_password(password) or not user.is_active:
+        if getattr(request, "axes_locked_out", False):
+            raise AccountLocked()
         raise InvalidCredentials()
     return user
 

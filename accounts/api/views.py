@@ -58,7 +58,9 @@ class SignupView(PublicView):
 
 
 class EmailLoginView(PublicView):
-    """Log in with email (case-insensitive) and password."""
+    """Log in with email (case-insensitive) and password. 401 `invalid_credentials`; 429
+    `account_locked` (with Retry-After) after AXES_FAILURE_LIMIT wrong passwords for the account, the
+    right one included, until the cool-off has passed; 429 `throttled` past THROTTLE_LOGIN."""
 
     throttle_scope = "login"
 
@@ -70,7 +72,8 @@ class EmailLoginView(PublicView):
     def post(self, request):
         data = s.EmailLoginSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        user = services.authenticate_by_email(**data.validated_data)
+        # The Django request: the lockout marks it, and axes' middleware reads the mark from it.
+        user = services.authenticate_by_email(**data.validated_data, request=request._request)
         return Response(_login_body(selectors.profile_of(user=user)))
 
 

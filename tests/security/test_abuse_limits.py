@@ -316,6 +316,120 @@ def test_the_docker_image_trusts_forwarded_headers_only_from_the_configured_prox
     assert "TRUSTED_PROXY_COUNT=0" in dockerfile
 
 
+# --- 3. password guessing: a per-account lockout, at the API and the Django admin alike -----------
+
+LOGIN = "/api/auth/login/email/"
+ADMIN_LOGIN = "/admin/login/"
+
+
+@pytest.fixture
+def lockout_after_five(settings):
+    settings.AXES_FAILURE_LIMIT = 5
+
+
+def api_login(user, password, address):
+    return APIClient().post(LOGIN, {"email": user.email, "password": password}, format="json", REMOTE_ADDR=address)
+
+
+def admin_login(user, password, address):
+    from django.test import Client
+
+    session = Client(REMOTE_ADDR=address)
+    answer = session.post(ADMIN_LOGIN, {"username": user.username, "password": password, "next": "/admin/"})
+    return answer, "_auth_user_id" in session.session
+
+
+def test_the_right_password_is_refused_after_the_limit_of_wrong_ones_from_many_addresses(lockout_after_five):
+    from accounts.tests.factories import DEFAULT_PASSWORD
+
+    victim = ClientFactory()
+    guesses = [api_login(victim, f"guess-{n}", address) for n, address in enumerate(stranger_addresses(5))]
+    assert [answer.status_code for answer in guesses] == [401, 401, 401, 401, 429]
+    right = api_login(victim, DEFAULT_PASSWORD, stranger_addresses(6)[-1])
+    assert (right.status_code, right.json()["code"]) == (429, "account_locked")
+    assert "access" not in right.json()
+    assert int(right["Retry-After"]) == 30 * 60
+
+
+def test_the_django_admin_login_is_locked_too(lockout_after_five):
+    from accounts.tests.factories import DEFAULT_PASSWORD, AdminFactory
+
+    admin = AdminFactory()
+    for address in stranger_addresses(5):
+        answer, signed_in = admin_login(admin, "not-the-password", address)
+        assert not signed_in
+    answer, signed_in = admin_login(admin, DEFAULT_PASSWORD, OWNER_ADDRESS)
+    assert (answer.status_code, answer.json()["code"], signed_in) == (429, "account_locked", False)
+
+
+def test_wrong_passwords_at_the_admin_and_at_the_api_count_against_one_account(lockout_after_five):
+    from accounts.tests.factories import DEFAULT_PASSWORD, AdminFactory
+
+    admin = AdminFactory()
+    for address in stranger_addresses(3):
+        admin_login(admin, "not-the-password", address)
+    assert api_login(admin, "still-not-it", OWNER_ADDRESS).status_code == 401
+    assert api_login(admin, "nor-this", OWNER_ADDRESS).json()["code"] == "account_locked"
+    assert api_login(admin, DEFAULT_PASSWORD, OWNER_ADDRESS).json()["code"] == "account_locked"
+
+
+def test_guessing_at_an_unknown_email_or_another_account_locks_nobody_else(lockout_after_five):
+    from accounts.tests.factories import DEFAULT_PASSWORD
+
+    owner, other = ClientFactory(), ClientFactory()
+    stranger = APIClient()
+    for n in range(6):
+        body = {"email": "nobody@example.com", "password": f"x{n}"}
+        stranger.post(LOGIN, body, format="json", REMOTE_ADDR=f"10.9.0.{n}")
+        api_login(other, f"x{n}", f"10.8.0.{n}")
+    assert api_login(owner, DEFAULT_PASSWORD, OWNER_ADDRESS).status_code == 200
+
+
+def test_the_lock_lifts_by_itself_after_the_cool_off(lockout_after_five, settings):
+    from axes.models import AccessAttempt
+
+    from accounts.tests.factories import DEFAULT_PASSWORD
+
+    victim = ClientFactory()
+    for n, address in enumerate(stranger_addresses(5)):
+        api_login(victim, f"guess-{n}", address)
+    assert api_login(victim, DEFAULT_PASSWORD, OWNER_ADDRESS).status_code == 429
+    # The cool-off runs from the last failure: make that one cool-off and a second ago.
+    AccessAttempt.objects.update(attempt_time=timezone.now() - settings.AXES_COOLOFF_TIME - timedelta(seconds=1))
+    assert api_login(victim, DEFAULT_PASSWORD, OWNER_ADDRESS).status_code == 200
+
+
+def test_an_admin_lifts_the_lock_in_the_django_admin(lockout_after_five):
+    from axes.models import AccessAttempt
+    from django.test import Client
+
+    from accounts.tests.factories import DEFAULT_PASSWORD, AdminFactory
+
+    victim = ClientFactory()
+    for n, address in enumerate(stranger_addresses(5)):
+        api_login(victim, f"guess-{n}", address)
+    # One row per address the guesses came from; the admin selects the account's rows and deletes them.
+    rows = list(AccessAttempt.objects.filter(username=victim.username).values_list("pk", flat=True))
+    staff = Client()
+    staff.force_login(AdminFactory())
+    assert staff.get("/admin/axes/accessattempt/", {"q": victim.username}).status_code == 200
+    deleted = staff.post(
+        "/admin/axes/accessattempt/", {"action": "delete_selected", "_selected_action": rows, "post": "yes"}
+    )
+    assert deleted.status_code == 302, deleted.content[:300]
+    assert not AccessAttempt.objects.exists()
+    assert api_login(victim, DEFAULT_PASSWORD, OWNER_ADDRESS).status_code == 200
+
+
+def test_a_locked_account_still_logs_in_by_otp(lockout_after_five, codes_in_answers):
+    owner = ClientFactory(phone_number=OWNER_PHONE, phone_verified=True)
+    for n, address in enumerate(stranger_addresses(5)):
+        api_login(owner, f"guess-{n}", address)
+    code = ask_for_code(OWNER_PHONE, OWNER_ADDRESS).json()["otp"]
+    login = try_code(OWNER_PHONE, code, OWNER_ADDRESS)
+    assert (login.status_code, login.json()["user"]["id"]) == (200, owner.pk)
+
+
 # --- 3. money-moving endpoints: a per-user limit ---------------------------------------------------
 
 

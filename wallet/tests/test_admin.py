@@ -5,7 +5,6 @@ from django.contrib.admin.sites import site
 from django.test import Client
 from django.urls import reverse
 
-from accounts.tests.factories import DEFAULT_PASSWORD
 from wallet.models import Transfer, Wallet
 from wallet.tests.conftest import assert_ledger_clean, balance_of
 
@@ -14,8 +13,10 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def admin_browser(admin_user):
+    # force_login: Client.login() calls authenticate() without a request, which the login lockout
+    # (django-axes) refuses; signing in through the admin's form is what tests/security covers.
     browser = Client()
-    assert browser.login(username=admin_user.username, password=DEFAULT_PASSWORD)
+    browser.force_login(admin_user)
     return browser
 
 
@@ -69,7 +70,7 @@ def test_a_staff_user_who_is_not_an_admin_cannot_move_money(distributor, retaile
     distributor.is_staff = True
     distributor.save()
     browser = Client()
-    browser.login(username=distributor.username, password=DEFAULT_PASSWORD)
+    browser.force_login(distributor)
     page = reverse("admin:wallet_wallet_move_money", args=[retailer.wallet.pk])
     assert browser.post(page, {"operation": "FUND", "amount": "1.00", "token": "t"}).status_code == 403
     assert Transfer.objects.count() == 0
