@@ -306,12 +306,22 @@ IDEMPOTENCY_LEASE_SECONDS = env_int("IDEMPOTENCY_LEASE_SECONDS", 120)
 RECHARGE_GATEWAY = os.environ.get("RECHARGE_GATEWAY", "purchases.gateways.SandboxGateway")
 RECHARGE_GATEWAY_LATENCY_MS = env_int("RECHARGE_GATEWAY_LATENCY_MS", 0)
 RECHARGE_GATEWAY_TIMEOUT_SECONDS = env_int("RECHARGE_GATEWAY_TIMEOUT_SECONDS", 30)
+# Operator callbacks (POST /api/purchases/callbacks/<gateway>/): the shared HMAC secret; several,
+# comma-separated, while rotating (any verifies; the sandbox signs with the first). Empty: every
+# callback is refused (401).
+RECHARGE_CALLBACK_SECRET = os.environ.get("RECHARGE_CALLBACK_SECRET", "")
+# Sandbox callback mode: where the sandbox POSTs final statuses (empty: it answers synchronously,
+# and PENDING purchases are settled by status checks), and after how long.
+RECHARGE_SANDBOX_CALLBACK_URL = os.environ.get("RECHARGE_SANDBOX_CALLBACK_URL", "")
+RECHARGE_SANDBOX_CALLBACK_DELAY_MS = env_int("RECHARGE_SANDBOX_CALLBACK_DELAY_MS", 500)
 # An unkeyed purchase of the same amount for the same number by the same buyer within this many minutes
 # of one that has not failed is refused (409 duplicate_purchase): a retry must not buy twice. 0: off.
 PURCHASE_DUPLICATE_WINDOW_MINUTES = env_int("PURCHASE_DUPLICATE_WINDOW_MINUTES", 5)
 # A PENDING purchase never sent this long after its acceptance lost its task (broker down, worker
 # died before sending): the periodic sweep enqueues it again.
 PURCHASE_RESEND_AFTER_SECONDS = env_int("PURCHASE_RESEND_AFTER_SECONDS", 30)
+# The admin's "stuck" filter: PENDING for longer than this.
+PURCHASE_STUCK_MINUTES = env_int("PURCHASE_STUCK_MINUTES", 10)
 
 # --- Task queue (Celery: config/celery.py) -------------------------------------
 # Redis (`redis://host:6379/1`) or RabbitMQ (`amqp://user:pass@host:5672//`). Empty: no broker, and
