@@ -67,6 +67,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.metrics.RequestLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "core.middleware.RejectNulBytesMiddleware",
     "core.middleware.JsonContentTypeOnEmptyResponses",
@@ -369,6 +370,11 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 3600},
     },
 }
+
+# --- Metrics (GET /metrics, Prometheus: core/metrics.py) ------------------------------------------
+# A scrape sends `Authorization: Bearer <METRICS_TOKEN>`. Unset: open with DEBUG on, 404 in production.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_COLLECTORS = ["purchases.metrics.PurchaseCollector", "wallet.metrics.HoldCollector"]
 
 LOGGING = {
     "version": 1,
