@@ -315,6 +315,11 @@ RECHARGE_CALLBACK_SECRET = os.environ.get("RECHARGE_CALLBACK_SECRET", "")
 # and PENDING purchases are settled by status checks), and after how long.
 RECHARGE_SANDBOX_CALLBACK_URL = os.environ.get("RECHARGE_SANDBOX_CALLBACK_URL", "")
 RECHARGE_SANDBOX_CALLBACK_DELAY_MS = env_int("RECHARGE_SANDBOX_CALLBACK_DELAY_MS", 500)
+# A purchase sent this long ago whose outcome is still unknown is asked about (check_status), never
+# sent again: its send must have ended (the gateway timeout) with a margin.
+PURCHASE_STATUS_CHECK_AFTER_SECONDS = env_int(
+    "PURCHASE_STATUS_CHECK_AFTER_SECONDS", RECHARGE_GATEWAY_TIMEOUT_SECONDS + 30
+)
 # An unkeyed purchase of the same amount for the same number by the same buyer within this many minutes
 # of one that has not failed is refused (409 duplicate_purchase): a retry must not buy twice. 0: off.
 PURCHASE_DUPLICATE_WINDOW_MINUTES = env_int("PURCHASE_DUPLICATE_WINDOW_MINUTES", 5)

@@ -234,7 +234,7 @@ def fulfil_purchase(*, purchase_id, gateway=None, sent_before=None) -> Purchase 
     sent at most once: `sent_at` is set by one conditional update, committed before the call, so the
     run that sets it is the only one that sends. A run that finds it already sent asks the gateway's
     status, but only about a send that must have ended (sent before `sent_before`, by default
-    RECHARGE_GATEWAY_TIMEOUT_SECONDS + 30 s ago); a send still in flight elsewhere is left to its run.
+    PURCHASE_STATUS_CHECK_AFTER_SECONDS ago); a send still in flight elsewhere is left to its run.
     The gateway is called with no transaction open and no connection held (core.db_threads). Returns
     the purchase, or None if it is not PENDING (already final) or does not exist."""
     return _fulfil(purchase_id=purchase_id, gateway=gateway, sent_before=sent_before)[0]
@@ -486,8 +486,9 @@ class SettleReport:
 
 
 def default_settle_age() -> timedelta:
-    """Leave a purchase alone until its own gateway call must have ended (the gateway timeout)."""
-    return timedelta(seconds=settings.RECHARGE_GATEWAY_TIMEOUT_SECONDS + 30)
+    """Leave a purchase alone until its own gateway call must have ended: PURCHASE_STATUS_CHECK_AFTER_SECONDS
+    (the gateway timeout + 30 s by default)."""
+    return timedelta(seconds=settings.PURCHASE_STATUS_CHECK_AFTER_SECONDS)
 
 
 def settle_pending_purchases(*, older_than=None, limit=None, gateway=None) -> SettleReport:
@@ -533,7 +534,7 @@ def enqueue_pending_purchases(*, unsent_after=None, sent_after=None, limit=1000)
     """The periodic sweep (beat): enqueue fulfilment again for PENDING purchases whose task was lost
     (never sent, older than `unsent_after`, PURCHASE_RESEND_AFTER_SECONDS by default: the broker was
     down at acceptance, or a worker died before sending) and for those sent but unsettled (sent more
-    than `sent_after` ago, RECHARGE_GATEWAY_TIMEOUT_SECONDS + 30 s by default: their status is asked).
+    than `sent_after` ago, PURCHASE_STATUS_CHECK_AFTER_SECONDS by default: their status is asked).
     Enqueueing twice is harmless (fulfilment sends at most once, settles once), so several machines
     may run it. Returns how many were enqueued."""
     from purchases import tasks  # tasks import this module
