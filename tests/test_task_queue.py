@@ -159,3 +159,62 @@ def test_a_purchase_is_accepted_at_once_and_a_real_worker_settles_it():
         assert stack.manage("verify_ledger", check=False).returncode == 0
     finally:
         stack.stop()
+
+
+@pytest.mark.postgres
+def test_a_worker_killed_mid_call_is_redelivered_asks_the_status_and_never_recharges_twice():
+    import os
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL")
+    stack = LiveStack(
+        os.environ["DATABASE_URL"],
+        name_suffix="killed",
+        broker_url=broker_for_tests(),
+        extra_env={
+            "RECHARGE_GATEWAY_LATENCY_MS": "3000",
+            "RECHARGE_GATEWAY_TIMEOUT_SECONDS": "4",
+            "PURCHASE_STATUS_CHECK_AFTER_SECONDS": "5",
+            "CELERY_VISIBILITY_TIMEOUT_SECONDS": "8",
+            "CELERY_RESTORE_INTERVAL_SECONDS": "2",
+        },
+    )
+    stack.start()
+    dsn = {k: v for k, v in stack.admin_dsn.items() if v is not None} | {"dbname": stack.database}
+
+    def rows(sql):
+        with psycopg2.connect(**dsn) as conn, conn.cursor() as cursor:
+            cursor.execute(sql)
+            return cursor.fetchall()
+
+    try:
+        token = stack.seed["tokens"]["retailer"]
+        for n in range(4):
+            status, body, _ = stack.request(
+                "POST",
+                "/api/purchases/purchase/",
+                {"plan_id": stack.seed["ids"]["plan"], "mobile_number": f"98765123{n:02d}"},
+                token=token,
+                headers={"Idempotency-Key": f"killed-{n}"},
+            )
+            assert status == 202, body
+        deadline = time.monotonic() + 20
+        while rows("SELECT count(*) FROM purchases_purchase WHERE sent_at IS NOT NULL")[0][0] < 4:
+            assert time.monotonic() < deadline, stack.worker_output()
+            time.sleep(0.1)
+        stack.kill_worker()  # every call in flight: sent, its outcome unknown to us
+        assert rows("SELECT count(*) FROM purchases_purchase WHERE status = 'PENDING'")[0][0] == 4
+        stack.start_worker()
+
+        deadline = time.monotonic() + 60
+        while rows("SELECT count(*) FROM purchases_purchase WHERE status = 'PENDING'")[0][0]:
+            assert time.monotonic() < deadline, stack.worker_output()
+            time.sleep(0.5)
+        assert rows("SELECT status, count(*) FROM purchases_purchase GROUP BY status") == [("SUCCESS", 4)]
+        # The operator's own record: each recharge received once, never again after the restart.
+        assert rows("SELECT max(times_received), count(*) FROM purchases_sandboxrecharge") == [(1, 4)]
+        assert stack.manage("verify_ledger", check=False).returncode == 0
+    finally:
+        stack.stop()
