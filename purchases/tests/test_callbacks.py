@@ -262,6 +262,17 @@ def test_the_sandbox_remembers_what_it_received_and_counts_a_second_receipt():
     assert SandboxRecharge.objects.get(reference="P424242").times_received == 2
 
 
+def test_a_reversal_in_the_sandbox_is_remembered_and_only_for_a_successful_recharge():
+    gateway = SandboxGateway()
+    gateway.recharge(_request())
+
+    assert SandboxGateway.reverse("P424242") is True
+    assert SandboxGateway.reverse("P424242") is False  # already reversed
+    assert SandboxGateway.reverse("P999") is False  # never received
+    result = gateway.check_status(_request())
+    assert result.status == "FAILED" and "reversed" in result.message
+
+
 def test_a_timeout_that_never_reached_the_operator_is_not_in_its_memory():
     from purchases.gateways import GatewayTimeout
 
