@@ -145,6 +145,11 @@ def verdicts(results, targets, verify_target_seconds):
             purchase["queries"] <= PURCHASE_QUERY_BUDGET,
             f"purchases: {purchase['queries']} queries on the acceptance path (target <= {PURCHASE_QUERY_BUDGET})",
         )
+    if results.get("busy_hour"):
+        from bench.busy_hour import verdicts as busy_hour_verdicts
+
+        for kind, ok, text in busy_hour_verdicts(results["busy_hour"]):
+            (judge if kind == "judge" else target)(ok, text)
     verify = results["verify_initial"]
     judge(verify["ok"], f"verify_ledger clean on the seeded journal of {results['seed']['transfers']:,} transfers")
     target(
@@ -241,6 +246,15 @@ def plot(results, titles, path):
                 label=f"{titles[scenario]}: pgbench ceiling",
             )
             tail.plot(c_levels, [ceiling[level]["p99_ms"] for level in c_levels], linestyle="--", color=colour)
+    busy = results.get("busy_hour") or {}
+    for mode, marker in (("polling", "*"), ("callbacks", "P")):
+        if busy.get(mode):
+            measured = busy[mode]["measured"]
+            for name, shape in (("purchases", marker), ("transfers", "x")):
+                run = measured[name]
+                label = f"9. busy hour ({mode}): {'accepted purchases' if name == 'purchases' else 'transfers'}"
+                throughput.plot([busy["clients"]], [run["rps"]], marker=shape, markersize=11, linestyle="", label=label)
+                tail.plot([busy["clients"]], [run["p99_ms"]], marker=shape, markersize=11, linestyle="")
     for axis, label in ((throughput, "requests (transactions) per second"), (tail, "p99 latency, ms")):
         axis.set_xscale("log", base=2)
         axis.set_yscale("log")
@@ -255,6 +269,44 @@ def plot(results, titles, path):
     figure.tight_layout(rect=(0, 0.16, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def busy_hour_table(results):
+    """Scenario 9 (bench/busy_hour.py): its own stacks, one row per mode and phase."""
+    busy = results.get("busy_hour")
+    if not busy:
+        return ""
+    rows = [
+        f"### 9. Busy hour: gunicorn 2x4, one worker process ({busy['worker_concurrency']} threads), the sandbox "
+        f"at {busy['gateway_latency_ms']} ms, {busy['clients']} clients",
+        "",
+        "| mode | phase | purchases accepted/s | accept p95 ms | transfers/s (same stack) | transfers p95 ms "
+        "| errors | all final after (s) | purchases by status | received twice | held left | ledger |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |",
+    ]
+    for mode in ("polling", "callbacks"):
+        found = busy.get(mode)
+        if not found:
+            continue
+        for phase in ("measured", "worker_killed", "broker_stopped"):
+            result = found[phase]
+            checks = result["checks"]
+            if phase == "measured":
+                accepted, transfers = result["purchases"], result["transfers"]
+                cells = [f"{accepted['rps']:.1f}", f"{accepted['p95_ms']:.0f}", f"{transfers['rps']:.1f}"]
+                cells += [f"{transfers['p95_ms']:.0f}", str(accepted["errors"])]
+            else:
+                cells = [f"{result['accepted_rps']:.1f}", f"{result['p95_ms']:.0f}", "", "", str(result["errors"])]
+            final = result["final_after_seconds"]
+            cells += [
+                "never" if final is None else f"{final:.1f}",
+                ", ".join(f"{status} {count}" for status, count in sorted(checks["statuses"].items())),
+                str(checks["received_twice"]),
+                checks["held_left"],
+                "clean" if checks["ledger_clean"] else "NOT CLEAN",
+            ]
+            rows.append(f"| {mode} | {phase.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 def render(results, titles, verdict_lines):
@@ -295,6 +347,8 @@ def render(results, titles, verdict_lines):
         "work in raw SQL (bench/pgbench/), at the same concurrency, on the same server, in the same run.",
         "",
         ceiling_table(results, titles),
+        "",
+        busy_hour_table(results),
         "",
         "## Targets",
         "",

@@ -50,7 +50,11 @@ SCENARIOS = {
     "history_deep": ("6b. history of the busy wallet, deep page", False, None, "history_deep"),
     "wallets": ("7. a retailer lists its wallet", False, None, "wallets"),
     "funding": ("8. admin funding (add-to-wallet)", True, None, "funding"),
+    # Its own stacks (broker, gunicorn 2x4, one worker, the sandbox at 1,000 ms): bench/busy_hour.py.
+    "busy_hour": ("9. busy hour: purchases on the task queue, polling and callbacks", True, None, None),
 }
+# Scenarios that run their own stack and checks rather than one load at each concurrency level.
+OWN_STACK_SCENARIOS = {"busy_hour"}
 # Run at one client only: one payout is 1,000 transfers; the comparison is with 1,000 single ones.
 SEQUENTIAL_SCENARIOS = {"payouts"}
 # Issue 16: each mirrored endpoint against its naive twin, measured side by side in the same run.
@@ -150,8 +154,8 @@ def free_port():
 class Server:
     """gunicorn serving `app` with the given shape; ready once it answers `probe` (any HTTP status)."""
 
-    def __init__(self, *, workers, threads, app="config.wsgi:application", env=None, probe="/api/health/"):
-        self.port = free_port()
+    def __init__(self, *, workers, threads, app="config.wsgi:application", env=None, probe="/api/health/", port=None):
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [
             str(Path(sys.executable).parent / "gunicorn"),
@@ -553,10 +557,10 @@ def main():
             twin_fixture_path.write_text(json.dumps(twin_fixture))
             log(f"twin seeded: {twin_fixture['history_rows']:,} rows in the busy wallet's history")
         results["history_rows"] = fixture["history_rows"]
-        results["queries"] = count_queries(fixture, scenarios)
+        results["queries"] = count_queries(fixture, [name for name in scenarios if name not in OWN_STACK_SCENARIOS])
         log(f"queries (round trips) per request: {results['queries']}")
         results["runs"], results["twin_runs"], results["ceilings"], results["checks"] = {}, {}, {}, {}
-        for scenario in scenarios:
+        for scenario in [name for name in scenarios if name not in OWN_STACK_SCENARIOS]:
             title, moves_money, ceiling_script, twin_scenario = SCENARIOS[scenario]
             scenario_levels = [1] if scenario in SEQUENTIAL_SCENARIOS else levels
             if scenario == "payouts":
@@ -601,6 +605,18 @@ def main():
                     results["ceilings"].setdefault(scenario, {})[level] = ceiling
                     log(f"    pgbench ceiling @ {level}: {ceiling['tps']:.0f} tps, p99 {ceiling['p99_ms']:.1f} ms")
                 results["checks"][scenario]["ceiling_verify"] = timed_verify()
+        if "busy_hour" in scenarios:
+            from bench import busy_hour
+
+            log(f"{SCENARIOS['busy_hour'][0]} ...")
+            results["busy_hour"] = busy_hour.run(
+                fixture=fixture,
+                folder=output,
+                run_load=run_load,
+                server_class=Server,
+                duration=args.duration,
+                log=log,
+            )
     finally:
         server.stop()
         if twin is not None:

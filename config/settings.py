@@ -68,6 +68,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "core.metrics.RequestLatencyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "core.middleware.RequestBodyLimitMiddleware",
     "core.middleware.RejectNulBytesMiddleware",
@@ -357,12 +358,27 @@ IDEMPOTENCY_LEASE_SECONDS = env_int("IDEMPOTENCY_LEASE_SECONDS", 120)
 RECHARGE_GATEWAY = os.environ.get("RECHARGE_GATEWAY", "purchases.gateways.SandboxGateway")
 RECHARGE_GATEWAY_LATENCY_MS = env_int("RECHARGE_GATEWAY_LATENCY_MS", 0)
 RECHARGE_GATEWAY_TIMEOUT_SECONDS = env_int("RECHARGE_GATEWAY_TIMEOUT_SECONDS", 30)
+# Operator callbacks (POST /api/purchases/callbacks/<gateway>/): the shared HMAC secret; several,
+# comma-separated, while rotating (any verifies; the sandbox signs with the first). Empty: every
+# callback is refused (401).
+RECHARGE_CALLBACK_SECRET = os.environ.get("RECHARGE_CALLBACK_SECRET", "")
+# Sandbox callback mode: where the sandbox POSTs final statuses (empty: it answers synchronously,
+# and PENDING purchases are settled by status checks), and after how long.
+RECHARGE_SANDBOX_CALLBACK_URL = os.environ.get("RECHARGE_SANDBOX_CALLBACK_URL", "")
+RECHARGE_SANDBOX_CALLBACK_DELAY_MS = env_int("RECHARGE_SANDBOX_CALLBACK_DELAY_MS", 500)
+# A purchase sent this long ago whose outcome is still unknown is asked about (check_status), never
+# sent again: its send must have ended (the gateway timeout) with a margin.
+PURCHASE_STATUS_CHECK_AFTER_SECONDS = env_int(
+    "PURCHASE_STATUS_CHECK_AFTER_SECONDS", RECHARGE_GATEWAY_TIMEOUT_SECONDS + 30
+)
 # An unkeyed purchase of the same amount for the same number by the same buyer within this many minutes
 # of one that has not failed is refused (409 duplicate_purchase): a retry must not buy twice. 0: off.
 PURCHASE_DUPLICATE_WINDOW_MINUTES = env_int("PURCHASE_DUPLICATE_WINDOW_MINUTES", 5)
 # A PENDING purchase never sent this long after its acceptance lost its task (broker down, worker
 # died before sending): the periodic sweep enqueues it again.
 PURCHASE_RESEND_AFTER_SECONDS = env_int("PURCHASE_RESEND_AFTER_SECONDS", 30)
+# The admin's "stuck" filter: PENDING for longer than this.
+PURCHASE_STUCK_MINUTES = env_int("PURCHASE_STUCK_MINUTES", 10)
 
 # --- Task queue (Celery: config/celery.py) -------------------------------------
 # Redis (`redis://host:6379/1`) or RabbitMQ (`amqp://user:pass@host:5672//`). Empty: no broker, and
@@ -383,7 +399,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_VISIBILITY_TIMEOUT_SECONDS = env_int(
     "CELERY_VISIBILITY_TIMEOUT_SECONDS", env_int("RECHARGE_GATEWAY_TIMEOUT_SECONDS", 30) + 60
 )
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS}
+# Redis: how often a worker looks for messages whose worker died (past the visibility timeout) and puts
+# them back. kombu's default scans only every 10th 10-second tick (100 s); every tick is one cheap
+# ZRANGE on the unacknowledged index.
+CELERY_RESTORE_INTERVAL_SECONDS = env_int("CELERY_RESTORE_INTERVAL_SECONDS", 10)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS,
+    "unacked_restore_interval": CELERY_RESTORE_INTERVAL_SECONDS,
+    "unacked_restore_throttle": 1,
+}
 # A request that enqueues while the broker is down must answer at once: the work is already committed
 # and a periodic sweep enqueues it again, so publishing gives up quickly instead of holding the request.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
@@ -410,6 +434,11 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 3600},
     },
 }
+
+# --- Metrics (GET /metrics, Prometheus: core/metrics.py) ------------------------------------------
+# A scrape sends `Authorization: Bearer <METRICS_TOKEN>`. Unset: open with DEBUG on, 404 in production.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_COLLECTORS = ["purchases.metrics.PurchaseCollector", "wallet.metrics.HoldCollector"]
 
 LOGGING = {
     "version": 1,

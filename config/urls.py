@@ -5,6 +5,7 @@ from drf_yasg.views import get_schema_view
 from rest_framework.permissions import AllowAny
 
 from accounts.api import urls as accounts_urls
+from core.metrics import metrics_view
 from core.views import REDOC_CSP, SWAGGER_UI_CSP, HealthView, documentation_view
 from wallet.api import urls as wallet_urls
 
@@ -31,6 +32,7 @@ redoc = schema_view.with_ui("redoc", cache_timeout=0)
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/health/", HealthView.as_view(), name="health"),
+    path("metrics", metrics_view, name="metrics"),
     path("api/auth/", include("accounts.api.urls")),
     path("api/wallet/", include("wallet.api.urls")),
     path("api/plans/", include("plans.api.urls")),

@@ -18,12 +18,18 @@ never holds a web worker past the server's own timeout.
 """
 
 import hashlib
+import json
+import logging
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
 from django.utils.module_loading import import_string
+
+logger = logging.getLogger(__name__)
 
 
 class GatewayError(Exception):
@@ -60,6 +66,10 @@ class GatewayResult:
 
 
 class BaseGateway:
+    # The <gateway> of POST /api/purchases/callbacks/<gateway>/ this gateway's aggregator calls back
+    # on (empty: it sends no callbacks).
+    callback_name = ""
+
     def recharge(self, request: RechargeRequest) -> GatewayResult:
         raise NotImplementedError
 
@@ -68,9 +78,11 @@ class BaseGateway:
 
 
 class SandboxGateway(BaseGateway):
-    """A deterministic stand-in for a recharge aggregator, for development and tests.
-
-    What happens depends only on the mobile number recharged (national form shown; +91 implied):
+    """A stand-in for a recharge aggregator, for development, tests and benchmarks, with a memory:
+    every recharge it receives is recorded (purchases.models.SandboxRecharge, keyed by reference),
+    so `check_status` about a recharge it never got answers FAILED ("no such recharge") truthfully,
+    and a reference received twice is counted (`times_received`: the proof that nothing was
+    recharged twice). What happens depends only on the number recharged (+91 implied):
 
     =============  =========================================  ==================================
     number         recharge() answers                         check_status() answers
@@ -79,15 +91,24 @@ class SandboxGateway(BaseGateway):
     9000000002     PENDING                                    SUCCESS
     9000000003     PENDING                                    FAILED
     9000000004     raises GatewayUnavailable (not sent)       FAILED (never received)
-    9000000005     raises GatewayTimeout (outcome unknown)    SUCCESS
-    9000000006     raises GatewayTimeout (outcome unknown)    FAILED
+    9000000005     raises GatewayTimeout (received)           SUCCESS
+    9000000006     raises GatewayTimeout (never received)     FAILED (never received)
     9000000007     PENDING                                    PENDING (stays pending)
     anything else  SUCCESS                                    SUCCESS
+    never sent     -                                          FAILED (never received)
     =============  =========================================  ==================================
 
-    Every call first sleeps RECHARGE_GATEWAY_LATENCY_MS milliseconds. A successful recharge gets
-    an operator reference derived from the request's reference ("SBX" + 12 hex digits).
+    Every call first sleeps RECHARGE_GATEWAY_LATENCY_MS milliseconds (a recharge is recorded before,
+    as a real operator has it once the request arrives). A successful recharge gets an operator
+    reference derived from the request's reference ("SBX" + 12 hex digits).
+
+    Callback mode (RECHARGE_SANDBOX_CALLBACK_URL set): a recharge received answers PENDING, and the
+    final status is POSTed later, signed with RECHARGE_CALLBACK_SECRET, to that URL (a task, after
+    RECHARGE_SANDBOX_CALLBACK_DELAY_MS), as an aggregator's callback does. `reverse(reference)`
+    plays an operator reversing a successful recharge (a REVERSED callback).
     """
+
+    callback_name = "sandbox"
 
     FAILS = "+919000000001"
     PENDING_THEN_SUCCESS = "+919000000002"
@@ -98,28 +119,61 @@ class SandboxGateway(BaseGateway):
     PENDING_FOREVER = "+919000000007"
 
     def recharge(self, request):
-        self._wait()
         number = request.mobile_number
-        if number == self.FAILS:
-            return GatewayResult(GatewayResult.FAILED, message="Operator declined the recharge (sandbox).")
+        if number == self.UNAVAILABLE:
+            self._wait()
+            raise GatewayUnavailable("Connection refused by the aggregator (sandbox).")
+        if number == self.TIMEOUT_THEN_FAILS:
+            self._wait()  # lost on the way: the operator never had it
+            raise GatewayTimeout("No answer from the aggregator in time (sandbox).")
+        final = self._final_status(number)
+        record = _run_db(_receive, request=request, status=final, operator_reference=self.operator_reference(request))
+        self._wait()
+        calls_back = bool(settings.RECHARGE_SANDBOX_CALLBACK_URL) and final != GatewayResult.PENDING
+        if calls_back:
+            _schedule_callback(record.reference)
+        if number == self.TIMEOUT_THEN_SUCCESS:
+            raise GatewayTimeout("No answer from the aggregator in time (sandbox).")
+        if calls_back:
+            return GatewayResult(GatewayResult.PENDING, message="Accepted; the result will be called back.")
         if number in (self.PENDING_THEN_SUCCESS, self.PENDING_THEN_FAILS, self.PENDING_FOREVER):
             return GatewayResult(GatewayResult.PENDING, message="Accepted by the operator, awaiting confirmation.")
-        if number == self.UNAVAILABLE:
-            raise GatewayUnavailable("Connection refused by the aggregator (sandbox).")
-        if number in (self.TIMEOUT_THEN_SUCCESS, self.TIMEOUT_THEN_FAILS):
-            raise GatewayTimeout("No answer from the aggregator in time (sandbox).")
-        return GatewayResult(GatewayResult.SUCCESS, operator_reference=self.operator_reference(request))
+        return self._result(record)
 
     def check_status(self, request):
         self._wait()
-        number = request.mobile_number
-        if number == self.PENDING_FOREVER:
-            return GatewayResult(GatewayResult.PENDING, message="Still awaiting the operator.")
-        if number in (self.FAILS, self.PENDING_THEN_FAILS, self.TIMEOUT_THEN_FAILS):
-            return GatewayResult(GatewayResult.FAILED, message="The operator reported the recharge failed (sandbox).")
-        if number == self.UNAVAILABLE:
+        record = _run_db(_received, reference=request.reference)
+        if record is None:
             return GatewayResult(GatewayResult.FAILED, message="No such recharge was received (sandbox).")
-        return GatewayResult(GatewayResult.SUCCESS, operator_reference=self.operator_reference(request))
+        if record.status == GatewayResult.PENDING:
+            return GatewayResult(GatewayResult.PENDING, message="Still awaiting the operator.")
+        return self._result(record)
+
+    def _final_status(self, number):
+        if number in (self.FAILS, self.PENDING_THEN_FAILS):
+            return GatewayResult.FAILED
+        if number == self.PENDING_FOREVER:
+            return GatewayResult.PENDING
+        return GatewayResult.SUCCESS
+
+    @staticmethod
+    def _result(record):
+        if record.status == GatewayResult.SUCCESS:
+            return GatewayResult(GatewayResult.SUCCESS, operator_reference=record.operator_reference)
+        if record.status == "REVERSED":
+            return GatewayResult(GatewayResult.FAILED, message="The operator reversed the recharge (sandbox).")
+        return GatewayResult(GatewayResult.FAILED, message="The operator reported the recharge failed (sandbox).")
+
+    @staticmethod
+    def reverse(reference) -> bool:
+        """Reverse a successful recharge, as an operator refunding it would: recorded, and called back
+        (REVERSED) in callback mode. False if there was no successful recharge with that reference."""
+        from purchases.models import SandboxRecharge
+
+        reversed_now = SandboxRecharge.objects.filter(reference=reference, status="SUCCESS").update(status="REVERSED")
+        if reversed_now and settings.RECHARGE_SANDBOX_CALLBACK_URL:
+            _schedule_callback(reference)
+        return bool(reversed_now)
 
     @staticmethod
     def operator_reference(request):
@@ -136,6 +190,105 @@ class SandboxGateway(BaseGateway):
             raise GatewayTimeout(f"No answer within {timeout} s (sandbox latency {latency:.0f} s).")
         if latency > 0:
             time.sleep(latency)
+
+
+def _run_db(fn, **kwargs):
+    # The sandbox runs inside a worker's pool threads, which hold no database connection of their own.
+    from core import db_threads
+
+    return db_threads.run(fn, **kwargs)
+
+
+def _receive(*, request, status, operator_reference):
+    """Record a recharge the sandbox received; a second receipt of the same reference is counted (a
+    real operator that dedupes would ignore it: the count proves whether it ever happened)."""
+    from django.db import IntegrityError, transaction
+    from django.db.models import F
+
+    from purchases.models import SandboxRecharge
+
+    fields = {
+        "mobile_number": request.mobile_number,
+        "amount": request.amount,
+        "operator": request.operator[:50],
+        "status": status,
+        "operator_reference": operator_reference if status == GatewayResult.SUCCESS else "",
+    }
+    try:
+        with transaction.atomic():
+            return SandboxRecharge.objects.create(reference=request.reference, **fields)
+    except IntegrityError:
+        SandboxRecharge.objects.filter(reference=request.reference).update(times_received=F("times_received") + 1)
+        return SandboxRecharge.objects.get(reference=request.reference)
+
+
+def _received(*, reference):
+    from purchases.models import SandboxRecharge
+
+    return SandboxRecharge.objects.filter(reference=reference).first()
+
+
+def _schedule_callback(reference):
+    from purchases import tasks
+
+    countdown = settings.RECHARGE_SANDBOX_CALLBACK_DELAY_MS / 1000
+    try:
+        tasks.deliver_sandbox_callback.apply_async(kwargs={"reference": reference}, countdown=countdown)
+    except Exception:  # noqa: BLE001 - broker down: the purchase's status check still settles it
+        logger.warning("sandbox: could not schedule the callback of %s", reference, exc_info=True)
+
+
+def callback_body(*, reference) -> bytes | None:
+    """The JSON body the sandbox calls back with for `reference` (None: nothing final to report)."""
+    record = _received(reference=reference)
+    if record is None or record.status == GatewayResult.PENDING:
+        return None
+    body = {
+        "reference": record.reference,
+        "status": record.status,
+        "operator_reference": record.operator_reference,
+        "message": "Sandbox callback.",
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class CallbackNotDelivered(Exception):
+    """The callback URL did not answer 2xx: the task retries."""
+
+
+def deliver_sandbox_callback(*, reference) -> bool:
+    """POST the signed final status of `reference` to RECHARGE_SANDBOX_CALLBACK_URL. True if it was
+    delivered (2xx); raises CallbackNotDelivered (retried) on any other answer or a network error."""
+    from django.utils import timezone
+
+    from core import signatures
+    from purchases.models import SandboxRecharge
+
+    url = settings.RECHARGE_SANDBOX_CALLBACK_URL
+    body = _run_db(callback_body, reference=reference)
+    if not url or body is None:
+        return False
+    secret = callback_secrets()[0] if callback_secrets() else ""
+    request = urllib.request.Request(url, data=body, method="POST")  # noqa: S310 - a configured URL
+    request.add_header("Content-Type", "application/json")
+    request.add_header(signatures.HEADER, signatures.sign(secret=secret, body=body))
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            status = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    except OSError as error:
+        raise CallbackNotDelivered(f"{url}: {error}") from error
+    if not 200 <= status < 300:
+        raise CallbackNotDelivered(f"{url} answered {status}")
+    _run_db(lambda: SandboxRecharge.objects.filter(reference=reference).update(callback_delivered_at=timezone.now()))
+    return True
+
+
+def callback_secrets() -> list[str]:
+    """RECHARGE_CALLBACK_SECRET: one secret, or several separated by commas while rotating (the first
+    signs, any verifies)."""
+    return [secret.strip() for secret in settings.RECHARGE_CALLBACK_SECRET.split(",") if secret.strip()]
 
 
 def get_gateway(path=None) -> BaseGateway:

@@ -23,6 +23,9 @@ class Purchase(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     distributor_commission = models.DecimalField(**MONEY, default=0)
+    # A reversal takes the margins back only as far as each wallet's available balance goes (never
+    # negative): what could not be taken back is recorded here, for operators.
+    commission_unrecovered = models.DecimalField(**MONEY, default=0)
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
     operator_reference = models.CharField(max_length=100, blank=True, default="")
     failure_reason = models.CharField(max_length=255, blank=True, default="")
@@ -58,3 +61,31 @@ class Purchase(models.Model):
         its hold, commissions and refund) and to the operator. The purchase owns the link; the
         ledger's schema names no purchase."""
         return f"P{self.pk}"
+
+
+class SandboxRecharge(models.Model):
+    """What the sandbox operator received (purchases.gateways.SandboxGateway's memory): one row per
+    reference, so that a status check about a recharge it never got answers truthfully, and a
+    recharge received twice shows (`times_received`). Not used by a real gateway."""
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending"
+        SUCCESS = "SUCCESS", "Success"
+        FAILED = "FAILED", "Failed"
+        REVERSED = "REVERSED", "Reversed"
+
+    reference = models.CharField(max_length=64, unique=True)
+    mobile_number = models.CharField(max_length=16)
+    amount = models.DecimalField(**MONEY)
+    operator = models.CharField(max_length=50, blank=True, default="")
+    status = models.CharField(max_length=8, choices=Status.choices)
+    operator_reference = models.CharField(max_length=100, blank=True, default="")
+    times_received = models.PositiveIntegerField(default=1)
+    received_at = models.DateTimeField(auto_now_add=True)
+    callback_delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+
+    def __str__(self):
+        return f"{self.reference} {self.mobile_number} {self.status} x{self.times_received}"

@@ -34,7 +34,7 @@ from rest_framework import status
 
 from accounts.margins import margin_for
 from core import db_threads
-from core.errors import DomainError
+from core.errors import DomainError, NotFound
 from core.money import ZERO, percentage_of
 from core.phone import mobile_number_text, normalize_mobile_number, same_number
 from core.queue import enqueue_after_commit, enqueue_now
@@ -234,7 +234,7 @@ def fulfil_purchase(*, purchase_id, gateway=None, sent_before=None) -> Purchase 
     sent at most once: `sent_at` is set by one conditional update, committed before the call, so the
     run that sets it is the only one that sends. A run that finds it already sent asks the gateway's
     status, but only about a send that must have ended (sent before `sent_before`, by default
-    RECHARGE_GATEWAY_TIMEOUT_SECONDS + 30 s ago); a send still in flight elsewhere is left to its run.
+    PURCHASE_STATUS_CHECK_AFTER_SECONDS ago); a send still in flight elsewhere is left to its run.
     The gateway is called with no transaction open and no connection held (core.db_threads). Returns
     the purchase, or None if it is not PENDING (already final) or does not exist."""
     return _fulfil(purchase_id=purchase_id, gateway=gateway, sent_before=sent_before)[0]
@@ -337,6 +337,133 @@ def _apply_gateway_result(*, purchase_id, result) -> tuple[Purchase, bool]:
         return purchase, settled
 
 
+def recheck_purchase(*, purchase_id, gateway=None) -> Purchase | None:
+    """An operator's "re-check now" (the admin action): fulfil the purchase at once, whatever its age.
+    Never sent, it is sent; sent, its status is asked as soon as that send must have ended (after
+    RECHARGE_GATEWAY_TIMEOUT_SECONDS, not the sweep's extra 30 s): asked earlier, "never received"
+    could void a recharge still on its way."""
+    sent_before = timezone.now() - timedelta(seconds=settings.RECHARGE_GATEWAY_TIMEOUT_SECONDS)
+    return fulfil_purchase(purchase_id=purchase_id, gateway=gateway, sent_before=sent_before)
+
+
+# --- operator callbacks and reversals ----------------------------------------------------------
+
+
+class PurchaseNotRefundable(DomainError):
+    code = "purchase_not_refundable"
+    message = "Purchase #{pk} is {status}: only a SUCCESS purchase can be refunded."
+    status_code = status.HTTP_409_CONFLICT
+
+
+class CallbackConflict(DomainError):
+    code = "callback_conflict"
+    message = "Purchase {reference} is already {current}; a callback saying {reported} changes nothing."
+    status_code = status.HTTP_409_CONFLICT
+    body_fields = ("current",)
+
+
+CALLBACK_STATUSES = (GatewayResult.SUCCESS, GatewayResult.FAILED, "REVERSED")
+
+
+@dataclass
+class CallbackOutcome:
+    purchase: Purchase
+    applied: bool  # False: a replay, or news of what was already known: nothing changed
+
+
+def purchase_by_reference(reference) -> Purchase:
+    """The purchase an operator names by our reference ("P<id>", recharge_request), or NotFound."""
+    text = str(reference or "")
+    number = text[1:] if text[:1] == "P" else ""
+    purchase = None
+    if number.isascii() and number.isdigit() and len(number) < 19:
+        purchase = Purchase.objects.select_related("plan__provider").filter(pk=int(number)).first()
+    if purchase is None:
+        raise NotFound("No purchase with this reference.", field="reference")
+    return purchase
+
+
+def apply_operator_callback(*, reference, status, operator_reference="", message="") -> CallbackOutcome:
+    """Apply an operator's final word on a recharge (a verified callback).
+
+    SUCCESS or FAILED settles a PENDING purchase, exactly as a status check would; REVERSED refunds
+    a SUCCESS purchase (`refund_purchase`) and fails a PENDING one. The same news again (a replay,
+    or a status the purchase already has) changes nothing (`applied` False). News that contradicts
+    a final status (FAILED for a SUCCESS purchase, SUCCESS for a FAILED or REFUNDED one) changes
+    nothing either and raises CallbackConflict; it is logged as an error, for operators to look at
+    (an operator that recharged a purchase we voided needs a person). NotFound for an unknown
+    reference."""
+    purchase = purchase_by_reference(reference)
+    if status == "REVERSED":
+        if purchase.status == Status.PENDING:
+            status, message = GatewayResult.FAILED, message or "The operator reversed the recharge."
+        elif purchase.status == Status.SUCCESS:
+            refunded, done = refund_purchase(
+                purchase_id=purchase.pk, reason=f"Reversed by the operator. {message}".strip()
+            )
+            return CallbackOutcome(purchase=refunded, applied=done)
+        else:
+            return CallbackOutcome(purchase=purchase, applied=False)  # FAILED or REFUNDED: nothing to undo
+    result = GatewayResult(status, operator_reference=operator_reference or "", message=message or "")
+    purchase, settled = _apply_gateway_result(purchase_id=purchase.pk, result=result)
+    if settled or purchase.status == status:
+        return CallbackOutcome(purchase=purchase, applied=settled)
+    logger.error(
+        "operator callback for %s says %s, but the purchase is already %s: nothing changed; check with the operator",
+        reference,
+        status,
+        purchase.status,
+    )
+    raise CallbackConflict(reference=reference, current=purchase.status, reported=status)
+
+
+def refund_purchase(*, purchase_id, reason="", initiated_by=None) -> tuple[Purchase, bool]:
+    """Refund a SUCCESS purchase (an operator's reversal, or an admin): the buyer gets the whole price
+    back (`wallet.services.refund_transfer`) and the margins paid on the sale are taken back
+    (`take_back_payouts`) as far as each wallet's available balance goes. The buyer's own margin is
+    always taken back in full (its refund is the whole price, more than its margin); a distributor
+    that already spent its margin keeps the rest: no balance ever goes negative, and the shortfall is
+    recorded in `commission_unrecovered` and logged. The purchase becomes REFUNDED.
+
+    Once only: a REFUNDED purchase is returned unchanged (False); any other status is refused with
+    PurchaseNotRefundable. Locks the purchase, then every wallet involved in one query, in id order."""
+    with transaction.atomic():
+        purchase = (
+            Purchase.objects.select_for_update(of=("self",))
+            .select_related("plan__provider", "buyer")
+            .filter(pk=purchase_id)
+            .first()
+        )
+        if purchase is None:
+            raise NotFound("Purchase not found.")
+        if purchase.status == Status.REFUNDED:
+            return purchase, False
+        if purchase.status != Status.SUCCESS:
+            raise PurchaseNotRefundable(pk=purchase.pk, status=purchase.status)
+        payouts = _payouts(purchase)
+        ledger.wallets_for_update(user_ids=[purchase.buyer_id, *[payout.user_id for payout in payouts]])
+        hold = _hold_of(purchase)
+        remarks = f"Refund of recharge #{purchase.pk} ({purchase.mobile_number})"
+        ledger.refund_transfer(transfer=hold, remarks=remarks, initiated_by=initiated_by)
+        reclaimed = [
+            ledger.Payout(
+                user_id=payout.user_id,
+                amount=payout.amount,
+                remarks=f"Margin taken back: recharge #{purchase.pk} refunded",
+            )
+            for payout in payouts
+        ]
+        taken = ledger.take_back_payouts(payouts=reclaimed, transfer=hold, initiated_by=initiated_by)
+        unrecovered = sum((payout.amount - amount for payout, amount in taken), ZERO)
+        if unrecovered > 0:
+            logger.warning("purchase %s refunded; %s of its margins could not be taken back", purchase.pk, unrecovered)
+        purchase.status = Status.REFUNDED
+        purchase.commission_unrecovered = unrecovered
+        purchase.failure_reason = (reason or "Refunded.")[:255]
+        purchase.save(update_fields=["status", "commission_unrecovered", "failure_reason", "updated_at"])
+        return purchase, True
+
+
 # --- settling purchases left pending ----------------------------------------------------
 
 
@@ -359,8 +486,9 @@ class SettleReport:
 
 
 def default_settle_age() -> timedelta:
-    """Leave a purchase alone until its own gateway call must have ended (the gateway timeout)."""
-    return timedelta(seconds=settings.RECHARGE_GATEWAY_TIMEOUT_SECONDS + 30)
+    """Leave a purchase alone until its own gateway call must have ended: PURCHASE_STATUS_CHECK_AFTER_SECONDS
+    (the gateway timeout + 30 s by default)."""
+    return timedelta(seconds=settings.PURCHASE_STATUS_CHECK_AFTER_SECONDS)
 
 
 def settle_pending_purchases(*, older_than=None, limit=None, gateway=None) -> SettleReport:
@@ -406,7 +534,7 @@ def enqueue_pending_purchases(*, unsent_after=None, sent_after=None, limit=1000)
     """The periodic sweep (beat): enqueue fulfilment again for PENDING purchases whose task was lost
     (never sent, older than `unsent_after`, PURCHASE_RESEND_AFTER_SECONDS by default: the broker was
     down at acceptance, or a worker died before sending) and for those sent but unsettled (sent more
-    than `sent_after` ago, RECHARGE_GATEWAY_TIMEOUT_SECONDS + 30 s by default: their status is asked).
+    than `sent_after` ago, PURCHASE_STATUS_CHECK_AFTER_SECONDS by default: their status is asked).
     Enqueueing twice is harmless (fulfilment sends at most once, settles once), so several machines
     may run it. Returns how many were enqueued."""
     from purchases import tasks  # tasks import this module

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from purchases import services
+from purchases import gateways, services
 
 
 @shared_task(name="purchases.fulfil_purchase")
@@ -17,3 +17,16 @@ def settle_pending_purchases():
     """The periodic sweep: fulfilment again for PENDING purchases whose task was lost or whose
     outcome is still unknown (one task each, so that slow status checks run side by side)."""
     return services.enqueue_pending_purchases()
+
+
+@shared_task(
+    name="purchases.deliver_sandbox_callback",
+    autoretry_for=(gateways.CallbackNotDelivered,),
+    max_retries=8,
+    retry_backoff=1,
+    retry_backoff_max=30,
+    retry_jitter=True,
+)
+def deliver_sandbox_callback(reference):
+    """The sandbox operator calling back with a recharge's final status (callback mode)."""
+    return gateways.deliver_sandbox_callback(reference=reference)

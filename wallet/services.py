@@ -349,6 +349,37 @@ def refund_transfer(*, transfer, remarks="", initiated_by=None) -> Transfer:
         )
 
 
+def take_back_payouts(*, payouts, transfer, initiated_by=None) -> list[tuple[Payout, Decimal]]:
+    """Take back what `payouts` paid on posting `transfer` (the margins of a recharge that was then
+    refunded): each user -> its payout's source system wallet, as far as that user's available
+    balance goes, so that no balance ever goes negative. Returns (payout, amount taken back) for
+    each; the caller records any shortfall. The user wallets are locked in one query, in id order
+    (the caller may hold them already)."""
+    payouts = [payout for payout in payouts if not _is_zero(payout.amount)]
+    if not payouts:
+        return []
+    with transaction.atomic():
+        by_user = {wallet.user_id: wallet for wallet in wallets_for_update(user_ids=[p.user_id for p in payouts])}
+        now = timezone.now()
+        taken = []
+        for payout in payouts:
+            wallet = _user_wallet(by_user, payout.user_id)
+            amount = min(validate_amount(amount=payout.amount), max(wallet.available, Decimal("0.00")))
+            if amount > 0:
+                _move(
+                    source=wallet,
+                    destination=system_wallet(code=payout.source),
+                    amount=amount,
+                    kind=payout.kind,
+                    remarks=payout.remarks,
+                    initiated_by=initiated_by,
+                    reference=transfer.reference,
+                    now=now,
+                )
+            taken.append((payout, amount))
+        return taken
+
+
 def pay_out_in_bulk(*, payer=None, payments, kind=Kind.TRANSFER, remarks="", initiated_by=None, batch_size=5000) -> int:
     """Many posted transfers from one payer in one transaction: a distributor paying its retailers,
     or (payer=None, kind=FUND) the treasury funding many wallets. `payments` is a list of

@@ -67,3 +67,21 @@ class DuplicatePurchaseErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="`duplicate_purchase`")
     purchase_id = serializers.IntegerField(help_text="The earlier purchase this request repeats.")
     status = serializers.CharField(help_text="That purchase's status (PENDING, SUCCESS or REFUNDED).")
+
+
+class OperatorCallbackSerializer(serializers.Serializer):
+    """The body an aggregator POSTs (signed: X-Signature, core/signatures.py)."""
+
+    reference = serializers.CharField(max_length=64, help_text="Our reference for the recharge: `P<purchase id>`.")
+    status = serializers.ChoiceField(
+        choices=["SUCCESS", "FAILED", "REVERSED"],
+        help_text="The final status; REVERSED: the operator refunded a recharge it had made.",
+    )
+    operator_reference = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    message = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class OperatorCallbackResultSerializer(serializers.Serializer):
+    purchase_id = serializers.IntegerField()
+    status = serializers.CharField(help_text="The purchase's status after the callback.")
+    applied = serializers.BooleanField(help_text="False: a replay or known news; nothing changed.")

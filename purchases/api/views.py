@@ -1,3 +1,5 @@
+import logging
+
 from django.urls import reverse
 from drf_yasg import openapi
 from drf_yasg.utils import swagger_auto_schema
@@ -5,15 +7,22 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.errors import NotFound
 from core.idempotency import HEADER, IDEMPOTENCY_KEY_PARAMETER, idempotent
-from purchases import selectors, services
+from core.signatures import HEADER as SIGNATURE_HEADER
+from core.signatures import SignedWebhookView
+from purchases import gateways, selectors, services
 from purchases.api.filters import PurchaseFilter
 from purchases.api.serializers import (
     DuplicatePurchaseErrorSerializer,
+    OperatorCallbackResultSerializer,
+    OperatorCallbackSerializer,
     PurchaseInputSerializer,
     PurchaseResultSerializer,
     PurchaseSerializer,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def _location(body) -> dict:
@@ -99,3 +108,61 @@ class PurchaseDetailView(APIView):
     @swagger_auto_schema(operation_id="purchases_read", tags=["purchases"], responses={200: PurchaseSerializer})
     def get(self, request, pk):
         return Response(PurchaseSerializer(selectors.purchase_for(user=request.user, pk=pk)).data)
+
+
+class OperatorCallbackView(SignedWebhookView):
+    """An aggregator's callback with a recharge's final status (no user: the signature is the proof).
+
+    `X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(RECHARGE_CALLBACK_SECRET, "<t>.<raw body>")>`,
+    at most 5 minutes old. A missing, wrong or stale signature is **401** and nothing is read or written.
+    SUCCESS or FAILED settles a PENDING purchase; REVERSED refunds a SUCCESS one (the buyer gets the
+    price back, the margins are taken back as far as balances allow). The same callback again, or news
+    the purchase already reflects, is **200** with `applied: false`. A final status contradicting the
+    purchase's (FAILED for a SUCCESS purchase, say) is **409** `callback_conflict` and changes nothing;
+    an unknown reference is **404**; a malformed body **400**. Every refusal is logged for operators."""
+
+    @swagger_auto_schema(
+        operation_id="purchases_operator_callback",
+        tags=["purchases"],
+        security=[],
+        request_body=OperatorCallbackSerializer,
+        manual_parameters=[
+            openapi.Parameter(
+                SIGNATURE_HEADER,
+                openapi.IN_HEADER,
+                type=openapi.TYPE_STRING,
+                required=True,
+                description="`t=<unix seconds>,v1=<hex HMAC-SHA256 of '<t>.<raw body>'>`",
+            )
+        ],
+        responses={
+            200: OperatorCallbackResultSerializer,
+            400: "Malformed body (`invalid_payload`, or a field error).",
+            401: "`invalid_signature` or `stale_signature`: nothing was read.",
+            404: "Unknown gateway or reference.",
+            409: "`callback_conflict`: the purchase is already final with another status.",
+        },
+    )
+    def post(self, request, gateway):
+        return super().post(request, gateway=gateway)
+
+    def check_sender(self, *, gateway):
+        if not gateway or gateway != gateways.get_gateway().callback_name:
+            raise NotFound("No such gateway.")
+
+    def get_secrets(self, *, gateway):
+        return gateways.callback_secrets()
+
+    def handle_event(self, *, payload, gateway):
+        serializer = OperatorCallbackSerializer(data=payload)
+        try:
+            serializer.is_valid(raise_exception=True)
+            outcome = services.apply_operator_callback(**serializer.validated_data)
+        except Exception as refusal:
+            code = getattr(refusal, "code", None) or type(refusal).__name__
+            logger.warning("%s callback refused: %s %s", gateway, code, payload.get("reference"))
+            raise
+        if not outcome.applied:
+            logger.info("%s callback for %s changed nothing (replay)", gateway, payload.get("reference"))
+        body = {"purchase_id": outcome.purchase.pk, "status": outcome.purchase.status, "applied": outcome.applied}
+        return Response(body)

@@ -111,22 +111,30 @@ def test_fulfilment_run_twice_recharges_once_and_settles_once(auth_client, funde
     assert_purchases_match_ledger()
 
 
-def test_a_redelivered_task_never_sends_again_and_waits_while_the_first_send_may_be_running(
-    auth_client, funded_retailer, plan, monkeypatch
+@pytest.mark.parametrize("operator_got_it", [True, False])
+def test_a_redelivered_task_never_sends_again_and_asks_once_the_first_send_must_have_ended(
+    auth_client, funded_retailer, plan, monkeypatch, operator_got_it
 ):
-    # A worker died after marking the purchase sent: the outcome of its call is unknown.
+    # A worker marked the purchase sent, then died: before its request left, or after the operator got it.
     queued = queue_fulfilments(monkeypatch)
     _buy(auth_client, funded_retailer, plan)
-    Purchase.objects.filter(pk=queued[0]).update(sent_at=timezone.now())
+    purchase = Purchase.objects.select_related("plan__provider").get(pk=queued[0])
+    Purchase.objects.filter(pk=purchase.pk).update(sent_at=timezone.now())
+    if operator_got_it:
+        SandboxGateway().recharge(services.recharge_request(purchase=purchase))
 
-    services.fulfil_purchase(purchase_id=queued[0])  # redelivered at once: the send may still be running
+    services.fulfil_purchase(purchase_id=purchase.pk)  # redelivered at once: that send may still be running
     assert calls == []
-    assert Purchase.objects.get(pk=queued[0]).status == "PENDING"
+    assert Purchase.objects.get(pk=purchase.pk).status == "PENDING"
 
-    _age(queued[0], sent=timedelta(minutes=5))  # long past the gateway timeout: that send has ended
-    services.fulfil_purchase(purchase_id=queued[0])
-    assert [call[0] for call in calls] == ["check_status"]
-    assert Purchase.objects.get(pk=queued[0]).status == "SUCCESS"
+    _age(purchase.pk, sent=timedelta(minutes=5))  # long past the gateway timeout: that send has ended
+    services.fulfil_purchase(purchase_id=purchase.pk)
+
+    assert [call[0] for call in calls] == ["check_status"]  # asked, never sent again
+    assert Purchase.objects.get(pk=purchase.pk).status == ("SUCCESS" if operator_got_it else "FAILED")
+    assert balances(funded_retailer)[0] == (
+        (Decimal("801.00"), Decimal("0.00")) if operator_got_it else (Decimal("1000.00"), Decimal("0.00"))
+    )
     assert_purchases_match_ledger()
 
 

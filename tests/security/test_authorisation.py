@@ -87,6 +87,8 @@ MATRIX = {
     ("POST", "api/purchases/purchase/"): SIGNED_IN,
     ("GET", "api/purchases/history/"): SIGNED_IN,
     ("GET", "api/purchases/{id}/"): RETAILER_RECORD,
+    # The aggregator's signed callback: no user token opens it, whoever sends it (401 without X-Signature).
+    ("POST", "api/purchases/callbacks/{id}/"): everyone(401, 401),
     # The second seed's paths: the same views, the same rules.
     ("POST", "auth/send-otp/"): PUBLIC,
     ("POST", "auth/verify-otp/"): PUBLIC,
@@ -168,6 +170,7 @@ def world(db, admin_user):
             "api/wallet/transactions/{id}/": transfer.pk,
             "api/plans/plans/{id}/": plan.pk,
             "api/purchases/{id}/": purchase.pk,
+            "api/purchases/callbacks/{id}/": "sandbox",
         },
     }
 

@@ -195,3 +195,17 @@ def test_a_holds_reference_follows_its_commissions_and_its_refund(fund, distribu
         ("PURCHASE", "P-42"),
         ("REFUND", "P-42"),
     ]
+
+
+def test_a_system_wallet_created_by_someone_else_meanwhile_is_found_not_duplicated(monkeypatch):
+    """Two first requests may both miss a flushed system wallet: the loser of the insert takes the
+    winner's row (the unique system_code refuses a second one)."""
+    from wallet.models import SystemWallet
+
+    existing = services.system_wallet(code=SystemWallet.COMMISSION)
+    filter_ = Wallet.objects.filter
+    monkeypatch.setattr(
+        Wallet.objects, "filter", lambda *a, **kw: Wallet.objects.none() if "system_code" in kw else filter_(*a, **kw)
+    )
+    assert services.system_wallet(code=SystemWallet.COMMISSION) == existing
+    assert Wallet.objects.exclude(system_code=None).filter(system_code=SystemWallet.COMMISSION).count() == 1

@@ -7,9 +7,10 @@ from purchases.services import default_settle_age, settle_pending_purchases
 
 class Command(BaseCommand):
     help = (
-        "Ask the operator gateway about PENDING purchases and post (paying the margins) or void each. "
-        "Each purchase is settled under its row lock and re-checked, so this is safe to run from cron, "
-        "twice in a row, or concurrently with itself and with new purchases."
+        "In this process: send PENDING purchases whose task was lost, ask the operator gateway about those "
+        "sent but unsettled, and post (paying the margins) or void each. A purchase is sent at most once and "
+        "settled under its row lock, so this is safe to run from cron, twice in a row, or concurrently with "
+        "itself, the workers and new purchases (make beat does the same through the queue)."
     )
 
     def add_arguments(self, parser):
@@ -18,8 +19,9 @@ class Command(BaseCommand):
             type=float,
             default=None,
             metavar="SECONDS",
-            help="Only purchases created at least this long ago (default: RECHARGE_GATEWAY_TIMEOUT_SECONDS + 30, "
-            "so a purchase whose own gateway call may still be running is left to it).",
+            help="Only purchases sent (or, never sent, accepted) at least this long ago (default: "
+            "PURCHASE_STATUS_CHECK_AFTER_SECONDS, so a purchase whose own gateway call may still be running is "
+            "left to it).",
         )
         parser.add_argument("--limit", type=int, default=None, help="Settle at most this many purchases.")
 

@@ -1,0 +1,77 @@
+"""GET /metrics: Prometheus figures, protected in production."""
+
+import pytest
+from django.test import Client
+
+from purchases.models import Purchase
+from purchases.services import purchase_recharge
+from purchases.tests.helpers import fund
+
+pytestmark = pytest.mark.django_db
+TOKEN = "metrics-token-0123456789"
+
+
+def _scrape(token=None):
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+    return Client().get("/metrics", **headers)
+
+
+def test_in_production_without_a_token_there_is_no_metrics_endpoint(settings):
+    settings.DEBUG, settings.METRICS_TOKEN = False, ""
+    assert _scrape().status_code == 404
+
+
+@pytest.mark.parametrize("sent", [None, "wrong-token", TOKEN + "x"])
+def test_a_scrape_without_the_token_is_404(settings, sent):
+    settings.METRICS_TOKEN = TOKEN
+    assert _scrape(sent).status_code == 404
+
+
+def test_a_scrape_with_the_token_shows_latency_purchases_by_status_and_pending_holds(settings, retailer):
+    from plans.tests.factories import RechargePlanFactory
+    from purchases.gateways import SandboxGateway
+
+    settings.METRICS_TOKEN = TOKEN
+    settings.RECHARGE_GATEWAY_LATENCY_MS = 0
+    fund(retailer, "1000.00")
+    plan = RechargePlanFactory()
+    purchase_recharge(buyer=retailer, plan_id=plan.pk, mobile_number=SandboxGateway.PENDING_FOREVER)
+    purchase_recharge(buyer=retailer, plan_id=plan.pk, mobile_number="9876543210")
+    Client().get("/api/health/")
+
+    response = _scrape(TOKEN)
+
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert 'http_request_duration_seconds_count{method="GET",route="api/health/",status="2xx"}' in text
+    assert 'recharge_purchases{status="PENDING"} 1.0' in text
+    assert 'recharge_purchases{status="SUCCESS"} 1.0' in text
+    assert "wallet_pending_holds 1.0" in text
+    assert f"wallet_pending_holds_amount {float(plan.amount)}" in text
+    assert "recharge_oldest_pending_purchase_seconds" in text
+    assert "recharge_queue_depth" not in text  # no broker: no queue
+    assert Purchase.objects.count() == 2
+
+
+def test_the_queue_depth_is_read_from_the_broker(settings):
+    import redis
+
+    from purchases.metrics import queue_depth
+    from tests.live import broker_for_tests
+
+    url = broker_for_tests()
+    settings.CELERY_BROKER_URL, settings.CELERY_TASK_DEFAULT_QUEUE = url, "metrics-test-queue"
+    client = redis.Redis.from_url(url)
+    client.delete("metrics-test-queue")
+    client.lpush("metrics-test-queue", "a", "b", "c")
+    try:
+        assert queue_depth() == 3
+    finally:
+        client.delete("metrics-test-queue")
+
+
+def test_an_unreachable_broker_leaves_the_queue_depth_out(settings):
+    from purchases.metrics import queue_depth
+
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
+    assert queue_depth() is None

@@ -1,0 +1,311 @@
+"""Operator callbacks (signed), reversals and refunds, and the sandbox's memory."""
+
+import json
+import logging
+import time
+from decimal import Decimal
+
+import pytest
+
+from core.signatures import sign
+from purchases import services
+from purchases.gateways import RechargeRequest, SandboxGateway
+from purchases.models import Purchase, SandboxRecharge
+from purchases.tests.helpers import assert_ledger_clean, balances, fund, give_margin
+from wallet import services as ledger
+from wallet.models import Transfer
+
+pytestmark = pytest.mark.django_db
+SECRET = "operator-callback-secret-0123456789"
+URL = "/api/purchases/callbacks/sandbox/"
+
+
+@pytest.fixture(autouse=True)
+def callback_secret(settings):
+    settings.RECHARGE_CALLBACK_SECRET = SECRET
+
+
+@pytest.fixture
+def shop(retailer, distributor):
+    fund(distributor, "100.00")
+    fund(retailer, "1000.00")
+    give_margin(distributor, "2.00")
+    give_margin(retailer, "3.00")
+    return retailer, distributor
+
+
+def _buy(retailer, plan, number):
+    return services.purchase_recharge(buyer=retailer, plan_id=plan.pk, mobile_number=number).purchase
+
+
+def _callback(api_client, body, *, secret=SECRET, timestamp=None, url=URL, raw=None):
+    data = raw if raw is not None else json.dumps(body).encode()
+    headers = {"HTTP_X_SIGNATURE": sign(secret=secret, body=data, timestamp=timestamp)} if secret else {}
+    return api_client.post(url, data=data, content_type="application/json", **headers)
+
+
+def _journal():
+    return list(Transfer.objects.order_by("pk").values_list("pk", "status"))
+
+
+# --- settling by callback ------------------------------------------------------------------------
+
+
+def test_a_signed_success_callback_settles_a_pending_purchase(api_client, shop, plan):
+    retailer, distributor = shop
+    purchase = _buy(retailer, plan, SandboxGateway.PENDING_FOREVER)
+
+    response = _callback(api_client, {"reference": f"P{purchase.pk}", "status": "SUCCESS", "operator_reference": "OP1"})
+
+    assert response.status_code == 200, response.json()
+    assert response.json() == {"purchase_id": purchase.pk, "status": "SUCCESS", "applied": True}
+    purchase.refresh_from_db()
+    assert (purchase.status, purchase.operator_reference) == ("SUCCESS", "OP1")
+    assert balances(retailer, distributor) == [
+        (Decimal("1000.00") - plan.amount + purchase.buyer_commission, Decimal("0.00")),
+        (Decimal("100.00") + purchase.distributor_commission, Decimal("0.00")),
+    ]
+    assert_ledger_clean()
+
+
+def test_a_replayed_callback_is_200_and_changes_nothing(api_client, shop, plan):
+    purchase = _buy(shop[0], plan, SandboxGateway.PENDING_FOREVER)
+    body = {"reference": f"P{purchase.pk}", "status": "FAILED", "message": "declined"}
+    assert _callback(api_client, body).json()["applied"] is True
+    journal = _journal()
+
+    again = _callback(api_client, body)
+
+    assert (again.status_code, again.json()["applied"], again.json()["status"]) == (200, False, "FAILED")
+    assert _journal() == journal
+
+
+@pytest.mark.parametrize(
+    "signing",
+    [
+        {"secret": "not-the-secret"},
+        {"secret": None},
+        {"timestamp": int(time.time()) - 301},
+    ],
+    ids=["wrong-secret", "no-signature", "stale"],
+)
+def test_a_bad_signature_is_401_and_writes_nothing(api_client, shop, plan, signing, caplog):
+    purchase = _buy(shop[0], plan, SandboxGateway.PENDING_FOREVER)
+    journal = _journal()
+
+    with caplog.at_level(logging.WARNING):
+        response = _callback(api_client, {"reference": f"P{purchase.pk}", "status": "SUCCESS"}, **signing)
+
+    assert response.status_code == 401
+    assert response.json()["code"] in ("invalid_signature", "stale_signature")
+    assert Purchase.objects.get(pk=purchase.pk).status == "PENDING" and _journal() == journal
+    assert "refused" in caplog.text
+
+
+def test_with_no_secret_configured_every_callback_is_refused(api_client, shop, plan, settings):
+    purchase = _buy(shop[0], plan, SandboxGateway.PENDING_FOREVER)
+    settings.RECHARGE_CALLBACK_SECRET = ""
+
+    response = _callback(api_client, {"reference": f"P{purchase.pk}", "status": "SUCCESS"}, secret="")
+
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("reference", ["P999999999", "X1", "P", "P-1", "P1e3", ""])
+def test_an_unknown_reference_is_404(api_client, reference):
+    response = _callback(api_client, {"reference": reference, "status": "SUCCESS"})
+    assert response.status_code in (404, 400), response.json()
+    if reference:
+        assert response.status_code == 404
+
+
+def test_an_unknown_gateway_is_404(api_client):
+    assert (
+        _callback(
+            api_client, {"reference": "P1", "status": "SUCCESS"}, url="/api/purchases/callbacks/acme/"
+        ).status_code
+        == 404
+    )
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"not json", b"[1, 2]", b'{"reference": "P1"}', b'{"reference": "P1", "status": "DONE"}', b"[" * 5000],
+)
+def test_a_malformed_signed_body_is_400_and_writes_nothing(api_client, raw):
+    journal = _journal()
+    response = _callback(api_client, None, raw=raw)
+    assert response.status_code == 400, response.content
+    assert _journal() == journal
+
+
+def test_a_final_status_contradicting_the_purchase_is_409_logged_and_changes_nothing(api_client, shop, plan, caplog):
+    purchase = _buy(shop[0], plan, "9876543210")  # SUCCESS at once
+    journal = _journal()
+
+    with caplog.at_level(logging.ERROR):
+        response = _callback(api_client, {"reference": f"P{purchase.pk}", "status": "FAILED"})
+
+    assert response.status_code == 409
+    assert (response.json()["code"], response.json()["current"]) == ("callback_conflict", "SUCCESS")
+    assert Purchase.objects.get(pk=purchase.pk).status == "SUCCESS" and _journal() == journal
+    assert f"P{purchase.pk}" in caplog.text
+
+
+# --- reversals and refunds -----------------------------------------------------------------------
+
+
+def test_a_reversal_refunds_the_buyer_and_takes_both_margins_back(api_client, shop, plan):
+    retailer, distributor = shop
+    purchase = _buy(retailer, plan, "9876543210")
+    assert purchase.status == "SUCCESS"
+
+    response = _callback(api_client, {"reference": f"P{purchase.pk}", "status": "REVERSED"})
+
+    assert response.json() == {"purchase_id": purchase.pk, "status": "REFUNDED", "applied": True}
+    purchase.refresh_from_db()
+    assert purchase.status == Purchase.Status.REFUNDED and purchase.commission_unrecovered == 0
+    # Back where they were before the sale: the price returned, each margin taken back.
+    assert balances(retailer, distributor) == [
+        (Decimal("1000.00"), Decimal("0.00")),
+        (Decimal("100.00"), Decimal("0.00")),
+    ]
+    assert_ledger_clean()
+
+    again = _callback(api_client, {"reference": f"P{purchase.pk}", "status": "REVERSED"})
+    assert (again.status_code, again.json()["applied"]) == (200, False)
+    assert balances(retailer) == [(Decimal("1000.00"), Decimal("0.00"))]
+
+
+def test_a_reversal_never_takes_a_spent_margin_below_zero_and_records_the_shortfall(shop, plan, client_user):
+    retailer, distributor = shop
+    purchase = _buy(retailer, plan, "9876543210")
+    spendable = balances(distributor)[0][0]
+    ledger.transfer_funds(sender=distributor, receiver=client_user, amount=spendable)  # spends everything
+
+    refunded, done = services.refund_purchase(purchase_id=purchase.pk, reason="test")
+
+    assert done and refunded.status == "REFUNDED"
+    assert balances(distributor) == [(Decimal("0.00"), Decimal("0.00"))]
+    assert refunded.commission_unrecovered == purchase.distributor_commission > 0
+    assert balances(retailer) == [(Decimal("1000.00"), Decimal("0.00"))]
+    assert_ledger_clean()
+
+
+def test_a_reversal_of_a_pending_purchase_fails_it_and_releases_the_hold(api_client, shop, plan):
+    retailer, _ = shop
+    purchase = _buy(retailer, plan, SandboxGateway.PENDING_FOREVER)
+
+    response = _callback(api_client, {"reference": f"P{purchase.pk}", "status": "REVERSED"})
+
+    assert response.json()["status"] == "FAILED"
+    assert balances(retailer) == [(Decimal("1000.00"), Decimal("0.00"))]
+
+
+def test_only_a_success_purchase_can_be_refunded(shop, plan):
+    purchase = _buy(shop[0], plan, SandboxGateway.PENDING_FOREVER)
+    with pytest.raises(services.PurchaseNotRefundable):
+        services.refund_purchase(purchase_id=purchase.pk)
+
+
+def test_the_admin_refunds_a_purchase_and_rechecks_stuck_ones(client, admin_user, shop, plan, settings):
+    retailer, _ = shop
+    sold = _buy(retailer, plan, "9876543210")
+    stuck = _buy(retailer, plan, SandboxGateway.PENDING_THEN_SUCCESS)
+    Purchase.objects.filter(pk=stuck.pk).update(
+        created_at=stuck.created_at - settings_minutes(settings), sent_at=stuck.created_at - settings_minutes(settings)
+    )
+    client.force_login(admin_user)
+
+    listing = client.get("/admin/purchases/purchase/", {"stuck": "yes"})
+    assert listing.status_code == 200
+    assert list(listing.context["cl"].queryset.values_list("pk", flat=True)) == [stuck.pk]
+
+    changelist = "/admin/purchases/purchase/"
+    client.post(changelist, {"action": "recheck_status", "_selected_action": [stuck.pk]})
+    assert Purchase.objects.get(pk=stuck.pk).status == "SUCCESS"
+
+    client.post(changelist, {"action": "refund", "_selected_action": [sold.pk]})
+    refunded = Purchase.objects.get(pk=sold.pk)
+    assert refunded.status == "REFUNDED" and admin_user.username in refunded.failure_reason
+    assert Transfer.objects.filter(kind=Transfer.Kind.REFUND, initiated_by=admin_user).count() == 1
+    assert_ledger_clean()
+
+
+def settings_minutes(settings):
+    from datetime import timedelta
+
+    return timedelta(minutes=settings.PURCHASE_STUCK_MINUTES + 1)
+
+
+# --- the sandbox's memory ------------------------------------------------------------------------
+
+
+def _request(reference="P424242", number="+919876543210"):
+    return RechargeRequest(
+        reference=reference, mobile_number=number, amount=Decimal("10.00"), operator="x", plan_code="p", circle=""
+    )
+
+
+def test_the_sandbox_answers_never_received_for_a_recharge_it_never_got():
+    result = SandboxGateway().check_status(_request())
+    assert result.status == "FAILED" and "No such recharge" in result.message
+
+
+def test_the_sandbox_remembers_what_it_received_and_counts_a_second_receipt():
+    gateway = SandboxGateway()
+    assert gateway.recharge(_request()).status == "SUCCESS"
+    assert gateway.check_status(_request()).status == "SUCCESS"
+
+    gateway.recharge(_request())
+
+    assert SandboxRecharge.objects.get(reference="P424242").times_received == 2
+
+
+def test_a_reversal_in_the_sandbox_is_remembered_and_only_for_a_successful_recharge():
+    gateway = SandboxGateway()
+    gateway.recharge(_request())
+
+    assert SandboxGateway.reverse("P424242") is True
+    assert SandboxGateway.reverse("P424242") is False  # already reversed
+    assert SandboxGateway.reverse("P999") is False  # never received
+    result = gateway.check_status(_request())
+    assert result.status == "FAILED" and "reversed" in result.message
+
+
+def test_a_timeout_that_never_reached_the_operator_is_not_in_its_memory():
+    from purchases.gateways import GatewayTimeout
+
+    with pytest.raises(GatewayTimeout):
+        SandboxGateway().recharge(_request(number=SandboxGateway.TIMEOUT_THEN_FAILS))
+    assert not SandboxRecharge.objects.exists()
+
+
+# --- the sandbox in callback mode, over real HTTP ---------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_callback_mode_the_sandbox_answers_pending_then_calls_back_over_http(live_server, settings, retailer, plan):
+    settings.RECHARGE_SANDBOX_CALLBACK_URL = live_server.url + URL
+    fund(retailer, "1000.00")
+
+    purchase = _buy(retailer, plan, "9876543210")  # fulfilled in process: the callback is delivered at once
+
+    record = SandboxRecharge.objects.get(reference=f"P{purchase.pk}")
+    assert record.callback_delivered_at is not None
+    purchase.refresh_from_db()
+    assert purchase.status == "SUCCESS" and purchase.operator_reference == record.operator_reference
+    assert_ledger_clean()
+
+
+def test_in_callback_mode_a_recharge_answers_pending(settings, monkeypatch):
+    from purchases import tasks
+
+    scheduled = []
+    monkeypatch.setattr(tasks.deliver_sandbox_callback, "apply_async", lambda **kw: scheduled.append(kw))
+    settings.RECHARGE_SANDBOX_CALLBACK_URL = "http://127.0.0.1:9/unused/"
+
+    result = SandboxGateway().recharge(_request())
+
+    assert result.status == "PENDING"
+    assert scheduled == [{"kwargs": {"reference": "P424242"}, "countdown": 0.5}]
