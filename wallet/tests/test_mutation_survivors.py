@@ -209,3 +209,16 @@ def test_a_system_wallet_created_by_someone_else_meanwhile_is_found_not_duplicat
     )
     assert services.system_wallet(code=SystemWallet.COMMISSION) == existing
     assert Wallet.objects.exclude(system_code=None).filter(system_code=SystemWallet.COMMISSION).count() == 1
+
+
+def test_the_maximum_amount_itself_is_allowed():
+    assert services.validate_amount(amount="100000.00") == Decimal("100000.00")
+
+
+def test_a_deactivated_receiver_is_named_as_the_receiving_side(fund):
+    sender, receiver = ClientFactory(), ClientFactory()
+    fund(sender, "5.00")
+    User.objects.filter(pk=receiver.pk).update(is_active=False)
+    with pytest.raises(services.WalletInactive) as refusal:
+        services.transfer_funds(sender=sender, receiver=receiver, amount="1.00")
+    assert str(refusal.value) == "The receiving account is deactivated."
