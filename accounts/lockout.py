@@ -10,11 +10,23 @@ Failures are counted per account, not per name typed: the admin's username and t
 one account share one count (`account_key`).
 """
 
+from axes.backends import AxesStandaloneBackend
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.http import JsonResponse
 
 from accounts.models import User
+
+
+class LockoutBackend(AxesStandaloneBackend):
+    """axes' lockout check for every login that comes with a request (the API's and the admin's always
+    do). An authenticate() without one (the test client's login(), a shell) is no attempt from the
+    network: it is left to the next backends instead of being refused outright, as axes would."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:
+            return None
+        return super().authenticate(request, username=username, password=password, **kwargs)
 
 
 class EmailBackend(ModelBackend):

@@ -142,7 +142,7 @@ else:
 
 # Password logins (the API's email login and /admin/login/) pass the lockout first (django-axes).
 AUTHENTICATION_BACKENDS = [
-    "axes.backends.AxesStandaloneBackend",
+    "accounts.lockout.LockoutBackend",
     "accounts.lockout.EmailBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]

@@ -430,6 +430,15 @@ def test_a_locked_account_still_logs_in_by_otp(lockout_after_five, codes_in_answ
     assert (login.status_code, login.json()["user"]["id"]) == (200, owner.pk)
 
 
+def test_an_authenticate_call_without_a_request_is_no_network_login_and_is_not_refused(lockout_after_five):
+    from django.contrib.auth import authenticate
+
+    from accounts.tests.factories import DEFAULT_PASSWORD
+
+    user = ClientFactory()
+    assert authenticate(None, username=user.username, password=DEFAULT_PASSWORD) == user
+
+
 # --- 3. money-moving endpoints: a per-user limit ---------------------------------------------------
 
 
