@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "wallet",
     "plans",
     "purchases",
+    "payments",
     "demo",
 ]
 
@@ -313,6 +314,25 @@ PURCHASE_DUPLICATE_WINDOW_MINUTES = env_int("PURCHASE_DUPLICATE_WINDOW_MINUTES",
 # died before sending): the periodic sweep enqueues it again.
 PURCHASE_RESEND_AFTER_SECONDS = env_int("PURCHASE_RESEND_AFTER_SECONDS", 30)
 
+# --- Payments: wallet top-ups (payments/, README "How a mobile client adds money") ----------
+PAYMENT_PROVIDER = os.environ.get("PAYMENT_PROVIDER", "payments.providers.SandboxPaymentProvider")
+# The webhook's HMAC secret; several, comma-separated, while rotating (the first one signs the
+# sandbox's webhooks). Empty: every webhook is refused. Development and tests get a fixed one.
+PAYMENT_WEBHOOK_SECRETS = env_list("PAYMENT_WEBHOOK_SECRET", "dev-payment-webhook-secret" if DEBUG or TESTING else "")
+PAYMENT_MIN_TOPUP_AMOUNT = Decimal(os.environ.get("PAYMENT_MIN_TOPUP_AMOUNT", "1.00"))
+PAYMENT_MAX_TOPUP_AMOUNT = Decimal(os.environ.get("PAYMENT_MAX_TOPUP_AMOUNT", "100000.00"))
+PAYMENT_INTENT_TTL_MINUTES = env_int("PAYMENT_INTENT_TTL_MINUTES", 30)
+# A PENDING top-up whose webhook has not come after this long is asked about (beat, every
+# PAYMENT_STATUS_CHECK_INTERVAL_SECONDS).
+PAYMENT_STATUS_CHECK_AFTER_SECONDS = env_int("PAYMENT_STATUS_CHECK_AFTER_SECONDS", 120)
+PAYMENT_STATUS_CHECK_INTERVAL_SECONDS = env_int("PAYMENT_STATUS_CHECK_INTERVAL_SECONDS", 60)
+# The sandbox provider: where its payment pages live and where it sends its webhooks.
+PAYMENT_SANDBOX_BASE_URL = os.environ.get("PAYMENT_SANDBOX_BASE_URL", "http://127.0.0.1:8000")
+PAYMENT_SANDBOX_WEBHOOK_URL = os.environ.get("PAYMENT_SANDBOX_WEBHOOK_URL", "")
+PAYMENT_SANDBOX_LATENCY_MS = env_int("PAYMENT_SANDBOX_LATENCY_MS", 0)
+PAYMENT_SANDBOX_WEBHOOK_TIMEOUT_SECONDS = env_int("PAYMENT_SANDBOX_WEBHOOK_TIMEOUT_SECONDS", 10)
+PAYMENT_SANDBOX_WEBHOOK_RETRIES = env_int("PAYMENT_SANDBOX_WEBHOOK_RETRIES", 5)
+
 # --- Task queue (Celery: config/celery.py) -------------------------------------
 # Redis (`redis://host:6379/1`) or RabbitMQ (`amqp://user:pass@host:5672//`). Empty: no broker, and
 # every task runs eagerly in the process that enqueued it, right after the enqueuing commit.
@@ -357,6 +377,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "core.purge_idempotency_keys",
         "schedule": 3600,
         "options": {"expires": 3600},
+    },
+    "settle-stale-top-ups": {
+        "task": "payments.settle_stale_top_ups",
+        "schedule": float(PAYMENT_STATUS_CHECK_INTERVAL_SECONDS),
+        "options": {"expires": float(PAYMENT_STATUS_CHECK_INTERVAL_SECONDS)},
     },
 }
 

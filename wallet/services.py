@@ -396,6 +396,25 @@ def pay_out_in_bulk(*, payer=None, payments, kind=Kind.TRANSFER, remarks="", ini
         return len(rows)
 
 
+def credit_top_up(*, user, amount, remarks="", idempotency_key=None) -> Transfer:
+    """Money a user paid in through the payment provider: PAYMENT_SETTLEMENT -> user (TOPUP).
+
+    Called by payments.services under the top-up's row lock, once per succeeded top-up."""
+    amount = validate_amount(amount=amount)
+    with transaction.atomic():
+        destination = _locked_user_wallet(user)
+        _ensure_active(receiving=[destination])
+        return _move(
+            source=system_wallet(code=SystemWallet.PAYMENT_SETTLEMENT),
+            destination=destination,
+            amount=amount,
+            kind=Kind.TOPUP,
+            remarks=remarks,
+            initiated_by=user,
+            idempotency_key=idempotency_key,
+        )
+
+
 # --- internals ------------------------------------------------------------------
 
 
