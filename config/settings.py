@@ -25,6 +25,14 @@ def env_int(name, default):
     return int(value) if value not in (None, "") else default
 
 
+def env_limit(name, default):
+    """A money limit: a decimal, or `none` for no limit; unset or empty: `default`."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    return None if value.lower() == "none" else Decimal(value)
+
+
 def env_list(name, default=""):
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -299,6 +307,27 @@ SMS_MAX_RETRIES = env_int("SMS_MAX_RETRIES", 5)
 WALLET_CURRENCY = os.environ.get("WALLET_CURRENCY", "INR")
 WALLET_MAX_TRANSFER_AMOUNT = Decimal(os.environ.get("WALLET_MAX_TRANSFER_AMOUNT", "100000.00"))
 WALLET_SELF_TOPUP_ENABLED = env_bool("WALLET_SELF_TOPUP_ENABLED", True)
+# Wallet limits (wallet/limits.py, README "Wallet limits"): the most a wallet may hold, load in a calendar
+# month (in TIME_ZONE), and receive in one credit. A client's depend on its KYC level (India's prepaid
+# payment instrument rules: minimum KYC 10,000 held and loaded a month, full KYC 2,00,000 held);
+# distributors, retailers and admins keep business wallets, unlimited unless set. `none`: no limit.
+WALLET_LIMITS = {
+    "MIN_KYC": {
+        "max_balance": env_limit("WALLET_LIMIT_MIN_KYC_MAX_BALANCE", Decimal("10000.00")),
+        "monthly_load": env_limit("WALLET_LIMIT_MIN_KYC_MONTHLY_LOAD", Decimal("10000.00")),
+        "per_transaction": env_limit("WALLET_LIMIT_MIN_KYC_PER_TRANSACTION", Decimal("10000.00")),
+    },
+    "FULL_KYC": {
+        "max_balance": env_limit("WALLET_LIMIT_FULL_KYC_MAX_BALANCE", Decimal("200000.00")),
+        "monthly_load": env_limit("WALLET_LIMIT_FULL_KYC_MONTHLY_LOAD", Decimal("200000.00")),
+        "per_transaction": env_limit("WALLET_LIMIT_FULL_KYC_PER_TRANSACTION", Decimal("100000.00")),
+    },
+    "BUSINESS": {
+        "max_balance": env_limit("WALLET_LIMIT_BUSINESS_MAX_BALANCE", None),
+        "monthly_load": env_limit("WALLET_LIMIT_BUSINESS_MONTHLY_LOAD", None),
+        "per_transaction": env_limit("WALLET_LIMIT_BUSINESS_PER_TRANSACTION", None),
+    },
+}
 IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
 # A duplicate of a request still running waits this long for its answer (a money request takes
 # milliseconds), then gets 409; kept short because a waiting duplicate occupies a web worker.

@@ -26,6 +26,7 @@ from core.errors import DomainError
 from core.queue import enqueue_after_commit
 from payments.models import TopUp
 from payments.providers import PaymentResult, PaymentStatus, ProviderError, default_expiry, get_provider
+from wallet import selectors as wallet_selectors
 from wallet import services as ledger
 from wallet.models import SystemWallet, Transfer
 
@@ -74,13 +75,16 @@ class ProviderRefundFailed(DomainError):
 
 def create_top_up(*, user, amount, idempotency_key=None, provider=None) -> TopUp:
     """Open a payment of `amount` at the provider for `user`'s wallet. Refuses (writing nothing) an
-    amount out of bounds. If the provider refuses, the top-up is FAILED with the reason; if its answer
-    is lost, it stays CREATED and the sweep expires it."""
+    amount out of bounds or one the wallet's limits would refuse now. If the provider refuses, the
+    top-up is FAILED with the reason; if its answer is lost, it stays CREATED and the sweep expires it."""
     amount = _valid_amount(amount)
     if idempotency_key is not None:
         existing = _top_up_for_key(user=user, key=idempotency_key, amount=amount)
         if existing is not None:
             return existing
+    # Refused early, with the same codes, if the wallet could not take it now (checked again, under the
+    # wallet's lock, when the money arrives: a top-up paid meanwhile beyond the limits is given back).
+    ledger.check_load_limits(wallet=wallet_selectors.wallet_of(user=user), amount=amount, side="your")
     provider = provider or get_provider()
     try:
         with transaction.atomic():

@@ -379,3 +379,30 @@ def test_verify_ledger_flags_a_succeeded_top_up_whose_amount_differs_from_its_cr
     TopUp.objects.filter(pk=top_up.pk).update(amount="400.00")
     report = verify_ledger()
     assert not report.ok and any("matches no top-up" in line for line in report.mismatches)
+
+
+# --- wallet limits ---------------------------------------------------------------------------
+
+
+def test_a_top_up_the_wallet_could_not_take_is_refused_before_the_provider_is_asked(auth_client, payer, admin_user):
+    from wallet import services as ledger
+
+    ledger.fund_wallet(user=payer, amount="9800.00", initiated_by=admin_user)
+    response = auth_client(payer).post(TOPUPS, {"amount": "500.00"}, format="json")
+    assert response.status_code == 400 and response.json()["code"] == "balance_limit_exceeded"
+    assert "200.00 more" in response.json()["detail"]
+    assert not TopUp.objects.exists() and not SandboxPayment.objects.exists()
+
+
+def test_a_paid_top_up_beyond_the_limit_by_then_fails_and_is_returned(api_client, payer, admin_user):
+    from wallet import services as ledger
+
+    top_up = open_top_up(payer, "500.00")
+    ledger.fund_wallet(user=payer, amount="9800.00", initiated_by=admin_user)  # meanwhile
+    pay_in_sandbox(top_up)
+    response = post_webhook(api_client, event_body(top_up))
+    assert response.status_code == 200 and response.json()["status"] == "FAILED"
+    top_up.refresh_from_db()
+    assert top_up.failure_reason.startswith("balance_limit_exceeded") and top_up.provider_refund_reference
+    assert balance_of(payer) == Decimal("9800.00")
+    assert_ledger_clean()
