@@ -50,6 +50,9 @@ SCENARIOS = {
     "history_deep": ("6b. history of the busy wallet, deep page", False, None, "history_deep"),
     "wallets": ("7. a retailer lists its wallet", False, None, "wallets"),
     "funding": ("8. admin funding (add-to-wallet)", True, None, "funding"),
+    # One "request" is a whole top-up: intent, sandbox payment, the provider's signed webhook, a balance
+    # read (bench/load.py, topup_client); its credit latency is webhook sent -> balance answered.
+    "topups": ("9. wallet top-ups: intent, sandbox payment, signed webhook, balance", True, None, None),
 }
 # Run at one client only: one payout is 1,000 transfers; the comparison is with 1,000 single ones.
 SEQUENTIAL_SCENARIOS = {"payouts"}
@@ -76,6 +79,7 @@ PAYOUT_TARGET_SHARE = 0.05  # of the time 1,000 single transfers take
 PURCHASE_QUERY_BUDGET = 12
 VERIFY_TARGET_SECONDS = 60
 CLIENTS_IN_LOAD = 2000  # senders and receivers of scenario 2
+BENCH_WEBHOOK_SECRET = "bench-payment-webhook-secret"  # the load generator signs as the payment provider
 
 
 def log(message):
@@ -117,6 +121,7 @@ def configure_environment(database_url):
             # The load is a few users sending hundreds of requests a second: the per-user money
             # throttle would refuse it (the throttle's cost stays on the path: it still counts).
             "THROTTLE_MONEY": "100000000/min",
+            "PAYMENT_WEBHOOK_SECRET": BENCH_WEBHOOK_SECRET,
         }
     )
 
@@ -327,7 +332,11 @@ def journal_counts():
     from purchases.models import Purchase
     from wallet.models import Transfer
 
-    return {"transfers": Transfer.objects.count(), "purchases": Purchase.objects.count()}
+    return {
+        "transfers": Transfer.objects.count(),
+        "purchases": Purchase.objects.count(),
+        "topups": Transfer.objects.filter(kind=Transfer.Kind.TOPUP).count(),
+    }
 
 
 def money_check(scenario, before, after, load):
@@ -339,6 +348,8 @@ def money_check(scenario, before, after, load):
         return after["transfers"] - before["transfers"] == succeeded
     if scenario == "payouts":
         return after["transfers"] - before["transfers"] == succeeded * PAYOUT_LINES
+    if scenario == "topups":  # one credit per completed top-up, and nothing else moved money
+        return after["topups"] - before["topups"] == succeeded == after["transfers"] - before["transfers"]
     if scenario == "purchases":
         new = Purchase.objects.order_by("-pk")[: after["purchases"] - before["purchases"]]
         all_success = all(p.status == Purchase.Status.SUCCESS for p in new)
@@ -383,6 +394,7 @@ def build_fixture(population, base_url):
     return {
         "base_url": base_url,
         "keyed": True,
+        "webhook_secret": BENCH_WEBHOOK_SECRET,
         "paths": {
             "balance": "/api/wallet/balance/",
             "transfer": "/api/wallet/transfer/",
@@ -573,6 +585,11 @@ def main():
                     check["verify"] = timed_verify()
                 results["runs"].setdefault(scenario, {})[level] = load
                 results["checks"].setdefault(scenario, {})[level] = check
+                if "credit_p50_ms" in load:
+                    log(
+                        f"    credit latency, webhook -> balance: p50 {load['credit_p50_ms']:.1f} ms, "
+                        f"p95 {load['credit_p95_ms']:.1f} ms, p99 {load['credit_p99_ms']:.1f} ms"
+                    )
                 log(
                     f"{title} @ {level}: {load['rps']:.0f} req/s, p50 {load['p50_ms']:.1f} ms, "
                     f"p95 {load['p95_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms, {load['errors']} errors"
