@@ -122,6 +122,7 @@ def configure_environment(database_url):
             # throttle would refuse it (the throttle's cost stays on the path: it still counts).
             "THROTTLE_MONEY": "100000000/min",
             "PAYMENT_WEBHOOK_SECRET": BENCH_WEBHOOK_SECRET,
+            "PAYMENT_SANDBOX_ENABLED": "true",  # DEBUG is off; the top-up scenario pays in the sandbox
         }
     )
 

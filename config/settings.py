@@ -355,7 +355,10 @@ PAYMENT_INTENT_TTL_MINUTES = env_int("PAYMENT_INTENT_TTL_MINUTES", 30)
 # PAYMENT_STATUS_CHECK_INTERVAL_SECONDS).
 PAYMENT_STATUS_CHECK_AFTER_SECONDS = env_int("PAYMENT_STATUS_CHECK_AFTER_SECONDS", 120)
 PAYMENT_STATUS_CHECK_INTERVAL_SECONDS = env_int("PAYMENT_STATUS_CHECK_INTERVAL_SECONDS", 60)
-# The sandbox provider: where its payment pages live and where it sends its webhooks.
+# The sandbox provider: anyone holding a payment URL can "pay" with it, so it only works where money is
+# not real (DEBUG, tests) unless switched on (the benchmark does); off, its intents fail and its pages 404.
+PAYMENT_SANDBOX_ENABLED = env_bool("PAYMENT_SANDBOX_ENABLED", DEBUG or TESTING)
+# Where its payment pages live and where it sends its webhooks.
 PAYMENT_SANDBOX_BASE_URL = os.environ.get("PAYMENT_SANDBOX_BASE_URL", "http://127.0.0.1:8000")
 PAYMENT_SANDBOX_WEBHOOK_URL = os.environ.get("PAYMENT_SANDBOX_WEBHOOK_URL", "")
 PAYMENT_SANDBOX_LATENCY_MS = env_int("PAYMENT_SANDBOX_LATENCY_MS", 0)

@@ -181,6 +181,8 @@ class SandboxPaymentProvider(BasePaymentProvider):
 
     @staticmethod
     def _wait():
+        if not settings.PAYMENT_SANDBOX_ENABLED:
+            raise ProviderUnavailable("The sandbox payment provider is switched off (PAYMENT_SANDBOX_ENABLED).")
         latency = settings.PAYMENT_SANDBOX_LATENCY_MS / 1000
         if latency > 0:
             time.sleep(latency)

@@ -49,8 +49,8 @@ class WebhookDeliveryFailed(Exception):
 
 
 def ensure_enabled():
-    """The sandbox's pages answer only while the sandbox is the configured provider."""
-    if not isinstance(get_provider(), SandboxPaymentProvider):
+    """The sandbox's pages answer only while the sandbox is the configured provider and switched on."""
+    if not settings.PAYMENT_SANDBOX_ENABLED or not isinstance(get_provider(), SandboxPaymentProvider):
         raise SandboxDisabled()
 
 

@@ -1,6 +1,7 @@
 """The sandbox provider end to end: the payer completes a payment at its URL, and the sandbox
 delivers its signed webhook over real HTTP to the configured URL (a live server)."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -103,3 +104,15 @@ def test_the_sandbox_waits_its_configured_latency(settings):
 
 class OtherProvider(BasePaymentProvider):
     code = "other"
+
+
+@pytest.mark.django_db
+def test_a_switched_off_sandbox_opens_no_payment_and_shows_no_page(api_client, settings):
+    top_up = services.create_top_up(user=ClientFactory(), amount=Decimal("10.00"))
+    settings.PAYMENT_SANDBOX_ENABLED = False
+    url = f"/api/wallet/topups/sandbox/{top_up.provider_reference}/"
+    assert api_client.post(url, {"outcome": "succeeded"}, format="json").status_code == 404
+    refused = services.create_top_up(user=ClientFactory(), amount=Decimal("10.00"))
+    assert refused.status == "FAILED" and "switched off" in refused.failure_reason
+    report = services.settle_stale_top_ups(older_than=timedelta(0))
+    assert report.errors == 1 and TopUp.objects.get(pk=top_up.pk).status == "PENDING"
