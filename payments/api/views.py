@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from core.errors import NotFound
 from core.idempotency import HEADER, IDEMPOTENCY_KEY_PARAMETER, idempotent
+from core.schema import error_response
 from core.signatures import SignedWebhookView
 from payments import sandbox, selectors, services
 from payments.api.serializers import (
@@ -130,7 +131,10 @@ class SandboxPaymentView(APIView):
         tags=TAGS,
         security=[],
         request_body=SandboxPaySerializer,
-        responses={200: SandboxPaymentSerializer},
+        responses={
+            200: SandboxPaymentSerializer,
+            409: error_response("The payment was already completed or has expired."),
+        },
     )
     def post(self, request, reference):
         """Development: complete the payment as the payer would. The sandbox then sends its signed
