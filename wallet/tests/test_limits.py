@@ -165,3 +165,19 @@ def test_an_admin_sets_a_users_kyc_level_and_its_limits_follow(client_user, admi
     client_user.refresh_from_db()
     fund(client_user, "50000.00")
     assert balance_of(client_user) == Decimal("50000.00")
+
+
+def test_the_django_admin_shows_and_filters_by_kyc_level(client_user, admin_user):
+    from django.test import Client
+    from django.urls import reverse
+
+    from accounts.tests.factories import DEFAULT_PASSWORD
+
+    client_user.kyc_level = KycLevel.FULL
+    client_user.save(update_fields=["kyc_level"])
+    browser = Client()
+    assert browser.login(username=admin_user.username, password=DEFAULT_PASSWORD)
+    page = browser.get(reverse("admin:accounts_user_changelist"), {"kyc_level__exact": KycLevel.FULL}).content.decode()
+    assert client_user.username in page and "Full KYC" in page and admin_user.username not in page.split("<tbody>")[-1]
+    form = browser.get(reverse("admin:accounts_user_change", args=[client_user.pk])).content.decode()
+    assert 'name="kyc_level"' in form
