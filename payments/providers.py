@@ -120,7 +120,9 @@ class SandboxPaymentProvider(BasePaymentProvider):
             amount=amount,
             currency=currency,
             expires_at=expires_at,
-            log=[_entry("created", amount=f"{amount:.2f}", currency=currency, merchant_reference=merchant_reference)],
+            log=[
+                log_entry("created", amount=f"{amount:.2f}", currency=currency, merchant_reference=merchant_reference)
+            ],
         )
         return PaymentIntent(
             reference=reference,
@@ -138,7 +140,7 @@ class SandboxPaymentProvider(BasePaymentProvider):
             if payment is None:
                 return PaymentResult(reference=reference, status=PaymentStatus.FAILED, message="No such payment.")
             expire_if_due(payment)
-            payment.log.append(_entry("status_check", answered=payment.status))
+            payment.log.append(log_entry("status_check", answered=payment.status))
             payment.save(update_fields=["status", "log", "updated_at"])
         return result_of(payment)
 
@@ -154,7 +156,7 @@ class SandboxPaymentProvider(BasePaymentProvider):
                 raise ProviderUnavailable("Refunds would exceed the payment (sandbox).")
             refund_reference = "rfnd_" + secrets.token_hex(8)
             payment.refunded_amount += amount
-            payment.log.append(_entry("refunded", amount=f"{amount:.2f}", refund_reference=refund_reference))
+            payment.log.append(log_entry("refunded", amount=f"{amount:.2f}", refund_reference=refund_reference))
             payment.save(update_fields=["refunded_amount", "log", "updated_at"])
         return ProviderRefund(reference=refund_reference)
 
@@ -196,7 +198,7 @@ def expire_if_due(payment):
     """A sandbox payment still unpaid at its expiry time is EXPIRED (the caller saves it)."""
     if payment.status == payment.Status.PENDING and payment.expires_at <= timezone.now():
         payment.status = payment.Status.EXPIRED
-        payment.log.append(_entry("expired"))
+        payment.log.append(log_entry("expired"))
 
 
 def result_of(payment) -> PaymentResult:
@@ -209,7 +211,7 @@ def result_of(payment) -> PaymentResult:
     )
 
 
-def _entry(event, **details) -> dict:
+def log_entry(event, **details) -> dict:
     return {"at": timezone.now().isoformat(), "event": event, **details}
 
 

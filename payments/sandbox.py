@@ -20,7 +20,7 @@ from core import signatures
 from core.errors import DomainError, NotFound
 from core.queue import enqueue_after_commit
 from payments.models import SandboxPayment
-from payments.providers import PaymentStatus, SandboxPaymentProvider, _entry, expire_if_due, get_provider
+from payments.providers import PaymentStatus, SandboxPaymentProvider, expire_if_due, get_provider, log_entry
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def complete_payment(*, reference, outcome) -> SandboxPayment:
             found.save(update_fields=["status", "log", "updated_at"])
             raise SandboxPaymentClosed(status=found.status)
         found.status = status
-        found.log.append(_entry("payer", outcome=outcome))
+        found.log.append(log_entry("payer", outcome=outcome))
         found.save(update_fields=["status", "log", "updated_at"])
         if notify:
             from payments.tasks import deliver_sandbox_webhook
@@ -123,10 +123,10 @@ def deliver_webhook(*, reference) -> int:
     except urllib.error.HTTPError as refusal:
         answer = refusal.code
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        _record(reference, _entry("webhook", url=url, answer=None, error=str(exc)[:200]))
+        _record(reference, log_entry("webhook", url=url, answer=None, error=str(exc)[:200]))
         logger.warning("sandbox webhook for %s not delivered to %s: %s", reference, url, exc)
         raise WebhookDeliveryFailed(str(exc)) from None
-    _record(reference, _entry("webhook", url=url, answer=answer, type=f"payment.{found.status.lower()}"))
+    _record(reference, log_entry("webhook", url=url, answer=answer, type=f"payment.{found.status.lower()}"))
     if not 200 <= answer < 300:
         logger.warning("sandbox webhook for %s refused by %s: HTTP %s", reference, url, answer)
         raise WebhookDeliveryFailed(f"HTTP {answer}")
