@@ -406,3 +406,17 @@ def test_a_paid_top_up_beyond_the_limit_by_then_fails_and_is_returned(api_client
     assert top_up.failure_reason.startswith("balance_limit_exceeded") and top_up.provider_refund_reference
     assert balance_of(payer) == Decimal("9800.00")
     assert_ledger_clean()
+
+
+def test_the_settle_command_credits_a_silently_paid_top_up(payer):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    top_up = open_top_up(payer, "40.00")
+    pay_in_sandbox(top_up, "succeeded_silently")
+    out = StringIO()
+    call_command("settle_stale_top_ups", "--older-than", "0", stdout=out)
+    assert "1 settled" in out.getvalue() and balance_of(payer) == Decimal("40.00")
+    with pytest.raises(CommandError):
+        call_command("settle_stale_top_ups", "--older-than", "-1")
