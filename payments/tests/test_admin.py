@@ -5,7 +5,7 @@ from django.contrib.admin.sites import site
 from django.test import Client
 from django.urls import reverse
 
-from accounts.tests.factories import DEFAULT_PASSWORD, ClientFactory
+from accounts.tests.factories import ClientFactory
 from payments import services
 from payments.models import SandboxPayment, TopUp
 from payments.tests.helpers import event_body, pay_in_sandbox, post_webhook
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def admin_browser(admin_user):
     browser = Client()
-    assert browser.login(username=admin_user.username, password=DEFAULT_PASSWORD)
+    browser.force_login(admin_user)
     return browser
 
 

@@ -171,12 +171,10 @@ def test_the_django_admin_shows_and_filters_by_kyc_level(client_user, admin_user
     from django.test import Client
     from django.urls import reverse
 
-    from accounts.tests.factories import DEFAULT_PASSWORD
-
     client_user.kyc_level = KycLevel.FULL
     client_user.save(update_fields=["kyc_level"])
     browser = Client()
-    assert browser.login(username=admin_user.username, password=DEFAULT_PASSWORD)
+    browser.force_login(admin_user)
     page = browser.get(reverse("admin:accounts_user_changelist"), {"kyc_level__exact": KycLevel.FULL}).content.decode()
     assert client_user.username in page and "Full KYC" in page and admin_user.username not in page.split("<tbody>")[-1]
     form = browser.get(reverse("admin:accounts_user_change", args=[client_user.pk])).content.decode()
