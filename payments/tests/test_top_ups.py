@@ -420,3 +420,16 @@ def test_the_settle_command_credits_a_silently_paid_top_up(payer):
     assert "1 settled" in out.getvalue() and balance_of(payer) == Decimal("40.00")
     with pytest.raises(CommandError):
         call_command("settle_stale_top_ups", "--older-than", "-1")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 5_000 + b"1" + b"}" * 5_000, b'{"data": "\xff\xfe"}', b'{"x": NaN}'],
+    ids=["nested 100,000 deep", "objects nested 5,000 deep", "invalid UTF-8", "NaN"],
+)
+def test_a_signed_hostile_webhook_body_is_a_400_never_a_500(api_client, payer, body):
+    open_top_up(payer)
+    before = ledger_snapshot()
+    response = post_webhook(api_client, body)
+    assert response.status_code == 400 and response.json()["code"] == "invalid_payload"
+    assert ledger_snapshot() == before
