@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('wallet', '0008_topups'),
+        ('wallet', '0010_topups'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

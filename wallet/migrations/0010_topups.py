@@ -19,7 +19,7 @@ def remove_payment_settlement(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('wallet', '0007_number_existing_balance_changes'),
+        ('wallet', '0009_usermargin_moves_to_accounts'),
     ]
 
     operations = [
