@@ -58,11 +58,12 @@ class UserAdmin(DjangoUserAdmin):
         "phone_number",
         "phone_verified",
         "user_type",
+        "kyc_level",
         "parent",
         "wallet_balance",
         "is_active",
     )
-    list_filter = ("user_type", "is_active", "phone_verified", "is_staff", "date_joined")
+    list_filter = ("user_type", "kyc_level", "is_active", "phone_verified", "is_staff", "date_joined")
     search_fields = ("username", "email", "phone_number", "first_name", "last_name")
     list_select_related = ("wallet", "parent")
     raw_id_fields = ("parent",)
@@ -84,6 +85,7 @@ class UserAdmin(DjangoUserAdmin):
             {
                 "fields": (
                     "user_type",
+                    "kyc_level",
                     "parent",
                     "is_active",
                     "deactivated_by",

@@ -7,7 +7,7 @@ from django.db import models, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Lower
 
-from core.roles import UserType
+from core.roles import KycLevel, UserType
 
 
 class UserManager(DjangoUserManager):
@@ -39,6 +39,12 @@ class User(AbstractUser):
         on_delete=models.PROTECT,
         related_name="children",
         help_text="The distributor a retailer belongs to.",
+    )
+    kyc_level = models.PositiveSmallIntegerField(
+        "KYC level",
+        choices=KycLevel.choices,
+        default=KycLevel.MINIMUM,
+        help_text="Identity verification done; a client wallet's limits depend on it (set by an admin).",
     )
     updated_at = models.DateTimeField(auto_now=True)
     # Carried in every token issued to this account and compared on each request and refresh: a bump

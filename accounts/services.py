@@ -269,7 +269,7 @@ def sign_up(*, username, email, password, phone_number=None, first_name="", last
 
 
 PROFILE_FIELDS = frozenset({"first_name", "last_name", "email", "username"})
-ADMIN_EDITABLE_FIELDS = PROFILE_FIELDS | {"phone_number", "user_type", "parent", "is_active"}
+ADMIN_EDITABLE_FIELDS = PROFILE_FIELDS | {"phone_number", "user_type", "parent", "is_active", "kyc_level"}
 RETAILER_EDITABLE_FIELDS = frozenset({"first_name", "last_name", "email", "phone_number", "is_active"})
 
 

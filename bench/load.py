@@ -11,6 +11,8 @@ requests, errors, seconds, rps and latency percentiles in milliseconds.
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import json
 import random
 import time
@@ -86,6 +88,11 @@ class Scenarios:
         headers = self._money_headers(self.f["hot_distributor_token"], keyed=True)
         return "POST", "/api/wallet/payouts/", headers, body, 201
 
+    def topups(self):
+        """The first request of a top-up (the whole flow is `topup_client`): open an intent."""
+        headers = self._money_headers(self.rng.choice(self.f["client_tokens"]))
+        return "POST", "/api/wallet/topups/", headers, {"amount": "1.00"}, 201
+
     def history_first(self):
         path = self.f["history_first_path"]
         return "GET", path, _bearer(self.f["busy_wallet_token"]), None, 200
@@ -119,6 +126,83 @@ async def client(session, base_url, make, deadline, measure_from, latencies, err
                 samples.append(f"{method} {path} -> {status}: {payload[:300].decode(errors='replace')}")
 
 
+def _signed_webhook(secret, top_up):
+    """The webhook the payment provider sends when a payment succeeds (payments.sandbox's shape),
+    signed like core.signatures: X-Signature t=<unix>,v1=HMAC-SHA256(secret, "<t>.<raw body>")."""
+    event = {
+        "id": f"evt_bench_{uuid.uuid4().hex}",
+        "type": "payment.succeeded",
+        "created": int(time.time()),
+        "data": {
+            "reference": top_up["provider_reference"],
+            "merchant_reference": f"T{top_up['id']}",
+            "status": "SUCCEEDED",
+            "amount": top_up["amount"],
+            "currency": top_up["currency"],
+        },
+    }
+    body = json.dumps(event, separators=(",", ":")).encode()
+    stamp = int(time.time())
+    mac = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return body, {"Content-Type": "application/json", "X-Signature": f"t={stamp},v1={mac}"}
+
+
+async def topup_client(session, base_url, fixture, rng, deadline, measure_from, results):
+    """One payer after another adds 1.00: open the intent (keyed), pay at the sandbox's payment URL
+    (the sandbox records it; its own webhook is held back so that the provider's role is played here,
+    where its timing is known), the provider's signed webhook, then the payer reads its balance. A top-up
+    counts once the webhook answered `applied` and the balance was read; `credit` is webhook sent ->
+    balance answered, the latency the issue asks for."""
+    latencies, credit, errors, samples, ok_total = results
+    secret = fixture["webhook_secret"]
+
+    async def call(method, path, headers, body=None, data=None):
+        async with session.request(method, base_url + path, headers=headers, json=body, data=data) as response:
+            return response.status, await response.read()
+
+    while True:
+        token = rng.choice(fixture["client_tokens"])
+        auth = _bearer(token)
+        started = time.perf_counter()
+        if started >= deadline:
+            return
+        step = "intent"
+        try:
+            status, payload = await call(
+                "POST", "/api/wallet/topups/", {**auth, "Idempotency-Key": uuid.uuid4().hex}, {"amount": "1.00"}
+            )
+            if status == 201:
+                top_up = json.loads(payload)
+                step = "sandbox payment"
+                sandbox_path = f"/api/wallet/topups/sandbox/{top_up['provider_reference']}/"
+                status, payload = await call("POST", sandbox_path, {}, {"outcome": "succeeded_silently"})
+            if status == 200 and step == "sandbox payment":
+                step = "webhook"
+                body, headers = _signed_webhook(secret, top_up)
+                sent = time.perf_counter()
+                status, payload = await call("POST", "/api/wallet/topups/webhooks/sandbox/", headers, data=body)
+                if status == 200 and not json.loads(payload).get("applied"):
+                    status = "not applied"
+            if status == 200 and step == "webhook":
+                step = "balance"
+                status, payload = await call("GET", "/api/wallet/balance/", auth)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            status, payload = None, repr(exc).encode()
+        finished = time.perf_counter()
+        done = status == 200 and step == "balance"
+        if done:
+            ok_total.append(1)
+        if started < measure_from:
+            continue
+        latencies.append(finished - started)
+        if done:
+            credit.append(finished - sent)
+        else:
+            errors.append(status)
+            if len(samples) < 5:
+                samples.append(f"top-up, {step} -> {status}: {payload[:300].decode(errors='replace')}")
+
+
 def percentile(sorted_values, p):
     if not sorted_values:
         return None
@@ -132,17 +216,32 @@ async def run(args):
     make = getattr(Scenarios(fixture), args.scenario)
     connector = aiohttp.TCPConnector(limit=args.concurrency, force_close=args.no_keepalive)
     timeout = aiohttp.ClientTimeout(total=60)
-    latencies, errors, samples, ok_total = [], [], [], []
+    latencies, errors, samples, ok_total, credit = [], [], [], [], []
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         measure_from = time.perf_counter() + WARMUP_SECONDS
         deadline = measure_from + args.duration
-        await asyncio.gather(
-            *(
+        if args.scenario == "topups":
+            rng = random.Random()
+            clients = (
+                topup_client(
+                    session,
+                    fixture["base_url"],
+                    fixture,
+                    rng,
+                    deadline,
+                    measure_from,
+                    (latencies, credit, errors, samples, ok_total),
+                )
+                for _ in range(args.concurrency)
+            )
+        else:
+            clients = (
                 client(session, fixture["base_url"], make, deadline, measure_from, latencies, errors, samples, ok_total)
                 for _ in range(args.concurrency)
             )
-        )
+        await asyncio.gather(*clients)
     latencies.sort()
+    credit.sort()
     result = {
         "scenario": args.scenario,
         "concurrency": args.concurrency,
@@ -152,6 +251,7 @@ async def run(args):
         "rps": len(latencies) / args.duration,
         **{f"p{p}_ms": (percentile(latencies, p) or 0) * 1000 for p in PERCENTILES},
         "succeeded_including_warmup": len(ok_total),
+        **({f"credit_p{p}_ms": (percentile(credit, p) or 0) * 1000 for p in PERCENTILES} if credit else {}),
         "error_samples": samples,
     }
     print(json.dumps(result))

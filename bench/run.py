@@ -52,6 +52,9 @@ SCENARIOS = {
     "funding": ("8. admin funding (add-to-wallet)", True, None, "funding"),
     # Its own stacks (broker, gunicorn 2x4, one worker, the sandbox at 1,000 ms): bench/busy_hour.py.
     "busy_hour": ("9. busy hour: purchases on the task queue, polling and callbacks", True, None, None),
+    # One "request" is a whole top-up: intent, sandbox payment, the provider's signed webhook, a balance
+    # read (bench/load.py, topup_client); its credit latency is webhook sent -> balance answered.
+    "topups": ("10. wallet top-ups: intent, sandbox payment, signed webhook, balance", True, None, None),
 }
 # Scenarios that run their own stack and checks rather than one load at each concurrency level.
 OWN_STACK_SCENARIOS = {"busy_hour"}
@@ -80,6 +83,7 @@ PAYOUT_TARGET_SHARE = 0.05  # of the time 1,000 single transfers take
 PURCHASE_QUERY_BUDGET = 12
 VERIFY_TARGET_SECONDS = 60
 CLIENTS_IN_LOAD = 2000  # senders and receivers of scenario 2
+BENCH_WEBHOOK_SECRET = "bench-payment-webhook-secret"  # the load generator signs as the payment provider
 
 
 def log(message):
@@ -121,6 +125,8 @@ def configure_environment(database_url):
             # The load is a few users sending hundreds of requests a second: the per-user money
             # throttle would refuse it (the throttle's cost stays on the path: it still counts).
             "THROTTLE_MONEY": "100000000/min",
+            "PAYMENT_WEBHOOK_SECRET": BENCH_WEBHOOK_SECRET,
+            "PAYMENT_SANDBOX_ENABLED": "true",  # DEBUG is off; the top-up scenario pays in the sandbox
         }
     )
 
@@ -331,7 +337,11 @@ def journal_counts():
     from purchases.models import Purchase
     from wallet.models import Transfer
 
-    return {"transfers": Transfer.objects.count(), "purchases": Purchase.objects.count()}
+    return {
+        "transfers": Transfer.objects.count(),
+        "purchases": Purchase.objects.count(),
+        "topups": Transfer.objects.filter(kind=Transfer.Kind.TOPUP).count(),
+    }
 
 
 def money_check(scenario, before, after, load):
@@ -343,6 +353,8 @@ def money_check(scenario, before, after, load):
         return after["transfers"] - before["transfers"] == succeeded
     if scenario == "payouts":
         return after["transfers"] - before["transfers"] == succeeded * PAYOUT_LINES
+    if scenario == "topups":  # one credit per completed top-up, and nothing else moved money
+        return after["topups"] - before["topups"] == succeeded == after["transfers"] - before["transfers"]
     if scenario == "purchases":
         new = Purchase.objects.order_by("-pk")[: after["purchases"] - before["purchases"]]
         all_success = all(p.status == Purchase.Status.SUCCESS for p in new)
@@ -387,6 +399,7 @@ def build_fixture(population, base_url):
     return {
         "base_url": base_url,
         "keyed": True,
+        "webhook_secret": BENCH_WEBHOOK_SECRET,
         "paths": {
             "balance": "/api/wallet/balance/",
             "transfer": "/api/wallet/transfer/",
@@ -577,6 +590,11 @@ def main():
                     check["verify"] = timed_verify()
                 results["runs"].setdefault(scenario, {})[level] = load
                 results["checks"].setdefault(scenario, {})[level] = check
+                if "credit_p50_ms" in load:
+                    log(
+                        f"    credit latency, webhook -> balance: p50 {load['credit_p50_ms']:.1f} ms, "
+                        f"p95 {load['credit_p95_ms']:.1f} ms, p99 {load['credit_p99_ms']:.1f} ms"
+                    )
                 log(
                     f"{title} @ {level}: {load['rps']:.0f} req/s, p50 {load['p50_ms']:.1f} ms, "
                     f"p95 {load['p95_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms, {load['errors']} errors"

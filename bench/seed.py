@@ -50,7 +50,7 @@ def seed(*, users=10_000, distributors=10, hot_retailers=1000, retailers_each=10
     from accounts import margins
     from accounts.models import User
     from accounts.services import create_user, create_users_in_bulk
-    from core.roles import UserType
+    from core.roles import KycLevel, UserType
     from plans.models import RechargePlan
     from plans.services import load_catalogue
     from wallet import services as ledger
@@ -97,6 +97,9 @@ def seed(*, users=10_000, distributors=10, hot_retailers=1000, retailers_each=10
                 "email": f"client{i}@bench.example.com",
                 "phone_number": phone(next(numbers)),
                 "phone_verified": True,
+                # Full KYC: a starting balance of 100,000.00 is within its limits (2,00,000 held and
+                # loaded a month); a minimum-KYC wallet holds at most 10,000 (wallet/limits.py).
+                "kyc_level": KycLevel.FULL,
             }
             for i in range(client_count)
         ],

@@ -25,6 +25,14 @@ def env_int(name, default):
     return int(value) if value not in (None, "") else default
 
 
+def env_limit(name, default):
+    """A money limit: a decimal, or `none` for no limit; unset or empty: `default`."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    return None if value.lower() == "none" else Decimal(value)
+
+
 def env_list(name, default=""):
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -64,6 +72,7 @@ INSTALLED_APPS = [
     "wallet",
     "plans",
     "purchases",
+    "payments",
     "demo",
 ]
 
@@ -350,6 +359,27 @@ WALLET_MAX_TRANSFER_AMOUNT = Decimal(os.environ.get("WALLET_MAX_TRANSFER_AMOUNT"
 # Self top-up mints money from TREASURY for whoever asks: a demo convenience, off unless DEBUG is on
 # (`check --deploy` warns, wallet.W001, when it is switched on with DEBUG off).
 WALLET_SELF_TOPUP_ENABLED = env_bool("WALLET_SELF_TOPUP_ENABLED", DEBUG)
+# Wallet limits (wallet/limits.py, README "Wallet limits"): the most a wallet may hold, load in a calendar
+# month (in TIME_ZONE), and receive in one credit. A client's depend on its KYC level (India's prepaid
+# payment instrument rules: minimum KYC 10,000 held and loaded a month, full KYC 2,00,000 held);
+# distributors, retailers and admins keep business wallets, unlimited unless set. `none`: no limit.
+WALLET_LIMITS = {
+    "MIN_KYC": {
+        "max_balance": env_limit("WALLET_LIMIT_MIN_KYC_MAX_BALANCE", Decimal("10000.00")),
+        "monthly_load": env_limit("WALLET_LIMIT_MIN_KYC_MONTHLY_LOAD", Decimal("10000.00")),
+        "per_transaction": env_limit("WALLET_LIMIT_MIN_KYC_PER_TRANSACTION", Decimal("10000.00")),
+    },
+    "FULL_KYC": {
+        "max_balance": env_limit("WALLET_LIMIT_FULL_KYC_MAX_BALANCE", Decimal("200000.00")),
+        "monthly_load": env_limit("WALLET_LIMIT_FULL_KYC_MONTHLY_LOAD", Decimal("200000.00")),
+        "per_transaction": env_limit("WALLET_LIMIT_FULL_KYC_PER_TRANSACTION", Decimal("100000.00")),
+    },
+    "BUSINESS": {
+        "max_balance": env_limit("WALLET_LIMIT_BUSINESS_MAX_BALANCE", None),
+        "monthly_load": env_limit("WALLET_LIMIT_BUSINESS_MONTHLY_LOAD", None),
+        "per_transaction": env_limit("WALLET_LIMIT_BUSINESS_PER_TRANSACTION", None),
+    },
+}
 IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
 # A duplicate of a request still running waits this long for its answer (a money request takes
 # milliseconds), then gets 409; kept short because a waiting duplicate occupies a web worker.
@@ -379,6 +409,28 @@ PURCHASE_DUPLICATE_WINDOW_MINUTES = env_int("PURCHASE_DUPLICATE_WINDOW_MINUTES",
 PURCHASE_RESEND_AFTER_SECONDS = env_int("PURCHASE_RESEND_AFTER_SECONDS", 30)
 # The admin's "stuck" filter: PENDING for longer than this.
 PURCHASE_STUCK_MINUTES = env_int("PURCHASE_STUCK_MINUTES", 10)
+
+# --- Payments: wallet top-ups (payments/, README "How a mobile client adds money") ----------
+PAYMENT_PROVIDER = os.environ.get("PAYMENT_PROVIDER", "payments.providers.SandboxPaymentProvider")
+# The webhook's HMAC secret; several, comma-separated, while rotating (the first one signs the
+# sandbox's webhooks). Empty: every webhook is refused. Development and tests get a fixed one.
+PAYMENT_WEBHOOK_SECRETS = env_list("PAYMENT_WEBHOOK_SECRET", "dev-payment-webhook-secret" if DEBUG or TESTING else "")
+PAYMENT_MIN_TOPUP_AMOUNT = Decimal(os.environ.get("PAYMENT_MIN_TOPUP_AMOUNT", "1.00"))
+PAYMENT_MAX_TOPUP_AMOUNT = Decimal(os.environ.get("PAYMENT_MAX_TOPUP_AMOUNT", "100000.00"))
+PAYMENT_INTENT_TTL_MINUTES = env_int("PAYMENT_INTENT_TTL_MINUTES", 30)
+# A PENDING top-up whose webhook has not come after this long is asked about (beat, every
+# PAYMENT_STATUS_CHECK_INTERVAL_SECONDS).
+PAYMENT_STATUS_CHECK_AFTER_SECONDS = env_int("PAYMENT_STATUS_CHECK_AFTER_SECONDS", 120)
+PAYMENT_STATUS_CHECK_INTERVAL_SECONDS = env_int("PAYMENT_STATUS_CHECK_INTERVAL_SECONDS", 60)
+# The sandbox provider: anyone holding a payment URL can "pay" with it, so it only works where money is
+# not real (DEBUG, tests) unless switched on (the benchmark does); off, its intents fail and its pages 404.
+PAYMENT_SANDBOX_ENABLED = env_bool("PAYMENT_SANDBOX_ENABLED", DEBUG or TESTING)
+# Where its payment pages live and where it sends its webhooks.
+PAYMENT_SANDBOX_BASE_URL = os.environ.get("PAYMENT_SANDBOX_BASE_URL", "http://127.0.0.1:8000")
+PAYMENT_SANDBOX_WEBHOOK_URL = os.environ.get("PAYMENT_SANDBOX_WEBHOOK_URL", "")
+PAYMENT_SANDBOX_LATENCY_MS = env_int("PAYMENT_SANDBOX_LATENCY_MS", 0)
+PAYMENT_SANDBOX_WEBHOOK_TIMEOUT_SECONDS = env_int("PAYMENT_SANDBOX_WEBHOOK_TIMEOUT_SECONDS", 10)
+PAYMENT_SANDBOX_WEBHOOK_RETRIES = env_int("PAYMENT_SANDBOX_WEBHOOK_RETRIES", 5)
 
 # --- Task queue (Celery: config/celery.py) -------------------------------------
 # Redis (`redis://host:6379/1`) or RabbitMQ (`amqp://user:pass@host:5672//`). Empty: no broker, and
@@ -432,6 +484,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "core.purge_idempotency_keys",
         "schedule": 3600,
         "options": {"expires": 3600},
+    },
+    "settle-stale-top-ups": {
+        "task": "payments.settle_stale_top_ups",
+        "schedule": float(PAYMENT_STATUS_CHECK_INTERVAL_SECONDS),
+        "options": {"expires": float(PAYMENT_STATUS_CHECK_INTERVAL_SECONDS)},
     },
 }
 

@@ -34,6 +34,7 @@ urlpatterns = [
     path("api/health/", HealthView.as_view(), name="health"),
     path("metrics", metrics_view, name="metrics"),
     path("api/auth/", include("accounts.api.urls")),
+    path("api/wallet/topups/", include("payments.api.urls")),
     path("api/wallet/", include("wallet.api.urls")),
     path("api/plans/", include("plans.api.urls")),
     path("api/purchases/", include("purchases.api.urls")),

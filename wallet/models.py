@@ -13,6 +13,10 @@ class SystemWallet(models.TextChoices):
     TREASURY = "TREASURY", "Treasury"
     RECHARGE_SETTLEMENT = "RECHARGE_SETTLEMENT", "Recharge settlement"
     COMMISSION = "COMMISSION", "Commission"
+    # The payment provider's settlement account: money users paid in through the provider (TOPUP)
+    # comes from here, refunds back to the provider (TOPUP_REFUND) go to it. Its derived balance is
+    # minus what the provider owes us, and verify_ledger holds it equal to the top-ups' own record.
+    PAYMENT_SETTLEMENT = "PAYMENT_SETTLEMENT", "Payment provider settlement"
 
 
 class Wallet(models.Model):
@@ -72,6 +76,8 @@ class Transfer(models.Model):
         PURCHASE = "PURCHASE", "Recharge purchase"
         COMMISSION = "COMMISSION", "Commission"
         REFUND = "REFUND", "Refund"
+        TOPUP = "TOPUP", "Top-up through a payment provider"
+        TOPUP_REFUND = "TOPUP_REFUND", "Top-up refunded to the payment provider"
 
     class Status(models.TextChoices):
         PENDING = "PENDING", "Pending"

@@ -97,6 +97,17 @@ def _consistent_snapshot():
         yield
 
 
+# Checks other apps add (payments: the top-ups equal the provider's settlement account). Each is
+# called with `run(name, total, offenders, describe)` inside the same snapshot; wallet imports no app.
+_EXTRA_CHECKS: list[Callable] = []
+
+
+def register_check(check: Callable) -> None:
+    """Add `check(run)` to every verify_ledger run (an app's AppConfig.ready calls this)."""
+    if check not in _EXTRA_CHECKS:
+        _EXTRA_CHECKS.append(check)
+
+
 def verify_ledger(*, chunk_size=2000, keep=1000, on_mismatch: Callable[[str], None] | None = None) -> LedgerReport:
     """Check every invariant over the whole database. Each mismatch is passed to `on_mismatch` as
     it is found (the command prints it) and the first `keep` are kept in the report."""
@@ -201,6 +212,8 @@ def _verify(*, chunk_size, keep, on_mismatch) -> LedgerReport:
         get_user_model().objects.filter(wallet__isnull=True).order_by("pk").values("pk", "username"),
         lambda u: f"user #{u['pk']} {u['username']} has no wallet",
     )
+    for check in _EXTRA_CHECKS:
+        check(run)
     return report
 
 

@@ -24,6 +24,14 @@ def derived_balance(*, wallet) -> Decimal:
     return (incoming - outgoing).quantize(Decimal("0.01"))
 
 
+def load_headroom(*, wallet, user):
+    """What `wallet` (of `user`) may still receive under its limits (wallet/limits.py); unlocked, so a
+    guide for the client: the credit itself checks again under the wallet's lock."""
+    from wallet.limits import headroom
+
+    return headroom(wallet=wallet, user=user)
+
+
 def system_wallet_balances() -> dict[str, Decimal]:
     return {
         wallet.system_code: derived_balance(wallet=wallet)

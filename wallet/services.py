@@ -70,6 +70,25 @@ class TransferAlreadyRefunded(DomainError):
     status_code = 409
 
 
+class BalanceLimitExceeded(DomainError):
+    # Names the side, never the account: a refusal must not tell a sender about the receiver's wallet.
+    code = "balance_limit_exceeded"
+    message = "This would take the {side} wallet above its balance limit of {limit}; it can take {headroom} more."
+
+
+class MonthlyLoadLimitExceeded(DomainError):
+    code = "monthly_load_limit_exceeded"
+    message = (
+        "This would take what the {side} wallet loaded this month above its limit of {limit}; "
+        "it can take {headroom} more."
+    )
+
+
+class TransactionLimitExceeded(DomainError):
+    code = "transaction_limit_exceeded"
+    message = "The {side} wallet takes at most {limit} in one transaction."
+
+
 @dataclass(frozen=True)
 class Payout:
     """Money a system wallet pays a user as part of posting a transfer (a commission)."""
@@ -141,6 +160,37 @@ def wallets_for_update(*, user_ids=(), wallet_ids=()) -> list[Wallet]:
     )
 
 
+def check_load_limits(*, wallet, amount, largest=None, side="receiving", month_loaded=None) -> None:
+    """Refuse a load (top-up, self top-up, admin funding, transfer in) of `amount` into `wallet` that
+    would break its owner's limits (wallet/limits.py): the balance limit, the calendar month's load
+    limit, and the per-transaction limit (checked against `largest`, the biggest single credit, when
+    `amount` totals several). `wallet` must be a user wallet locked by the caller in this
+    transaction, so that concurrent loads are checked one after the other against the stored balance
+    and the journal. Costs no query for an unlimited wallet, one aggregate with a monthly limit
+    (none if the caller passes `month_loaded`, as the bulk path does for all its receivers at once).
+    Refunds and commissions are not loads: their paths never call this."""
+    from wallet import limits as rules
+
+    if wallet.is_system:
+        return
+    limits = rules.limits_for(wallet.user)
+    if limits.unlimited:
+        return
+    single = amount if largest is None else largest
+    if limits.per_transaction is not None and single > limits.per_transaction:
+        raise TransactionLimitExceeded(field="amount", side=side, limit=f"{limits.per_transaction:.2f}")
+    if limits.max_balance is not None and wallet.balance + amount > limits.max_balance:
+        room = max(limits.max_balance - wallet.balance, Decimal("0.00"))
+        raise BalanceLimitExceeded(field="amount", side=side, limit=f"{limits.max_balance:.2f}", headroom=f"{room:.2f}")
+    if limits.monthly_load is not None:
+        loaded = rules.loaded_this_month(wallet_id=wallet.pk) if month_loaded is None else month_loaded
+        if loaded + amount > limits.monthly_load:
+            room = max(limits.monthly_load - loaded, Decimal("0.00"))
+            raise MonthlyLoadLimitExceeded(
+                field="amount", side=side, limit=f"{limits.monthly_load:.2f}", headroom=f"{room:.2f}"
+            )
+
+
 # --- operations -----------------------------------------------------------------
 
 
@@ -154,6 +204,8 @@ def transfer_funds(*, sender, receiver, amount, remarks="", initiated_by=None, i
         by_user = {wallet.user_id: wallet for wallet in wallets_for_update(user_ids=[sender.pk, receiver.pk])}
         source, destination = _user_wallet(by_user, sender.pk), _user_wallet(by_user, receiver.pk)
         _ensure_active(paying=[source], receiving=[destination])
+        if source.available >= amount:  # a refusal for the sender's funds comes first, and costs no query
+            check_load_limits(wallet=destination, amount=amount)
         return _move(
             source=source,
             destination=destination,
@@ -171,6 +223,9 @@ def credit_wallet(*, user, amount, remarks="", initiated_by=None, kind=Kind.CRED
     with transaction.atomic():
         destination = _locked_user_wallet(user)
         _ensure_active(receiving=[destination])
+        check_load_limits(
+            wallet=destination, amount=amount, side="your" if initiated_by in (None, user) else "receiving"
+        )
         return _move(
             source=system_wallet(code=SystemWallet.TREASURY),
             destination=destination,
@@ -404,6 +459,7 @@ def pay_out_in_bulk(*, payer=None, payments, kind=Kind.TRANSFER, remarks="", ini
         total = sum((amount for _, amount in payments), Decimal("0.00"))
         if not source.is_system and source.available < total:
             raise InsufficientFunds(available=f"{source.available:.2f}", amount=f"{total:.2f}")
+        _check_bulk_load_limits(receivers=receivers, payments=payments)
         now = timezone.now()
         rows = [
             Transfer(
@@ -425,6 +481,26 @@ def pay_out_in_bulk(*, payer=None, payments, kind=Kind.TRANSFER, remarks="", ini
             wallet.updated_at = now
         Wallet.objects.bulk_update(changed, ["balance", "last_entry", "updated_at"], batch_size=batch_size)
         return len(rows)
+
+
+def credit_top_up(*, user, amount, remarks="", idempotency_key=None) -> Transfer:
+    """Money a user paid in through the payment provider: PAYMENT_SETTLEMENT -> user (TOPUP).
+
+    Called by payments.services under the top-up's row lock, once per succeeded top-up."""
+    amount = validate_amount(amount=amount)
+    with transaction.atomic():
+        destination = _locked_user_wallet(user)
+        _ensure_active(receiving=[destination])
+        check_load_limits(wallet=destination, amount=amount, side="your")
+        return _move(
+            source=system_wallet(code=SystemWallet.PAYMENT_SETTLEMENT),
+            destination=destination,
+            amount=amount,
+            kind=Kind.TOPUP,
+            remarks=remarks,
+            initiated_by=user,
+            idempotency_key=idempotency_key,
+        )
 
 
 # --- internals ------------------------------------------------------------------
@@ -453,6 +529,27 @@ def _ensure_active(*, paying=(), receiving=()):
         for wallet in wallets:
             if not wallet.is_system and not wallet.user.is_active:
                 raise WalletInactive(side=side)
+
+
+def _check_bulk_load_limits(*, receivers, payments):
+    """check_load_limits for every receiver of a bulk payment, with one query for all their month's loads."""
+    from wallet import limits as rules
+
+    received = {}
+    for user_id, amount in payments:
+        received.setdefault(user_id, []).append(amount)
+    limited = {user_id: wallet for user_id, wallet in receivers.items() if not rules.limits_for(wallet.user).unlimited}
+    if not limited:
+        return
+    loaded = rules.loaded_this_month_by_wallet(wallet_ids=[wallet.pk for wallet in limited.values()])
+    for user_id, wallet in limited.items():
+        amounts = received[user_id]
+        check_load_limits(
+            wallet=wallet,
+            amount=sum(amounts, Decimal("0.00")),
+            largest=max(amounts),
+            month_loaded=loaded.get(wallet.pk, Decimal("0.00")),
+        )
 
 
 def _lock_pending(transfer, extra_user_ids=()):

@@ -6,7 +6,7 @@ from rest_framework import serializers
 from accounts.models import User
 from core.fields import ChoiceDisplayField
 from core.phone import PhoneNumberField
-from core.roles import UserType
+from core.roles import KycLevel, UserType
 
 # --- outputs --------------------------------------------------------------------------------------
 
@@ -30,6 +30,7 @@ class UserSerializer(serializers.ModelSerializer):
             "phone_verified",
             "user_type",
             "user_type_display",
+            "kyc_level",
             "parent",
             "is_active",
             "date_joined",
@@ -145,6 +146,9 @@ class AdminUserUpdateSerializer(PhoneInputMixin, ProfileFieldsMixin):
     user_type = serializers.ChoiceField(choices=UserType.choices)
     parent = serializers.PrimaryKeyRelatedField(queryset=User.objects.all(), required=False, allow_null=True)
     is_active = serializers.BooleanField(required=False)
+    kyc_level = serializers.ChoiceField(
+        choices=KycLevel.choices, required=False, help_text="1 minimum KYC, 2 full KYC: a client wallet's limits."
+    )
 
 
 class RetailerCreateSerializer(PasswordPairMixin, PhoneInputMixin, ProfileFieldsMixin):

@@ -39,6 +39,8 @@ ADMIN_OR_DISTRIBUTOR = {"anonymous": 401, "admin": ALLOWED, "distributor": ALLOW
 # A record of the retailer's (wallet, transfer, purchase): its distributor and admins see it, a
 # client does not even learn that it exists.
 RETAILER_RECORD = {"anonymous": 401, "admin": ALLOWED, "distributor": ALLOWED, "retailer": ALLOWED, "client": 404}
+# A record only its owner reads through the API (the retailer's top-up; admins have the Django admin).
+OWN_RECORD = {"anonymous": 401, "admin": 404, "distributor": 404, "retailer": ALLOWED, "client": 404}
 
 # (method, route as the URLconf spells it) -> expectations. `{id}` routes are filled in by OBJECTS.
 MATRIX = {
@@ -77,6 +79,12 @@ MATRIX = {
     ("POST", "api/wallet/set-margin/"): ADMIN_OR_DISTRIBUTOR,
     ("GET", "api/wallet/margins/"): SIGNED_IN,
     ("GET", "api/wallet/admin/transactions/"): ADMIN_ONLY,
+    ("GET", "api/wallet/topups/"): SIGNED_IN,
+    ("POST", "api/wallet/topups/"): SIGNED_IN,
+    ("GET", "api/wallet/topups/{id}/"): OWN_RECORD,
+    # The sandbox provider's payment page: whoever holds its unguessable URL, as on a real provider's.
+    ("GET", "api/wallet/topups/sandbox/{id}/"): PUBLIC,
+    ("POST", "api/wallet/topups/sandbox/{id}/"): PUBLIC,
     ("GET", "api/plans/providers/"): SIGNED_IN,
     ("GET", "api/plans/plans/"): SIGNED_IN,
     ("POST", "api/plans/plans/"): ADMIN_ONLY,
@@ -101,6 +109,9 @@ MATRIX = {
 
 # Routes that are not API endpoints of the contract: the Django admin and the schema views.
 NOT_API = ("admin/", "swagger", "redoc")
+# Endpoints no role may call: only the sender's signature gets in (X-Signature), a user's token counts
+# for nothing. Held by test_a_signed_endpoint_refuses_every_role_without_a_signature below.
+SIGNED_ONLY = {("POST", "api/wallet/topups/webhooks/{id}/"): "api/wallet/topups/webhooks/sandbox/"}
 
 
 def _routes(resolver=None, prefix=""):
@@ -132,9 +143,9 @@ def test_every_routed_endpoint_is_in_the_matrix():
         if not route.startswith(NOT_API) and route
         for method in _served_methods(callback)
     }
-    missing = sorted(served - set(MATRIX))
+    missing = sorted(served - set(MATRIX) - set(SIGNED_ONLY))
     assert not missing, f"endpoints with no row in the role matrix (decide who may call them): {missing}"
-    unrouted = sorted(set(MATRIX) - served)
+    unrouted = sorted((set(MATRIX) | set(SIGNED_ONLY)) - served)
     assert not unrouted, f"rows in the role matrix that the URLconf does not serve: {unrouted}"
 
 
@@ -142,6 +153,7 @@ def test_every_routed_endpoint_is_in_the_matrix():
 def world(db, admin_user):
     """Two distributors with a retailer each, a client, and one record of each kind for the
     first retailer."""
+    from payments.services import create_top_up
     from plans.models import Provider, RechargePlan
     from purchases.models import Purchase
 
@@ -157,6 +169,7 @@ def world(db, admin_user):
     purchase = Purchase.objects.create(
         buyer=retailer, plan=plan, mobile_number="+919876543210", amount=plan.amount, status=Purchase.Status.FAILED
     )
+    top_up = create_top_up(user=retailer, amount=Decimal("10.00"))
     return {
         "users": {"admin": admin_user, "distributor": distributor, "retailer": retailer, "client": client},
         "other_retailer": other_retailer,
@@ -171,8 +184,20 @@ def world(db, admin_user):
             "api/plans/plans/{id}/": plan.pk,
             "api/purchases/{id}/": purchase.pk,
             "api/purchases/callbacks/{id}/": "sandbox",
+            "api/wallet/topups/{id}/": top_up.pk,
+            "api/wallet/topups/sandbox/{id}/": top_up.provider_reference,
         },
     }
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize(("method", "route"), sorted(SIGNED_ONLY), ids=lambda value: value)
+def test_a_signed_endpoint_refuses_every_role_without_a_signature(method, route, role, world, api_client):
+    if role != "anonymous":
+        token = RefreshToken.for_user(world["users"][role]).access_token
+        api_client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    response = _call(api_client, method, "/" + SIGNED_ONLY[(method, route)])
+    assert response.status_code == 401 and response.json()["code"] == "invalid_signature"
 
 
 def _call(client, method, url):

@@ -211,6 +211,7 @@ def save_in_django_admin(client, user, **changes):
         "email": user.email,
         "phone_number": user.phone_number or "",
         "user_type": user.user_type,
+        "kyc_level": user.kyc_level,
         "parent": user.parent_id or "",
         "is_active": "on" if user.is_active else None,
         "date_joined_0": "2026-01-01",

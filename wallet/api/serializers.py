@@ -39,6 +39,52 @@ class BalanceSerializer(serializers.Serializer):
         }
 
 
+class WalletLimitsSerializer(serializers.Serializer):
+    """A wallet's limits and what it may still receive (null: no limit applies)."""
+
+    tier = serializers.ChoiceField(
+        choices=["MIN_KYC", "FULL_KYC", "BUSINESS"],
+        help_text="Which limits apply: a client's by KYC level, or a business wallet's.",
+    )
+    kyc_level = serializers.IntegerField(help_text="1 minimum KYC, 2 full KYC.")
+    max_balance = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
+    monthly_load = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
+    per_transaction = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
+    loaded_this_month = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
+    balance_headroom = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
+    monthly_load_headroom = serializers.DecimalField(max_digits=14, decimal_places=2, allow_null=True)
+    can_load_now = serializers.DecimalField(
+        max_digits=14, decimal_places=2, allow_null=True, help_text="The most one top-up or transfer in may bring now."
+    )
+
+    def to_representation(self, room):
+        def money(value):
+            return None if value is None else _MONEY.to_representation(value)
+
+        return {
+            "tier": room.tier,
+            "kyc_level": room.kyc_level,
+            "max_balance": money(room.limits.max_balance),
+            "monthly_load": money(room.limits.monthly_load),
+            "per_transaction": money(room.limits.per_transaction),
+            "loaded_this_month": money(room.loaded_this_month),
+            "balance_headroom": money(room.balance_headroom),
+            "monthly_load_headroom": money(room.monthly_load_headroom),
+            "can_load_now": money(room.can_load_now),
+        }
+
+
+class BalanceWithLimitsSerializer(BalanceSerializer):
+    """GET /api/wallet/balance/: the balance and the wallet's limits with their headroom."""
+
+    limits = WalletLimitsSerializer()
+
+    def to_representation(self, wallet):
+        body = super().to_representation(wallet)
+        body["limits"] = WalletLimitsSerializer().to_representation(self.context["headroom"])
+        return body
+
+
 class OwnerSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     username = serializers.CharField()

@@ -23,7 +23,7 @@ from wallet.api.serializers import (
     AdminFundingSerializer,
     AdminMoneyMovedSerializer,
     AmountSerializer,
-    BalanceSerializer,
+    BalanceWithLimitsSerializer,
     MarginSerializer,
     MoneyMovedSerializer,
     SetMarginSerializer,
@@ -70,10 +70,13 @@ def _render(request, payload, serializer_class=MoneyMovedSerializer):
 
 
 class BalanceView(APIView):
-    @swagger_auto_schema(operation_id="wallet_balance", tags=TAGS, responses={200: BalanceSerializer})
+    @swagger_auto_schema(operation_id="wallet_balance", tags=TAGS, responses={200: BalanceWithLimitsSerializer})
     def get(self, request):
-        """The caller's balance, held amount and available amount."""
-        return Response(BalanceSerializer(selectors.wallet_of(user=request.user)).data)
+        """The caller's balance, held amount and available amount, and its wallet's limits with what it
+        may still receive (`limits`: balance and monthly load headroom; null where no limit applies)."""
+        wallet = selectors.wallet_of(user=request.user)
+        room = selectors.load_headroom(wallet=wallet, user=request.user)
+        return Response(BalanceWithLimitsSerializer(wallet, context={"headroom": room}).data)
 
 
 class WalletListView(generics.ListAPIView):

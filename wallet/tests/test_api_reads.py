@@ -41,8 +41,10 @@ def usernames(results, side):
 def test_balance_answers_the_seed_shape(auth_client, client_user, fund):
     fund(client_user, "12.30")
     services.hold_funds(user=client_user, amount="2.30")
-    response = auth_client(client_user).get(url("balance"))
-    assert response.json() == {"user": client_user.username, "balance": "12.30", "held": "2.30", "available": "10.00"}
+    body = auth_client(client_user).get(url("balance")).json()
+    seed_shape = {key: body.pop(key) for key in ("user", "balance", "held", "available")}
+    assert seed_shape == {"user": client_user.username, "balance": "12.30", "held": "2.30", "available": "10.00"}
+    assert list(body) == ["limits"]  # and, beside the seed's fields, the wallet's limits (test_limits.py)
 
 
 def test_balance_refuses_an_anonymous_caller(api_client):
@@ -176,7 +178,13 @@ def test_margins_are_listed_within_scope(auth_client, admin_user, distributor, r
 
 def test_balance_uses_a_small_fixed_number_of_queries(auth_client, client_user, django_assert_max_num_queries):
     api = auth_client(client_user)
-    with django_assert_max_num_queries(2):  # the token's user, the wallet
+    with django_assert_max_num_queries(3):  # the token's user, the wallet, a client's loads this month
+        assert api.get(url("balance")).status_code == 200
+
+
+def test_a_business_wallets_balance_costs_no_limits_query(auth_client, retailer, django_assert_max_num_queries):
+    api = auth_client(retailer)
+    with django_assert_max_num_queries(2):  # the token's user, the wallet: no limit, nothing to sum
         assert api.get(url("balance")).status_code == 200
 
 

@@ -1,0 +1,116 @@
+"""Wallet limits (issue 15): what a wallet may hold, load in a calendar month and receive at once.
+
+A client's wallet holds the public's money and keeps the limits of a prepaid payment instrument by its
+owner's KYC level; distributors', retailers' and admins' wallets are business accounts, unlimited
+unless WALLET_LIMITS["BUSINESS"] says otherwise (settings.py, README "Wallet limits").
+
+A *load* is money entering a wallet from outside it: a top-up (TOPUP), a self top-up (CREDIT), an
+admin's funding (FUND), a transfer in (TRANSFER). Refunds and commissions give back or pay for what
+the wallet already did, and are not loads: they are never refused. The checks run in
+wallet.services.check_load_limits, on the locked wallet, in the transaction of the credit.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+from django.db.models import Sum
+from django.utils import timezone
+
+from core.roles import KycLevel, UserType
+from wallet.models import Transfer
+
+LOAD_KINDS = (Transfer.Kind.TOPUP, Transfer.Kind.CREDIT, Transfer.Kind.FUND, Transfer.Kind.TRANSFER)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_balance: Decimal | None = None
+    monthly_load: Decimal | None = None
+    per_transaction: Decimal | None = None
+
+    @property
+    def unlimited(self) -> bool:
+        return self.max_balance is None and self.monthly_load is None and self.per_transaction is None
+
+
+def tier_of(user) -> str:
+    if user.user_type != UserType.CLIENT:
+        return "BUSINESS"
+    return "FULL_KYC" if user.kyc_level == KycLevel.FULL else "MIN_KYC"
+
+
+def limits_for(user) -> Limits:
+    return Limits(**settings.WALLET_LIMITS[tier_of(user)])
+
+
+def month_start(now=None) -> datetime:
+    """Midnight on the first of the current calendar month, in TIME_ZONE."""
+    local = timezone.localtime(now or timezone.now())
+    return local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def loaded_this_month(*, wallet_id, now=None) -> Decimal:
+    """The loads a wallet has received since the month began (one indexed aggregate)."""
+    total = (
+        Transfer.objects.filter(
+            to_wallet_id=wallet_id,
+            status=Transfer.Status.POSTED,
+            kind__in=LOAD_KINDS,
+            created_at__gte=month_start(now),
+        )
+        .order_by()
+        .aggregate(total=Sum("amount"))["total"]
+    )
+    return Decimal(total or 0).quantize(Decimal("0.01"))
+
+
+def loaded_this_month_by_wallet(*, wallet_ids, now=None) -> dict:
+    """{wallet id: its loads this month} for many wallets in one grouped query (bulk payments)."""
+    rows = (
+        Transfer.objects.filter(
+            to_wallet_id__in=list(wallet_ids),
+            status=Transfer.Status.POSTED,
+            kind__in=LOAD_KINDS,
+            created_at__gte=month_start(now),
+        )
+        .order_by()
+        .values("to_wallet_id")
+        .annotate(total=Sum("amount"))
+    )
+    return {row["to_wallet_id"]: Decimal(row["total"]).quantize(Decimal("0.01")) for row in rows}
+
+
+@dataclass(frozen=True)
+class Headroom:
+    """What a wallet may still receive: None where no limit applies."""
+
+    tier: str
+    kyc_level: int
+    limits: Limits
+    loaded_this_month: Decimal | None
+    balance_headroom: Decimal | None
+    monthly_load_headroom: Decimal | None
+
+    @property
+    def can_load_now(self) -> Decimal | None:
+        candidates = [
+            value
+            for value in (self.balance_headroom, self.monthly_load_headroom, self.limits.per_transaction)
+            if value is not None
+        ]
+        return min(candidates) if candidates else None
+
+
+def headroom(*, wallet, user, month_loaded=None) -> Headroom:
+    """How much more `wallet` (of `user`) may hold and load this month; no query when unlimited."""
+    limits = limits_for(user)
+    zero = Decimal("0.00")
+    balance_room = None if limits.max_balance is None else max(zero, limits.max_balance - wallet.balance)
+    loaded = month_loaded
+    month_room = None
+    if limits.monthly_load is not None:
+        loaded = loaded_this_month(wallet_id=wallet.pk) if loaded is None else loaded
+        month_room = max(zero, limits.monthly_load - loaded)
+    return Headroom(tier_of(user), user.kyc_level, limits, loaded, balance_room, month_room)
