@@ -95,8 +95,6 @@ MATRIX = {
     ("POST", "api/purchases/purchase/"): SIGNED_IN,
     ("GET", "api/purchases/history/"): SIGNED_IN,
     ("GET", "api/purchases/{id}/"): RETAILER_RECORD,
-    # The aggregator's signed callback: no user token opens it, whoever sends it (401 without X-Signature).
-    ("POST", "api/purchases/callbacks/{id}/"): everyone(401, 401),
     # The second seed's paths: the same views, the same rules.
     ("POST", "auth/send-otp/"): PUBLIC,
     ("POST", "auth/verify-otp/"): PUBLIC,
@@ -111,7 +109,10 @@ MATRIX = {
 NOT_API = ("admin/", "swagger", "redoc")
 # Endpoints no role may call: only the sender's signature gets in (X-Signature), a user's token counts
 # for nothing. Held by test_a_signed_endpoint_refuses_every_role_without_a_signature below.
-SIGNED_ONLY = {("POST", "api/wallet/topups/webhooks/{id}/"): "api/wallet/topups/webhooks/sandbox/"}
+SIGNED_ONLY = {
+    ("POST", "api/purchases/callbacks/{id}/"): "api/purchases/callbacks/sandbox/",
+    ("POST", "api/wallet/topups/webhooks/{id}/"): "api/wallet/topups/webhooks/sandbox/",
+}
 
 
 def _routes(resolver=None, prefix=""):
@@ -183,7 +184,6 @@ def world(db, admin_user):
             "api/wallet/transactions/{id}/": transfer.pk,
             "api/plans/plans/{id}/": plan.pk,
             "api/purchases/{id}/": purchase.pk,
-            "api/purchases/callbacks/{id}/": "sandbox",
             "api/wallet/topups/{id}/": top_up.pk,
             "api/wallet/topups/sandbox/{id}/": top_up.provider_reference,
         },
