@@ -5,7 +5,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from accounts.tests.factories import AdminFactory, ClientFactory, DistributorFactory, RetailerFactory
-from accounts.tokens import token_pair_for
+from tests.helpers import client_for
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -96,12 +96,6 @@ def _on_commit_runs_when_the_code_under_test_commits(monkeypatch):
 @pytest.fixture
 def api_client():
     return APIClient()
-
-
-def client_for(user):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token_pair_for(user)['access']}")
-    return client
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
 from accounts import margins, otp, services
 from accounts.models import OneTimePassword, OtpPhoneGuard, User, UserMargin
+from core.admin import ReadOnlyAdminMixin
 from core.errors import DomainError
 from core.money import money_str
 from core.phone import InvalidPhoneNumber, normalize_phone
@@ -142,7 +143,7 @@ class OtpPhoneGuardAdmin(admin.ModelAdmin):
 
 
 @admin.register(OneTimePassword)
-class OneTimePasswordAdmin(admin.ModelAdmin):
+class OneTimePasswordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "phone_number",
         "created_at",
@@ -164,12 +165,6 @@ class OneTimePasswordAdmin(admin.ModelAdmin):
         "bound_to_address",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
 
 class UserMarginForm(forms.ModelForm):

@@ -8,7 +8,7 @@ from django.db import transaction
 
 from accounts.models import UserMargin
 from accounts.selectors import users_in_scope
-from core.errors import DomainError, NotFound
+from core.errors import DomainError, NotFound, PermissionRefused
 from core.money import PAISA
 from core.roles import UserType
 
@@ -23,10 +23,8 @@ class MarginAboveOwn(DomainError):
     message = "A retailer's margin cannot exceed its distributor's own margin ({own}%)."
 
 
-class MarginNotAllowed(DomainError):
-    code = "permission_denied"
+class MarginNotAllowed(PermissionRefused):
     message = "Only administrators, and distributors for their own retailers, may set margins."
-    status_code = 403
 
 
 def margin_for(*, user) -> Decimal:

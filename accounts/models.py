@@ -20,8 +20,6 @@ class User(AbstractUser):
     """A person with a role. Every user has exactly one wallet, opened in the same transaction by the
     ledger when the user is created (post_save, or `users_created` for a bulk insert)."""
 
-    UserType = UserType
-
     email = models.EmailField("email address", max_length=254, null=True, blank=True)
     phone_number = models.CharField(
         max_length=16, null=True, blank=True, db_index=True, help_text="E.164, e.g. +919999999999"
@@ -77,10 +75,6 @@ class User(AbstractUser):
 
     def __str__(self):
         return self.username
-
-    @property
-    def role(self):
-        return UserType(self.user_type)
 
     def normalize_identity(self):
         """Email lower-cased and trimmed; a blank email or phone is NULL (blank strings would

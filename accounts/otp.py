@@ -272,7 +272,7 @@ def request_otp(*, phone_number: str, requested_from: str | None = None) -> Issu
                 requested_from=requested_from,
                 bound_to_address=bound,
             )
-            from accounts import tasks
+            from accounts import tasks  # here: accounts.tasks imports this module
 
             enqueue_after_commit(tasks.send_otp_sms, otp_id=otp.pk)
     except DomainError:
@@ -391,7 +391,7 @@ def verify_phone_for(*, user: User, phone_number: str, code: str, client_address
 
 
 def _username_for_phone(phone_number: str) -> str:
-    """`user_<digits>`: the national number for the default region (the seed's `user_9999999999`)."""
+    """`user_<digits>`: the national number for the default region (the OTP wallet app's `user_9999999999`)."""
     number = phonenumbers.parse(phone_number)
     if phonenumbers.region_code_for_number(number) == settings.PHONE_DEFAULT_REGION:
         return f"user_{number.national_number}"

@@ -71,7 +71,7 @@ def users_with_wallets() -> QuerySet:
 
 
 def users_for_admin(*, all_roles: bool) -> QuerySet:
-    """The admin list: distributors and retailers by default (the first seed), any role on request."""
+    """The admin list: distributors and retailers by default (the business's user list), any role on request."""
     users = users_with_wallets()
     if not all_roles:
         users = users.filter(user_type__in=[UserType.DISTRIBUTOR, UserType.RETAILER])

@@ -22,7 +22,7 @@ app.autodiscover_tasks()
 def _worker_database_threads(sender=None, **kwargs):
     """A worker runs its database work on a few dedicated threads (core.db_threads), so that its many
     pool threads, each waiting on an operator, hold no database connection."""
-    from django.conf import settings
+    from django.conf import settings  # here: this module loads with Django's settings, before apps
 
     from core import db_threads
 

@@ -38,7 +38,7 @@ urlpatterns = [
     path("api/wallet/", include("wallet.api.urls")),
     path("api/plans/", include("plans.api.urls")),
     path("api/purchases/", include("purchases.api.urls")),
-    # The second seed's documented paths: the same views at their original addresses.
+    # The OTP-wallet paths: the OTP wallet app's documented addresses, served by the same views.
     path("auth/", include((accounts_urls.legacy_urlpatterns, "accounts-legacy"))),
     path("", include((wallet_urls.legacy_urlpatterns, "wallet-legacy"))),
     # Public with DEBUG (or API_DOCS_PUBLIC=true), else staff-only: core.views.documentation_view.

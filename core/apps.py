@@ -16,7 +16,7 @@ def _accept_only_json_strings_for_string_fields():
     through a float: a client sending the wrong type has a bug, and it deserves a 400 that names the
     field rather than a silently converted value. One policy for every serializer, set here once.
     """
-    from rest_framework import serializers
+    from rest_framework import serializers  # here: called from ready(), when models can be imported
 
     def strict(field_class):
         parse = field_class.to_internal_value

@@ -25,6 +25,11 @@ RETRYABLE_PGCODES = {
 }
 
 
+# Every DomainError code, to the one class that defines it (subclasses that keep their parent's code
+# share it). A second class claiming a code fails at import: a client's `code` means one thing.
+ERROR_CODES: dict[str, type] = {}
+
+
 class DomainError(Exception):
     """A business refusal. Subclasses set a stable `code`, a default message and an HTTP status."""
 
@@ -33,6 +38,19 @@ class DomainError(Exception):
     status_code = status.HTTP_400_BAD_REQUEST
     # Context keys also put in the error body, for programs (e.g. the id of the record refused against).
     body_fields = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "code" not in cls.__dict__:
+            return  # keeps its parent's code (a variant of the same refusal, or a mixin)
+        owner = ERROR_CODES.setdefault(cls.code, cls)
+        if (owner.__module__, owner.__qualname__) == (cls.__module__, cls.__qualname__):
+            ERROR_CODES[cls.code] = cls  # the same class, its module imported again
+        elif not issubclass(cls, owner):
+            raise TypeError(
+                f"Error code {cls.code!r} of {cls.__module__}.{cls.__qualname__} is already "
+                f"{owner.__module__}.{owner.__qualname__}'s: subclass it or choose another code."
+            )
 
     def __init__(self, message=None, *, field=None, **context):
         template = message or type(self).message

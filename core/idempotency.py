@@ -22,6 +22,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import Error, IntegrityError, connection, transaction
+from django.utils import timezone
 from drf_yasg import openapi
 from rest_framework import status
 from rest_framework.response import Response
@@ -202,8 +203,6 @@ def _after_lost_commit(record):
 
 
 def _now():
-    from django.utils import timezone
-
     return timezone.now()
 
 

@@ -20,8 +20,8 @@ def normalize_phone(raw) -> str:
 
     National numbers use PHONE_DEFAULT_REGION and must have a possible length for it. A number
     written in international form is also accepted when it has 10 to 15 digits (E.164's range)
-    even if libphonenumber's table for that country disagrees: the first seed registers
-    `+1234567890`, and operators add ranges faster than libphonenumber releases.
+    even if libphonenumber's table for that country disagrees: the recharge business's
+    own examples register `+1234567890`, and operators add ranges faster than libphonenumber releases.
     """
     if not isinstance(raw, str):
         raise InvalidPhoneNumber()

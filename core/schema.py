@@ -2,6 +2,7 @@
 
 from drf_yasg import openapi
 from drf_yasg.inspectors import FieldInspector, SwaggerAutoSchema
+from rest_framework.permissions import AllowAny
 
 ERROR_SCHEMA = openapi.Schema(
     title="Error",
@@ -48,7 +49,7 @@ class AutoSchema(SwaggerAutoSchema):
 
     def get_operation_id(self, operation_keys=None):
         operation_id = super().get_operation_id(operation_keys)
-        # The second seed's paths (outside /api/) reuse the /api/ views; operation ids must stay unique.
+        # The OTP-wallet paths (outside /api/) reuse the /api/ views; operation ids must stay unique.
         if not self.path.startswith("/api/") and not operation_id.startswith("legacy_"):
             return f"legacy_{operation_id}"
         return operation_id
@@ -82,8 +83,6 @@ class AutoSchema(SwaggerAutoSchema):
         return super().get_security()
 
     def _allows_anonymous(self):
-        from rest_framework.permissions import AllowAny
-
         permissions = getattr(self.view, "permission_classes", [])
         return any(permission is AllowAny for permission in permissions)
 

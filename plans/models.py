@@ -25,7 +25,7 @@ class Provider(models.Model):
 
 
 class RechargePlan(models.Model):
-    """A plan an operator sells (the first seed's Rechargeplan). Retired, never deleted, once sold."""
+    """A plan an operator sells (the recharge business's `Rechargeplan`). Retired, never deleted, once sold."""
 
     class PlanType(models.TextChoices):
         PREPAID = "PREPAID", "Prepaid"

@@ -7,6 +7,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 
+from core.admin import ReadOnlyAdminMixin
 from core.errors import DomainError
 from purchases import services
 from purchases.models import Purchase, SandboxRecharge
@@ -30,7 +31,7 @@ class StuckFilter(admin.SimpleListFilter):
 
 
 @admin.register(Purchase)
-class PurchaseAdmin(admin.ModelAdmin):
+class PurchaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: a purchase changes only through purchases.services (its money is in the ledger).
     Two actions call those services: re-check with the operator, and refund."""
 
@@ -101,18 +102,9 @@ class PurchaseAdmin(admin.ModelAdmin):
             refunded += done
         self.message_user(request, f"{refunded} purchase(s) refunded.", messages.SUCCESS if refunded else messages.INFO)
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(SandboxRecharge)
-class SandboxRechargeAdmin(admin.ModelAdmin):
+class SandboxRechargeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """What the sandbox operator received (development and benchmarks only); read-only."""
 
     list_display = ["reference", "received_at", "mobile_number", "amount", "status", "times_received"]
@@ -122,12 +114,3 @@ class SandboxRechargeAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -35,6 +35,7 @@ from rest_framework import status
 from accounts.margins import margin_for
 from core import db_threads
 from core.errors import DomainError, NotFound
+from core.idempotency import IdempotencyKeyReused
 from core.money import ZERO, percentage_of
 from core.phone import mobile_number_text, normalize_mobile_number, same_number
 from core.queue import enqueue_after_commit, enqueue_now
@@ -60,10 +61,8 @@ class PlanInactive(DomainError):
     message = "This plan is no longer sold."
 
 
-class PurchaseKeyReused(DomainError):
-    code = "idempotency_key_reused"
+class PurchaseKeyReused(IdempotencyKeyReused):
     message = "This Idempotency-Key was already used for another purchase."
-    status_code = 422
 
 
 class DuplicatePurchase(DomainError):

@@ -13,9 +13,9 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts.models import UserMargin
 from accounts.tests.factories import AdminFactory, ClientFactory, DistributorFactory, RetailerFactory
-from conftest import client_for
 from plans.models import Provider, RechargePlan
 from purchases.tests.helpers import queue_fulfilments
+from tests.helpers import client_for
 from wallet import services
 
 pytestmark = pytest.mark.django_db(transaction=True)

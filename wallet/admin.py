@@ -19,6 +19,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from core import idempotency
+from core.admin import ReadOnlyAdminMixin
 from core.errors import DomainError
 from core.money import money_str
 from core.roles import UserType
@@ -39,7 +40,9 @@ class MoveMoneyForm(forms.Form):
 
 
 @admin.register(Wallet)
-class WalletAdmin(admin.ModelAdmin):
+class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Read-only; money moves through the "Fund or debit" page."""
+
     list_display = ["id", "owner", "role", "balance_display", "held", "available_display", "currency", "move_money"]
     list_filter = ["user__user_type", "user__is_active", "currency"]
     search_fields = ["user__username", "user__email", "user__phone_number", "system_code"]
@@ -57,15 +60,6 @@ class WalletAdmin(admin.ModelAdmin):
     ]
     fields = readonly_fields
     actions = ["fund_or_debit"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False  # read-only; money moves through the "Fund or debit" page
 
     @admin.display(description="owner", ordering="user__username")
     def owner(self, wallet):
@@ -170,7 +164,7 @@ class WalletAdmin(admin.ModelAdmin):
 
 
 @admin.register(Transfer)
-class TransferAdmin(admin.ModelAdmin):
+class TransferAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """The journal: readable by staff, never added, changed or deleted by anyone (superusers included)."""
 
     list_display = ["id", "created_at", "kind", "status", "amount", "sender", "receiver", "remarks", "initiated_by"]
@@ -187,15 +181,6 @@ class TransferAdmin(admin.ModelAdmin):
     list_select_related = ["from_wallet__user", "to_wallet__user", "initiated_by"]
     date_hierarchy = "created_at"
     ordering = ["-created_at", "-id"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @staticmethod
     def _party(wallet):

@@ -65,7 +65,7 @@ class Wallet(models.Model):
 
 
 class Transfer(models.Model):
-    """One movement of money from one wallet to another: the journal (the seeds' Transaction)."""
+    """One movement of money from one wallet to another: the journal (both products' Transaction)."""
 
     class Kind(models.TextChoices):
         CREDIT = "CREDIT", "Self top-up"

@@ -6,7 +6,8 @@ from django.db.models import Q, Sum
 
 from accounts.selectors import is_admin, users_in_scope
 from core.roles import UserType
-from wallet.models import SystemWallet, Transfer, Wallet
+from wallet.limits import headroom
+from wallet.models import Transfer, Wallet
 
 
 def purchase_transfer(*, reference) -> Transfer:
@@ -27,16 +28,7 @@ def derived_balance(*, wallet) -> Decimal:
 def load_headroom(*, wallet, user):
     """What `wallet` (of `user`) may still receive under its limits (wallet/limits.py); unlocked, so a
     guide for the client: the credit itself checks again under the wallet's lock."""
-    from wallet.limits import headroom
-
     return headroom(wallet=wallet, user=user)
-
-
-def system_wallet_balances() -> dict[str, Decimal]:
-    return {
-        wallet.system_code: derived_balance(wallet=wallet)
-        for wallet in Wallet.objects.filter(~Q(system_code=None), system_code__in=SystemWallet.values)
-    }
 
 
 # --- scope (accounts.selectors.users_in_scope). Out of scope reads as absent (404). ------------

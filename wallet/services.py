@@ -11,23 +11,19 @@ Every public function here is one business operation and guarantees:
 """
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from core.errors import DomainError
-from core.money import PAISA
+from core.errors import DomainError, NotFound
+from core.money import parse_amount
 from wallet.models import SystemWallet, Transfer, Wallet
 
 Kind = Transfer.Kind
 Status = Transfer.Status
-
-
-class InvalidAmount(DomainError):
-    code = "invalid_amount"
-    message = "The amount must be a positive number with at most two decimal places, at most {maximum}."
 
 
 class InsufficientFunds(DomainError):
@@ -58,10 +54,8 @@ class NotRefundable(DomainError):
     status_code = 409
 
 
-class WalletNotFound(DomainError):
-    code = "not_found"
+class WalletNotFound(NotFound):
     message = "Wallet not found."
-    status_code = 404
 
 
 class TransferAlreadyRefunded(DomainError):
@@ -126,23 +120,13 @@ def system_wallet(*, code: str) -> Wallet:
 
 
 def validate_amount(*, amount) -> Decimal:
-    """The amount as a two-place Decimal, or InvalidAmount. Floats are refused: they are inexact."""
-    maximum = settings.WALLET_MAX_TRANSFER_AMOUNT
-    if isinstance(amount, (bool, float)) or not isinstance(amount, (Decimal, int, str)):
-        raise InvalidAmount(field="amount", maximum=maximum)
-    try:
-        value = Decimal(amount)
-    except (InvalidOperation, ValueError):
-        raise InvalidAmount(field="amount", maximum=maximum) from None
-    if not value.is_finite() or value <= 0 or value.as_tuple().exponent < -2 or value > maximum:
-        raise InvalidAmount(field="amount", maximum=maximum)
-    return value.quantize(PAISA)
+    """The amount as a two-place Decimal, or an InvalidAmount (core.money.parse_amount, the same
+    reading the API's MoneyField gives)."""
+    return parse_amount(amount)
 
 
 def wallets_for_update(*, user_ids=(), wallet_ids=()) -> list[Wallet]:
     """Lock the user wallets of `user_ids` / `wallet_ids` in ascending id order, in one query."""
-    from django.db.models import Q
-
     # Only the parts that name something: an empty `IN ()` costs Django a failed compile per call,
     # and this runs on every money request.
     condition = Q()

@@ -93,7 +93,7 @@ NAME = {"max_length": 150, "required": False, "allow_blank": True}
 
 
 class PhoneInputMixin(serializers.Serializer):
-    """`phone_number`, with the first seed's `phone` accepted as an alias."""
+    """`phone_number`, with `phone` (the recharge business's older field name) accepted as an alias."""
 
     phone_number = PhoneNumberField(required=False, allow_null=True, allow_blank=True)
     phone = PhoneNumberField(required=False, allow_null=True, allow_blank=True, write_only=True)

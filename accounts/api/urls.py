@@ -28,7 +28,7 @@ urlpatterns = [
     path("retailers/<int:pk>/", views.RetailerDetailView.as_view(), name="retailers-detail"),
 ]
 
-# The second seed's paths, mounted at /auth/ by config/urls.py: the same views, no logic written twice.
+# The OTP-wallet paths (the OTP wallet app's addresses), mounted at /auth/ by config/urls.py: the same views.
 legacy_urlpatterns = [
     path("send-otp/", views.OtpGenerateView.as_view(), name="send-otp"),
     path("verify-otp/", views.OtpVerifyView.as_view(), name="verify-otp"),

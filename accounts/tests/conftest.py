@@ -10,8 +10,3 @@ def sms_outbox(settings):
     sms.outbox.clear()
     yield sms.outbox
     sms.outbox.clear()
-
-
-def code_from(message):
-    """The digits of the code in an SMS body."""
-    return next(word for word in message.body.replace(".", " ").split() if word.isdigit() and len(word) >= 4)

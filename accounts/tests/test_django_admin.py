@@ -40,6 +40,16 @@ def test_otp_admin_never_shows_a_code_or_its_hash(client, admin_user, settings):
     assert client.get("/admin/accounts/onetimepassword/add/").status_code == 403
 
 
+def test_a_login_code_cannot_be_deleted_in_the_admin_to_reset_its_failed_attempts(client, admin_user, settings):
+    # Its wrong attempts bound guessing (accounts.otp): a deleted code would give a phone a fresh budget.
+    settings.OTP_RESEND_COOLDOWN_SECONDS = 0
+    otp.request_otp(phone_number="+919999999999")
+    stored = OneTimePassword.objects.get()
+    client.force_login(admin_user)
+    assert client.post(f"/admin/accounts/onetimepassword/{stored.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert OneTimePassword.objects.filter(pk=stored.pk).exists()
+
+
 def test_lift_guard_action_puts_the_phone_back_in_normal_mode(client, admin_user):
     guard = OtpPhoneGuard.objects.create(
         phone_number="+919999999999", failed_count=1000, window_started_at=timezone.now(), guarded_since=timezone.now()

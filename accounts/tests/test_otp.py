@@ -7,8 +7,8 @@ from django.utils import timezone
 
 from accounts import otp
 from accounts.models import OneTimePassword, OtpPhoneGuard, User
-from accounts.tests.conftest import code_from
 from accounts.tests.factories import ClientFactory
+from accounts.tests.helpers import code_from
 from core.roles import UserType
 
 pytestmark = pytest.mark.django_db

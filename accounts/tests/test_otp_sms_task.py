@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from accounts import otp, sms, tasks
 from accounts.models import OneTimePassword
-from accounts.tests.conftest import code_from
+from accounts.tests.helpers import code_from
 
 GENERATE = "/api/auth/otp/generate/"
 VERIFY = "/api/auth/otp/verify/"

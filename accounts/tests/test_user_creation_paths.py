@@ -6,7 +6,7 @@ from django.db import IntegrityError
 
 from accounts import services
 from accounts.models import User
-from accounts.tests.conftest import code_from
+from accounts.tests.helpers import code_from
 from core.roles import UserType
 from wallet.models import Wallet
 

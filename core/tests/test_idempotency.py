@@ -226,7 +226,7 @@ def test_a_malformed_key_is_400_and_moves_nothing(auth_client, client_user, key)
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_twenty_concurrent_copies_of_a_transfer_move_money_once_and_answer_the_same(auth_client):
-    from wallet.tests.conftest import assert_ledger_clean
+    from wallet.tests.helpers import assert_ledger_clean
 
     sender, receiver = ClientFactory(), ClientFactory()
     services.credit_wallet(user=sender, amount="100.00")

@@ -9,5 +9,5 @@ urlpatterns = [
     path("plans/", views.PlanListView.as_view(), name="plan-list"),
     path("plans/<int:pk>/", views.PlanDetailView.as_view(), name="plan-detail"),
 ]
-# The second seed's paths, mounted at the site root by config/urls.py (same views, no new logic).
+# The OTP-wallet paths, mounted at the site root by config/urls.py (same views, no new logic).
 legacy_urlpatterns = []

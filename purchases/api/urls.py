@@ -10,5 +10,5 @@ urlpatterns = [
     path("<int:pk>/", views.PurchaseDetailView.as_view(), name="detail"),
     path("callbacks/<slug:gateway>/", views.OperatorCallbackView.as_view(), name="operator-callback"),
 ]
-# The second seed's paths, mounted at the site root by config/urls.py (same views, no new logic).
+# The OTP-wallet paths, mounted at the site root by config/urls.py (same views, no new logic).
 legacy_urlpatterns = []

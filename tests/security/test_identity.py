@@ -18,8 +18,8 @@ from rest_framework_simplejwt.tokens import AccessToken
 from accounts.models import User
 from accounts.tests.factories import DEFAULT_PASSWORD, AdminFactory, ClientFactory, DistributorFactory, RetailerFactory
 from accounts.tokens import VersionedJWTAuthentication
-from conftest import client_for
 from core.roles import UserType
+from tests.helpers import client_for
 from wallet import services as ledger
 
 pytestmark = pytest.mark.django_db

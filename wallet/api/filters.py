@@ -11,7 +11,7 @@ MONEY_FILTER = {"max_digits": 14, "decimal_places": 2}
 
 
 class TransferFilter(django_filters.FilterSet):
-    """`kind` (the second seed's `transaction_type` too), `status`, a date range on created_at
+    """`kind` (`transaction_type` too, the OTP wallet app's name), `status`, a date range on created_at
     (`created_after` / `created_before`, ISO dates or datetimes) and an amount range."""
 
     kind = django_filters.MultipleChoiceFilter(choices=Transfer.Kind.choices)
@@ -52,7 +52,7 @@ class WalletFilter(django_filters.FilterSet):
 
 
 class AliasOrderingFilter(OrderingFilter):
-    """DRF ordering that also understands a view's `ordering_aliases` (the second seed orders by
+    """DRF ordering that also understands a view's `ordering_aliases` (the OTP wallet app orders by
     `timestamp`, which is our `created_at`), so both names reach the same view and the same index."""
 
     def get_ordering(self, request, queryset, view):

@@ -14,6 +14,7 @@ from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.response import Response
 
 from core.pagination import StandardPagination
+from wallet.selectors import history_window
 
 
 class JournalCursorPagination(CursorPagination):
@@ -58,8 +59,6 @@ class TransferPagination(StandardPagination):
         return self._cursor.paginate_queryset(queryset.order_by(), request, view)
 
     def _one_wallet_window(self, queryset, request, wallet_id):
-        from wallet.selectors import history_window
-
         cursor = self._cursor.decode_cursor(request)
         limit = self._cursor.get_page_size(request) + 1 + (cursor.offset if cursor else 0)
         position = int(cursor.position) if cursor and cursor.position is not None else None

@@ -23,7 +23,7 @@ _DATETIME = serializers.DateTimeField()
 
 
 class BalanceSerializer(serializers.Serializer):
-    """The seed's `{"user", "balance"}` plus what is reserved by pending recharges."""
+    """The OTP wallet app's `{"user", "balance"}` plus what is reserved by pending recharges."""
 
     user = serializers.CharField(source="user.username")
     balance = serializers.DecimalField(max_digits=14, decimal_places=2)
@@ -131,7 +131,7 @@ _PARTY = PartySerializer()
 class TransferSerializer(serializers.Serializer):
     """A journal row. A party's balance after the transfer is shown only to whom may see that wallet
     (a sender does not learn the receiver's balance). `transaction_type`, `timestamp`, `sender` and
-    `receiver` are the second seed's names for kind, created_at and the parties.
+    `receiver` are the OTP wallet app's names for kind, created_at and the parties.
 
     Declared field by field rather than as a ModelSerializer: this body is rendered on every money
     request and every history row, and ModelSerializer rebuilds its fields from the model each time."""

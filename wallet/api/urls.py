@@ -20,7 +20,7 @@ urlpatterns = [
     path("admin/transactions/", views.AdminTransactionListView.as_view(), name="admin-transaction-list"),
 ]
 
-# The second seed's paths, mounted at the site root by config/urls.py (same views, no new logic).
+# The OTP-wallet paths, mounted at the site root by config/urls.py (same views, no new logic).
 legacy_urlpatterns = [
     path("wallet/balance/", views.BalanceView.as_view(), name="balance"),
     path("wallet/credit/", views.CreditView.as_view(), name="credit"),

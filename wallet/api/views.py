@@ -50,7 +50,7 @@ class SelfTopUpEnabled(BasePermission):
         return settings.WALLET_SELF_TOPUP_ENABLED
 
 
-def _moved(request, transfer, *, wallet):
+def _moved(transfer, *, wallet):
     """The caller's answer: the transfer and `wallet` (a wallet the service just locked and updated)."""
     return {
         "transfer": transfer,
@@ -228,7 +228,7 @@ class CreditView(APIView):
             remarks=data["remarks"],
             idempotency_key=request.headers.get(HEADER),
         )
-        return _render(request, _moved(request, transfer, wallet=transfer.to_wallet))
+        return _render(request, _moved(transfer, wallet=transfer.to_wallet))
 
 
 class DebitView(APIView):
@@ -245,7 +245,7 @@ class DebitView(APIView):
             remarks=data["remarks"],
             idempotency_key=request.headers.get(HEADER),
         )
-        return _render(request, _moved(request, transfer, wallet=transfer.from_wallet))
+        return _render(request, _moved(transfer, wallet=transfer.from_wallet))
 
 
 class TransferView(APIView):
@@ -264,7 +264,7 @@ class TransferView(APIView):
             remarks=data["remarks"],
             idempotency_key=request.headers.get(HEADER),
         )
-        return _render(request, _moved(request, transfer, wallet=transfer.from_wallet))
+        return _render(request, _moved(transfer, wallet=transfer.from_wallet))
 
 
 class _AdminFundingView(APIView):
@@ -283,7 +283,7 @@ class _AdminFundingView(APIView):
             idempotency_key=request.headers.get(HEADER),
         )
         target_wallet = transfer.to_wallet if transfer.kind == transfer.Kind.FUND else transfer.from_wallet
-        payload = _moved(request, transfer, wallet=selectors.wallet_of(user=request.user))
+        payload = _moved(transfer, wallet=selectors.wallet_of(user=request.user))
         payload.update(message=self.message, wallet=target_wallet)
         return _render(request, payload, AdminMoneyMovedSerializer)
 

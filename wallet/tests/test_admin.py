@@ -6,7 +6,7 @@ from django.test import Client
 from django.urls import reverse
 
 from wallet.models import Transfer, Wallet
-from wallet.tests.conftest import assert_ledger_clean, balance_of
+from wallet.tests.helpers import assert_ledger_clean, balance_of
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from django.urls import reverse
 from accounts.models import UserMargin
 from accounts.tests.factories import ClientFactory, RetailerFactory
 from wallet.models import Transfer
-from wallet.tests.conftest import assert_ledger_clean, balance_of, ledger_snapshot
+from wallet.tests.helpers import assert_ledger_clean, balance_of, ledger_snapshot
 
 pytestmark = pytest.mark.django_db
 

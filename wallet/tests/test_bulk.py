@@ -9,10 +9,11 @@ from django.db import IntegrityError
 from accounts.models import User
 from accounts.services import InvalidParent, create_users_in_bulk
 from accounts.tests.factories import ClientFactory, DistributorFactory, RetailerFactory
+from core.money import InvalidAmount
 from core.roles import UserType
 from wallet import services
 from wallet.models import Transfer, Wallet
-from wallet.tests.conftest import assert_ledger_clean, balance_of, ledger_snapshot
+from wallet.tests.helpers import assert_ledger_clean, balance_of, ledger_snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -90,7 +91,7 @@ def test_a_refused_batch_writes_nothing(fund, problem):
         "insufficient_funds": services.InsufficientFunds,
         "payer_in_receivers": services.SameWallet,
         "inactive_receiver": services.WalletInactive,
-        "bad_amount": services.InvalidAmount,
+        "bad_amount": InvalidAmount,
         "unknown_receiver": services.WalletNotFound,
     }[problem]
     if problem == "insufficient_funds":

@@ -15,7 +15,7 @@ from core.roles import UserType
 from tests.concurrency import run_together
 from wallet import services
 from wallet.models import Wallet
-from wallet.tests.conftest import assert_ledger_clean
+from wallet.tests.helpers import assert_ledger_clean
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

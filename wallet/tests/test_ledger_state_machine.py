@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule, run_state_machine_as_test
 
 from accounts.tests.factories import AdminFactory, ClientFactory
+from core.money import InvalidAmount
 from wallet import services
 from wallet.models import Transfer, Wallet
 from wallet.reconciliation import verify_ledger
@@ -61,7 +62,7 @@ class LedgerMachine(RuleBasedStateMachine):
         """Run `operation`; the model says whether it must succeed, or which refusal it must give."""
         value = _valid(amount)
         if value is None:
-            with pytest.raises(services.InvalidAmount):
+            with pytest.raises(InvalidAmount):
                 operation()
             return None
         if source is not None and self.balance[source] - self.held[source] < value:

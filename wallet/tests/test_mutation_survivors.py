@@ -13,7 +13,7 @@ from accounts.models import User
 from accounts.tests.factories import ClientFactory, DistributorFactory, RetailerFactory
 from wallet import services
 from wallet.models import Transfer, Wallet
-from wallet.tests.conftest import ledger_snapshot
+from wallet.tests.helpers import ledger_snapshot
 
 pytestmark = pytest.mark.django_db
 

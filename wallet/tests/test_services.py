@@ -8,7 +8,7 @@ import pytest
 from accounts.tests.factories import ClientFactory
 from wallet import services
 from wallet.models import Transfer, Wallet
-from wallet.tests.conftest import assert_ledger_clean, balance_of, ledger_snapshot
+from wallet.tests.helpers import assert_ledger_clean, balance_of, ledger_snapshot
 
 pytestmark = pytest.mark.django_db
 

@@ -1,4 +1,4 @@
-"""Assign phone numbers in bulk: one `username_or_email,phone` line per user (the second seed's script).
+"""Assign phone numbers in bulk: one `username_or_email,phone` line per user (the OTP wallet app's script).
 
     python manage.py assign_phone_numbers numbers.csv
     printf 'alice,9999999999\\nbob@example.com,+1234567890\\n' | python manage.py assign_phone_numbers
