@@ -86,6 +86,8 @@ def user_for_admin(*, pk) -> User:
 
 
 def retailers_of(*, distributor: User) -> QuerySet:
+    if not distributor.is_authenticated:
+        return User.objects.none()
     return users_with_wallets().filter(parent=distributor, user_type=UserType.RETAILER)
 
 

@@ -12,6 +12,7 @@ idempotent on the key itself: if their answer cannot be stored after that commit
 (never "nothing was changed") and release the key, and a retry finds the work by its key.
 """
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -19,6 +20,7 @@ import logging
 import re
 import time
 from datetime import timedelta
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.db import Error, IntegrityError, connection, transaction
@@ -175,6 +177,44 @@ def release(record) -> bool:
                 return False
             _reconnect()
     return False
+
+
+class KeyedRun:
+    """What `run_once` yields: `replayed` is the stored answer when the key already ran (then do
+    nothing); otherwise do the work and `answer(...)` what it did."""
+
+    def __init__(self, replayed):
+        self.replayed = replayed
+        self.response = None
+
+    def answer(self, *, status_code, data):
+        self.response = SimpleNamespace(status_code=status_code, data=data)
+
+
+@contextlib.contextmanager
+def run_once(*, user, key, endpoint, fingerprint):
+    """Run a block at most once per (user, key), like an API request with an Idempotency-Key, for
+    callers that are not DRF views (the Django admin's fund page).
+
+    The key is claimed first (IdempotencyKeyReused / IdempotencyRequestInProgress as for the API).
+    The block runs in one transaction with the stored answer, so the answer is stored exactly when
+    the block's writes commit; if the block raises or gives no answer, the key is released and a
+    retry may run."""
+    record, replayed = claim_key(user=user, key=key, endpoint=endpoint, fingerprint=fingerprint)
+    run = KeyedRun(replayed)
+    if replayed is not None:
+        yield run
+        return
+    try:
+        with transaction.atomic():
+            yield run
+            if run.response is not None:
+                complete(record, run.response)
+    except BaseException:
+        release(record)
+        raise
+    if run.response is None:
+        release(record)
 
 
 def _reconnect():

@@ -7,12 +7,10 @@ the service, never saves a model.
 import hashlib
 import uuid
 from decimal import Decimal
-from types import SimpleNamespace
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -118,40 +116,38 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             # money once.
             fingerprint = hashlib.sha256(f"{wallet.pk}:{data['operation']}:{data['amount']}".encode()).hexdigest()
             try:
-                claim, replayed = idempotency.claim_key(
+                with idempotency.run_once(
                     user=request.user,
                     key=f"admin-move-money-{data['token']}",
                     endpoint="admin:move_money",
                     fingerprint=fingerprint,
-                )
-            except DomainError as exc:
+                ) as run:
+                    if run.replayed is None:
+                        transfer = operation(
+                            user=wallet.user,
+                            amount=data["amount"],
+                            remarks=data["description"],
+                            initiated_by=request.user,
+                            idempotency_key=f"admin-{data['token']}",
+                        )
+                        run.answer(status_code=201, data={"transfer_id": transfer.pk})
+            except (idempotency.IdempotencyKeyReused, idempotency.IdempotencyRequestInProgress) as exc:
                 self.message_user(request, exc.message, messages.WARNING)
                 return redirect("admin:wallet_wallet_change", wallet.pk)
-            if replayed is not None:
-                self.message_user(request, "This form was already submitted; nothing more was moved.", messages.INFO)
-                return redirect("admin:wallet_wallet_change", wallet.pk)
-            try:
-                with transaction.atomic():
-                    transfer = operation(
-                        user=wallet.user,
-                        amount=data["amount"],
-                        remarks=data["description"],
-                        initiated_by=request.user,
-                        idempotency_key=f"admin-{data['token']}",
-                    )
-                    idempotency.complete(claim, SimpleNamespace(status_code=201, data={"transfer_id": transfer.pk}))
             except DomainError as exc:
-                idempotency.release(claim)
                 form.add_error(
                     "amount" if exc.field == "amount" or exc.code == "insufficient_funds" else None, exc.message
                 )
-            except BaseException:
-                idempotency.release(claim)
-                raise
             else:
-                self.message_user(
-                    request, f"{transfer.get_kind_display()} of {money_str(transfer.amount)} recorded (#{transfer.pk})."
-                )
+                if run.replayed is not None:
+                    self.message_user(
+                        request, "This form was already submitted; nothing more was moved.", messages.INFO
+                    )
+                else:
+                    self.message_user(
+                        request,
+                        f"{transfer.get_kind_display()} of {money_str(transfer.amount)} recorded (#{transfer.pk}).",
+                    )
                 return redirect("admin:wallet_wallet_change", wallet.pk)
         context = {
             **self.admin_site.each_context(request),

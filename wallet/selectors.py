@@ -51,6 +51,8 @@ def transfers_in_scope(*, user):
     queryset = Transfer.objects.select_related("from_wallet__user", "to_wallet__user").order_by("-created_at", "-id")
     if is_admin(user):
         return queryset
+    if not user.is_authenticated:
+        return queryset.none()
     if user.user_type == UserType.DISTRIBUTOR:
         # Two halves, each through its own index: as one OR across the user join, the planner
         # hashed every wallet and user on each page (7 ms of a 9 ms page at 10,000 users).

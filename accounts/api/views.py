@@ -6,6 +6,7 @@ invalid token sent by a client to a public endpoint is ignored instead of answer
 
 import django_filters
 from django.conf import settings
+from django.utils.decorators import method_decorator
 from drf_yasg import openapi
 from drf_yasg.utils import swagger_auto_schema
 from rest_framework import generics, status
@@ -23,8 +24,10 @@ from core.permissions import IsAdmin, IsDistributor
 from core.roles import UserType
 
 
-def _login_body(user, **extra):
-    return {**services.issue_tokens(user=user), "user": s.UserSerializer(user).data, **extra}
+def _logged_in(serializer_class, user, *, status_code=status.HTTP_200_OK, **extra):
+    """A login answer (a token pair and the user, plus `extra`), rendered by `serializer_class`."""
+    body = serializer_class({**services.issue_tokens(user=user), "user": user, **extra}).data
+    return Response(body, status=status_code)
 
 
 class PublicView(APIView):
@@ -53,8 +56,12 @@ class SignupView(PublicView):
         data = s.SignupSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = services.sign_up(**data.validated_data)
-        user = selectors.profile_of(user=user)
-        return Response(_login_body(user, message="Account created successfully"), status=status.HTTP_201_CREATED)
+        return _logged_in(
+            s.SignupResponseSerializer,
+            selectors.profile_of(user=user),
+            message="Account created successfully",
+            status_code=status.HTTP_201_CREATED,
+        )
 
 
 class EmailLoginView(PublicView):
@@ -74,7 +81,7 @@ class EmailLoginView(PublicView):
         data.is_valid(raise_exception=True)
         # The Django request: the lockout marks it, and axes' middleware reads the mark from it.
         user = services.authenticate_by_email(**data.validated_data, request=request._request)
-        return Response(_login_body(selectors.profile_of(user=user)))
+        return _logged_in(s.LoginResponseSerializer, selectors.profile_of(user=user))
 
 
 class OtpGenerateView(PublicView):
@@ -95,10 +102,10 @@ class OtpGenerateView(PublicView):
         data = s.OtpRequestSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         issued = otp.request_otp(phone_number=data.validated_data["phone_number"], requested_from=client_ip(request))
-        body = {"phone_number": issued.phone_number, "expires_in": issued.expires_in}
+        sent = {"phone_number": issued.phone_number, "expires_in": issued.expires_in}
         if settings.OTP_EXPOSE_IN_RESPONSE:
-            body["otp"] = issued.code
-        return Response(body)
+            sent["otp"] = issued.code
+        return Response(s.OtpSentSerializer(sent).data)
 
 
 class OtpVerifyView(PublicView):
@@ -122,9 +129,17 @@ class OtpVerifyView(PublicView):
             code=data.validated_data["otp"],
             client_address=client_ip(request),
         )
-        return Response(_login_body(selectors.profile_of(user=user), created=created))
+        return _logged_in(s.OtpLoginResponseSerializer, selectors.profile_of(user=user), created=created)
 
 
+@method_decorator(
+    name="post",
+    decorator=swagger_auto_schema(
+        operation_id="auth_token_refresh",
+        request_body=s.RefreshTokenSerializer,
+        responses={200: s.TokenPairSerializer},
+    ),
+)
 class TokenRefreshView(SimpleJwtTokenRefreshView):
     """Exchange a refresh token for a new access token and a new (rotated) refresh token.
 
@@ -133,14 +148,6 @@ class TokenRefreshView(SimpleJwtTokenRefreshView):
     permission_classes = [AllowAny]
     authentication_classes = []
     throttle_scope = "token"
-
-    @swagger_auto_schema(
-        operation_id="auth_token_refresh",
-        request_body=s.RefreshTokenSerializer,
-        responses={200: s.TokenPairSerializer},
-    )
-    def post(self, request, *args, **kwargs):
-        return super().post(request, *args, **kwargs)
 
 
 class LogoutView(APIView):
@@ -157,7 +164,7 @@ class LogoutView(APIView):
         data = s.RefreshTokenSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.log_out(user=request.user, refresh=data.validated_data["refresh"])
-        return Response({"detail": "Logged out."})
+        return Response(s.MessageSerializer({"detail": "Logged out."}).data)
 
 
 class MeView(APIView):
@@ -241,7 +248,8 @@ class PasswordChangeView(APIView):
             old_password=data.validated_data["old_password"],
             new_password=data.validated_data["new_password"],
         )
-        return Response({"detail": "Password changed; other sessions are signed out.", **tokens})
+        changed = {"detail": "Password changed; other sessions are signed out.", **tokens}
+        return Response(s.PasswordChangedSerializer(changed).data)
 
 
 # --- admin user management ------------------------------------------------------------------------
@@ -257,6 +265,7 @@ class AdminUserFilter(django_filters.FilterSet):
         fields = ["user_type", "is_active", "parent"]
 
 
+@method_decorator(name="get", decorator=swagger_auto_schema(operation_id="auth_admin_users_list"))
 class AdminUserListView(generics.ListAPIView):
     """Distributors and retailers (any role with `?user_type=`), each with wallet_id and wallet_balance."""
 
@@ -269,10 +278,6 @@ class AdminUserListView(generics.ListAPIView):
 
     def get_queryset(self):
         return selectors.users_for_admin(all_roles="user_type" in self.request.query_params)
-
-    @swagger_auto_schema(operation_id="auth_admin_users_list")
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
 
 
 class AdminUserCreateView(APIView):
@@ -294,10 +299,8 @@ class AdminUserCreateView(APIView):
         # An admin vouches for the number it sets: verified at once.
         user = services.create_user(created_by=request.user, phone_verified=True, **data.validated_data)
         user = selectors.profile_of(user=user)
-        return Response(
-            {"message": "User created successfully", "user": s.UserSerializer(user).data},
-            status=status.HTTP_201_CREATED,
-        )
+        created = {"message": "User created successfully", "user": user}
+        return Response(s.UserCreatedSerializer(created).data, status=status.HTTP_201_CREATED)
 
 
 class AdminUserDetailView(APIView):
@@ -367,12 +370,13 @@ class AdminUserResetPasswordView(APIView):
         data = s.PasswordResetSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.reset_password(user=user, new_password=data.validated_data["new_password"])
-        return Response({"detail": "Password reset."})
+        return Response(s.MessageSerializer({"detail": "Password reset."}).data)
 
 
 # --- a distributor's retailers --------------------------------------------------------------------
 
 
+@method_decorator(name="get", decorator=swagger_auto_schema(operation_id="auth_retailers_list"))
 class RetailerListCreateView(generics.ListAPIView):
     """The calling distributor's own retailers with wallet balances; POST creates one under it."""
 
@@ -384,13 +388,7 @@ class RetailerListCreateView(generics.ListAPIView):
     ordering = ["id"]
 
     def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):
-            return User.objects.none()
         return selectors.retailers_of(distributor=self.request.user)
-
-    @swagger_auto_schema(operation_id="auth_retailers_list")
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
 
     @swagger_auto_schema(
         operation_id="auth_retailers_create",

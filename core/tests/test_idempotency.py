@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from accounts.tests.factories import ClientFactory
 from core.errors import TryAgain
-from core.idempotency import idempotent
+from core.idempotency import IdempotencyKeyReused, idempotent, run_once
 from core.models import IdempotencyRecord
 from wallet import services
 from wallet.models import Transfer, Wallet
@@ -279,3 +279,31 @@ def test_a_claim_that_fails_for_another_reason_than_the_key_surfaces_instead_of_
     with pytest.raises(IntegrityError, match="foreign key"):
         idempotency.claim_key(user=client_user, key="k", endpoint="POST x", fingerprint="f")
     assert IdempotencyRecord.objects.count() == 0
+
+
+# --- run_once: the same guarantee for code that is not a DRF view (the admin's fund page) ---------
+
+
+@pytest.mark.django_db
+def test_run_once_runs_a_block_once_per_key_and_gives_a_repeat_the_stored_answer():
+    user, ran = ClientFactory(), []
+    for _ in range(2):
+        with run_once(user=user, key="form-1", endpoint="test", fingerprint="f") as run:
+            if run.replayed is None:
+                ran.append(services.credit_wallet(user=user, amount="5.00").pk)
+                run.answer(status_code=201, data={"transfer_id": ran[-1]})
+    assert len(ran) == 1 and run.replayed.data == {"transfer_id": ran[0]}
+    assert Transfer.objects.count() == 1
+    with pytest.raises(IdempotencyKeyReused), run_once(user=user, key="form-1", endpoint="test", fingerprint="g"):
+        pass
+
+
+@pytest.mark.django_db
+def test_run_once_releases_the_key_of_a_block_that_failed_and_keeps_nothing_it_wrote():
+    user = ClientFactory()
+    with pytest.raises(TryAgain), run_once(user=user, key="form-2", endpoint="test", fingerprint="f") as run:
+        services.credit_wallet(user=user, amount="5.00")
+        raise TryAgain()
+    assert not IdempotencyRecord.objects.filter(key="form-2").exists() and Transfer.objects.count() == 0
+    with run_once(user=user, key="form-2", endpoint="test", fingerprint="f") as run:
+        assert run.replayed is None  # the retry runs

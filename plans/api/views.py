@@ -1,3 +1,4 @@
+from django.utils.decorators import method_decorator
 from drf_yasg.utils import swagger_auto_schema
 from rest_framework import generics, status
 from rest_framework.filters import OrderingFilter, SearchFilter
@@ -10,6 +11,7 @@ from plans.api.filters import RechargePlanFilter
 from plans.api.serializers import ProviderSerializer, RechargePlanInputSerializer, RechargePlanSerializer
 
 
+@method_decorator(name="get", decorator=swagger_auto_schema(operation_id="providers_list", tags=["plans"]))
 class ProviderListView(generics.ListAPIView):
     """Telecom operators (Airtel, Jio, Vi, BSNL, MTNL, ...) that plans are sold for."""
 
@@ -21,11 +23,8 @@ class ProviderListView(generics.ListAPIView):
     def get_queryset(self):
         return selectors.active_providers()
 
-    @swagger_auto_schema(operation_id="providers_list", tags=["plans"])
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
 
-
+@method_decorator(name="get", decorator=swagger_auto_schema(operation_id="plans_list", tags=["plans"]))
 class PlanListView(generics.ListAPIView):
     """Active recharge plans, with filters, search and ordering. Admins may add plans."""
 
@@ -38,10 +37,6 @@ class PlanListView(generics.ListAPIView):
 
     def get_queryset(self):
         return selectors.plans_for(user=self.request.user)
-
-    @swagger_auto_schema(operation_id="plans_list", tags=["plans"])
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
 
     @swagger_auto_schema(
         operation_id="plans_create",

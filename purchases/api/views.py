@@ -1,6 +1,7 @@
 import logging
 
 from django.urls import reverse
+from django.utils.decorators import method_decorator
 from drf_yasg import openapi
 from drf_yasg.utils import swagger_auto_schema
 from rest_framework import generics, status
@@ -84,6 +85,7 @@ class PurchaseCreateView(APIView):
         return Response(body, status=status.HTTP_202_ACCEPTED, headers=_location(body))
 
 
+@method_decorator(name="get", decorator=swagger_auto_schema(operation_id="purchases_history", tags=["purchases"]))
 class PurchaseHistoryView(generics.ListAPIView):
     """Purchases in the caller's scope, newest first: an admin sees all, a distributor its own
     and its retailers', a retailer or a client its own."""
@@ -96,10 +98,6 @@ class PurchaseHistoryView(generics.ListAPIView):
 
     def get_queryset(self):
         return selectors.purchases_for(user=self.request.user)
-
-    @swagger_auto_schema(operation_id="purchases_history", tags=["purchases"])
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
 
 
 class PurchaseDetailView(APIView):

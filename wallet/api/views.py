@@ -5,6 +5,7 @@ Idempotency-Key commit together.
 """
 
 from django.conf import settings
+from django.utils.decorators import method_decorator
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_yasg.utils import swagger_auto_schema
 from rest_framework import generics, status
@@ -31,7 +32,6 @@ from wallet.api.serializers import (
     TransferSerializer,
     WalletSerializer,
 )
-from wallet.models import Transfer
 
 TAGS = ["wallet"]
 PARTY_SEARCH = [
@@ -79,6 +79,7 @@ class BalanceView(APIView):
         return Response(BalanceWithLimitsSerializer(wallet, context={"headroom": room}).data)
 
 
+@method_decorator(name="get", decorator=swagger_auto_schema(operation_id="wallet_wallets_list", tags=TAGS))
 class WalletListView(generics.ListAPIView):
     """Wallets in the caller's scope (admin: all users'; distributor: itself and its retailers)."""
 
@@ -89,27 +90,20 @@ class WalletListView(generics.ListAPIView):
     ordering = ["id"]
 
     def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # drf-yasg inspecting, no user
-            return self.serializer_class.Meta.model.objects.none()
         return selectors.wallets_in_scope(user=self.request.user)
 
-    @swagger_auto_schema(operation_id="wallet_wallets_list", tags=TAGS)
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
 
-
+@method_decorator(
+    name="get",
+    decorator=swagger_auto_schema(operation_id="wallet_wallets_read", tags=TAGS, responses={200: WalletSerializer}),
+)
 class WalletDetailView(generics.RetrieveAPIView):
+    """One wallet in the caller's scope; any other is 404."""
+
     serializer_class = WalletSerializer
 
     def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # drf-yasg inspecting, no user
-            return self.serializer_class.Meta.model.objects.none()
         return selectors.wallets_in_scope(user=self.request.user)
-
-    @swagger_auto_schema(operation_id="wallet_wallets_read", tags=TAGS, responses={200: WalletSerializer})
-    def get(self, request, *args, **kwargs):
-        """One wallet in the caller's scope; any other is 404."""
-        return super().get(request, *args, **kwargs)
 
 
 class _TransferListBase(generics.ListAPIView):
@@ -126,25 +120,21 @@ class _TransferListBase(generics.ListAPIView):
         return {**super().get_serializer_context(), "viewer": self.request.user}
 
 
+@method_decorator(name="get", decorator=swagger_auto_schema(operation_id="wallet_transactions_list", tags=TAGS))
 class TransactionListView(_TransferListBase):
     """Transfers touching the caller's scope, newest first. Filters: kind, status, created_after /
     created_before (or date_from / date_to), amount_min / amount_max, sender, receiver; `search`
     matches sender or receiver username or phone; `ordering` created_at or amount."""
 
     def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # drf-yasg inspecting, no user
-            return Transfer.objects.none()
         return selectors.transfers_in_scope(user=self.request.user)
 
     def keyset_wallet_id(self):
         """The one wallet a retailer's or client's history is about (TransferPagination's fast path)."""
         return selectors.own_wallet_id_if_single_scope(user=self.request.user)
 
-    @swagger_auto_schema(operation_id="wallet_transactions_list", tags=TAGS)
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
 
-
+@method_decorator(name="get", decorator=swagger_auto_schema(operation_id="wallet_admin_transactions_list", tags=TAGS))
 class AdminTransactionListView(_TransferListBase):
     """Every transfer (admin). `search` matches sender, receiver (username, phone or system wallet)
     and kind; `kind` / `transaction_type` filter; `ordering` created_at (or `timestamp`) / amount."""
@@ -153,35 +143,31 @@ class AdminTransactionListView(_TransferListBase):
     search_fields = [*PARTY_SEARCH, "from_wallet__system_code", "to_wallet__system_code", "=kind"]
 
     def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # drf-yasg inspecting, no user
-            return Transfer.objects.none()
         return selectors.all_transfers()
 
-    @swagger_auto_schema(operation_id="wallet_admin_transactions_list", tags=TAGS)
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
 
-
+@method_decorator(
+    name="get",
+    decorator=swagger_auto_schema(
+        operation_id="wallet_transactions_read", tags=TAGS, responses={200: TransferSerializer}
+    ),
+)
 class TransactionDetailView(generics.RetrieveAPIView):
+    """One transfer touching the caller's scope; any other is 404."""
+
     serializer_class = TransferSerializer
 
     def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # drf-yasg inspecting, no user
-            return Transfer.objects.none()
         return selectors.transfers_in_scope(user=self.request.user)
 
     def get_serializer_context(self):
         return {**super().get_serializer_context(), "viewer": self.request.user}
 
-    @swagger_auto_schema(operation_id="wallet_transactions_read", tags=TAGS, responses={200: TransferSerializer})
-    def get(self, request, *args, **kwargs):
-        """One transfer touching the caller's scope; any other is 404."""
-        return super().get(request, *args, **kwargs)
-
 
 # Margins are the role hierarchy's (accounts.margins); their endpoints stay at the wallet's paths.
 
 
+@method_decorator(name="get", decorator=swagger_auto_schema(operation_id="wallet_margins_list", tags=TAGS))
 class MarginListView(generics.ListAPIView):
     """Margins in the caller's scope."""
 
@@ -191,13 +177,7 @@ class MarginListView(generics.ListAPIView):
     ordering = ["user_id"]
 
     def get_queryset(self):
-        if getattr(self, "swagger_fake_view", False):  # drf-yasg inspecting, no user
-            return self.serializer_class.Meta.model.objects.none()
         return margins.margins_in_scope(user=self.request.user)
-
-    @swagger_auto_schema(operation_id="wallet_margins_list", tags=TAGS)
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
 
 
 # --- writes ---------------------------------------------------------------------------------
@@ -213,39 +193,49 @@ def _money_schema(operation_id, request_body, response=MoneyMovedSerializer):
     )
 
 
-class CreditView(APIView):
+class _SelfMoneyView(APIView):
+    """The caller's own money in or out: CREDIT (credit/) or DEBIT (debit/), against TREASURY."""
+
+    def operation(self, **kwargs):
+        raise NotImplementedError
+
+    def post(self, request):
+        data = _valid(AmountSerializer, request)
+        transfer = self.operation(
+            user=request.user,
+            amount=data["amount"],
+            remarks=data["remarks"],
+            idempotency_key=request.headers.get(HEADER),
+        )
+        own = transfer.to_wallet if transfer.to_wallet.user_id == request.user.pk else transfer.from_wallet
+        return _render(request, _moved(transfer, wallet=own))
+
+
+class CreditView(_SelfMoneyView):
     permission_classes = [IsAuthenticated, SelfTopUpEnabled]
     throttle_scope = "money"
+
+    def operation(self, **kwargs):
+        return services.credit_wallet(**kwargs)
 
     @_money_schema("wallet_credit", AmountSerializer)
     @idempotent(atomic=True)
     def post(self, request):
         """Self top-up (CREDIT, from TREASURY). 403 `self_topup_disabled` when switched off."""
-        data = _valid(AmountSerializer, request)
-        transfer = services.credit_wallet(
-            user=request.user,
-            amount=data["amount"],
-            remarks=data["remarks"],
-            idempotency_key=request.headers.get(HEADER),
-        )
-        return _render(request, _moved(transfer, wallet=transfer.to_wallet))
+        return super().post(request)
 
 
-class DebitView(APIView):
+class DebitView(_SelfMoneyView):
     throttle_scope = "money"
+
+    def operation(self, **kwargs):
+        return services.debit_wallet(**kwargs)
 
     @_money_schema("wallet_debit", AmountSerializer)
     @idempotent(atomic=True)
     def post(self, request):
         """Self debit (DEBIT, to TREASURY). 400 `insufficient_funds` when available < amount."""
-        data = _valid(AmountSerializer, request)
-        transfer = services.debit_wallet(
-            user=request.user,
-            amount=data["amount"],
-            remarks=data["remarks"],
-            idempotency_key=request.headers.get(HEADER),
-        )
-        return _render(request, _moved(transfer, wallet=transfer.from_wallet))
+        return super().post(request)
 
 
 class TransferView(APIView):
