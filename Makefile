@@ -7,10 +7,11 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --disable-pip-version-check -q
 ARGS   ?=
 DEV_ENV := DEBUG=true OTP_EXPOSE_IN_RESPONSE=true
+ENV_FILE ?= .env
 
 .PHONY: run test install install-dev lint fmt migrate demo-data schema fuzz browser bench mutate worker beat
 
-run: install migrate demo-data
+run: install $(ENV_FILE) migrate demo-data
 	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:8000
 
 test: install-dev
@@ -44,6 +45,11 @@ $(VENV)/.installed: requirements.txt | $(PY)
 $(VENV)/.installed-dev: requirements.txt requirements-dev.txt requirements-bench.txt | $(PY)
 	$(PIP) -r requirements-dev.txt
 	touch $@ $(VENV)/.installed $(VENV)/.installed-bench
+
+# The checkout's development settings, read by config/settings.py: after `make run`, every
+# `manage.py <command>` (README, Operations) works here without DEBUG in the environment.
+$(ENV_FILE):
+	printf '# Written by make run: this checkout runs with development settings (git-ignored).\nDEBUG=true\nOTP_EXPOSE_IN_RESPONSE=true\n' > $@
 
 migrate: install
 	$(DEV_ENV) $(PY) manage.py migrate --noinput

@@ -3,6 +3,7 @@ one-time passwords are read-only and show no code (only an HMAC is stored, and i
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
@@ -215,3 +216,14 @@ class UserMarginAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         saved = margins.set_margin(user=obj.user, margin_percentage=obj.margin_percentage, set_by=request.user)
         obj.pk, obj.set_by = saved.pk, saved.set_by
+
+
+class UsernameOrEmailLoginForm(AdminAuthenticationForm):
+    """The admin's login form, saying what it takes (accounts.backends.UsernameOrEmailBackend)."""
+
+    def __init__(self, request=None, *args, **kwargs):
+        super().__init__(request, *args, **kwargs)
+        self.fields["username"].label = "Username or email"
+
+
+admin.site.login_form = UsernameOrEmailLoginForm

@@ -50,9 +50,11 @@ def account_key(request, credentials):
     """AXES_USERNAME_CALLABLE: the account a login attempt is against, as its username. An email that
     names no account is counted under the email itself (it locks nobody out)."""
     credentials = credentials or {}
-    if credentials.get("username"):
-        return str(credentials["username"])
-    email = str(credentials.get("email") or "").strip().lower()
+    login = str(credentials.get("username") or "")
+    if login and ("@" not in login or User.objects.filter(username=login).exists()):
+        return login
+    # An email typed into the admin's username field (accounts.backends) counts for its account too.
+    email = (login or str(credentials.get("email") or "")).strip().lower()
     if not email:
         return None
     cached = getattr(request, "_lockout_account_key", None)

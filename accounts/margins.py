@@ -20,7 +20,7 @@ class InvalidMargin(DomainError):
 
 class MarginAboveOwn(DomainError):
     code = "margin_above_own"
-    message = "A retailer's margin cannot exceed its distributor's own margin ({own}%)."
+    message = "A retailer's margin cannot exceed its distributor's own margin ({own}%), which an administrator sets."
 
 
 class MarginNotAllowed(PermissionRefused):

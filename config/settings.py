@@ -9,6 +9,7 @@ from pathlib import Path
 import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -37,8 +38,16 @@ def env_list(name, default=""):
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-DEBUG = env_bool("DEBUG", False)
 TESTING = "pytest" in sys.modules or (len(sys.argv) > 1 and sys.argv[1] == "test")
+# A checkout's own settings, written by `make run` (git- and docker-ignored): after it, any
+# `manage.py <command>` in the checkout runs with the same development settings. Variables already
+# in the environment win; the test suite never reads it; a production deployment has none, so it
+# still refuses to start without SECRET_KEY. ENV_FILE names another file, or "" for none.
+ENV_FILE = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
+if ENV_FILE and not TESTING:
+    load_dotenv(ENV_FILE, override=False)
+
+DEBUG = env_bool("DEBUG", False)
 
 SECRET_KEY = os.environ.get("SECRET_KEY") or os.environ.get("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
@@ -82,6 +91,7 @@ MIDDLEWARE = [
     "core.middleware.RequestBodyLimitMiddleware",
     "core.middleware.RejectNulBytesMiddleware",
     "core.middleware.JsonContentTypeOnEmptyResponses",
+    "core.middleware.ApiNotFoundAsJson",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -150,10 +160,11 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # Password logins (the API's email login and /admin/login/) pass the lockout first (django-axes).
+# The Django admin's login takes a username or an email (README leads with the emails).
 AUTHENTICATION_BACKENDS = [
     "accounts.lockout.LockoutBackend",
     "accounts.lockout.EmailBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    "accounts.backends.UsernameOrEmailBackend",
 ]
 # Per account (accounts/lockout.py): AXES_FAILURE_LIMIT wrong passwords with no pause of the cool-off
 # between them lock the account's password login for the cool-off (from the last failure); an admin
@@ -232,7 +243,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.SearchFilter",
-        "rest_framework.filters.OrderingFilter",
+        "core.filters.StrictOrderingFilter",
     ],
     # Keyed on core.net.client_ip: no proxy header is trusted unless TRUSTED_PROXY_COUNT says so.
     "DEFAULT_THROTTLE_CLASSES": ["core.throttling.ScopedRateThrottle"],
@@ -500,7 +511,10 @@ METRICS_COLLECTORS = ["purchases.metrics.PurchaseCollector", "wallet.metrics.Hol
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    # ISO 8601 with the UTC offset: a log line says when, whatever the server's zone.
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s", "datefmt": "%Y-%m-%dT%H:%M:%S%z"}
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},

@@ -3,6 +3,8 @@ from urllib.parse import unquote
 from django.conf import settings
 from django.http import JsonResponse
 
+from core.errors import not_found_view
+
 
 class RejectNulBytesMiddleware:
     """Refuse a NUL byte anywhere in the path or query string with a 400.
@@ -58,3 +60,22 @@ class RequestBodyLimitMiddleware:
                 status=413,
             )
         return self.get_response(request)
+
+
+class ApiNotFoundAsJson:
+    """An unknown `/api/...` path answers 404 in the project's error shape (`detail`, `code`), also
+    with DEBUG on, where Django would answer its HTML debug page. Listed before CommonMiddleware, so
+    a path missing its slash is still redirected first."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            response.status_code == 404
+            and request.path.startswith("/api/")
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            return not_found_view(request)
+        return response

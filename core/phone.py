@@ -57,7 +57,7 @@ class PhoneNumberField(serializers.CharField):
 # --- recharge numbers -----------------------------------------------------------------------
 #
 # A recharge is sold to a mobile number of the operator's country. The loose rules above (which
-# let the first seed register `+1234567890`) are not enough there: libphonenumber reads letters as
+# let the recharge business's own example register `+1234567890`) are not enough there: libphonenumber reads letters as
 # keypad digits (`98765ABCDE`), drops an extension (`9876500002 ext. 55`) and accepts numbers of
 # any country or of a fixed line. A recharge number is written with ASCII digits, spaces, `-` and
 # one leading `+` only, and must be a valid MOBILE (or FIXED_LINE_OR_MOBILE, where the country's

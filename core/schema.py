@@ -47,6 +47,18 @@ class AutoSchema(SwaggerAutoSchema):
             responses.setdefault(code, response)
         return responses
 
+    # One tag per app, whatever the path: /api/auth/... and the OTP-wallet /auth/... are both "auth".
+    TAG_BY_SEGMENT = {"auth": "auth", "wallet": "wallet", "transactions": "wallet", "plans": "plans"}
+
+    def get_tags(self, operation_keys=None):
+        if "tags" in self.overrides:
+            return super().get_tags(operation_keys)
+        segments = [segment for segment in self.path.split("/") if segment]
+        if segments and segments[0] == "api":
+            segments = segments[1:]
+        first = segments[0] if segments else "api"
+        return [self.TAG_BY_SEGMENT.get(first, first)]
+
     def get_operation_id(self, operation_keys=None):
         operation_id = super().get_operation_id(operation_keys)
         # The OTP-wallet paths (outside /api/) reuse the /api/ views; operation ids must stay unique.

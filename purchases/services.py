@@ -304,7 +304,8 @@ def recharge_request(*, purchase) -> RechargeRequest:
 def apply_gateway_result(*, purchase_id, result: GatewayResult) -> Purchase:
     """Settle a PENDING purchase by the gateway's answer, under the purchase's row lock.
 
-    SUCCESS posts the hold and pays the commissions recorded at the sale; FAILED voids the hold;
+    SUCCESS posts the hold and pays the commissions recorded at the sale; FAILED voids the hold and
+    zeroes them;
     PENDING changes nothing. A purchase that is no longer PENDING (someone settled it first) is
     returned unchanged, so a purchase is settled exactly once however many workers try."""
     return _apply_gateway_result(purchase_id=purchase_id, result=result)[0]
@@ -329,10 +330,22 @@ def _apply_gateway_result(*, purchase_id, result) -> tuple[Purchase, bool]:
             purchase.status = Status.FAILED
             purchase.failure_reason = (result.message or "The operator refused the recharge.")[:255]
             purchase.completed_at = now
+            # Nothing was sold, so nobody earned a margin: the purchase says what was paid.
+            purchase.buyer_commission = purchase.distributor_commission = ZERO
         else:
             purchase.operator_reference = (result.operator_reference or purchase.operator_reference)[:100]
             purchase.failure_reason = ""
-        purchase.save(update_fields=["status", "operator_reference", "failure_reason", "completed_at", "updated_at"])
+        purchase.save(
+            update_fields=[
+                "status",
+                "operator_reference",
+                "failure_reason",
+                "completed_at",
+                "buyer_commission",
+                "distributor_commission",
+                "updated_at",
+            ]
+        )
         return purchase, settled
 
 

@@ -30,7 +30,8 @@ def production_env():
 
 def run_python(args, **env):
     """Run the project's interpreter with only PATH/HOME and the given variables set."""
-    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
+    # ENV_FILE="": a developer's .env (written by `make run`) must not change what these cases test.
+    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp"), "ENV_FILE": ""}
     clean.update(env)
     return subprocess.run(
         [sys.executable, *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120, check=False
@@ -63,6 +64,25 @@ def test_debug_mode_starts_without_a_secret_key():
     # The other side of the previous test: the refusal is about production, not about any start-up.
     result = run_python(["-c", "import django; django.setup()"], DJANGO_SETTINGS_MODULE="config.settings", DEBUG="true")
     assert result.returncode == 0, result.stderr
+
+
+def test_after_make_run_manage_py_commands_work_in_the_checkout_without_any_variable(tmp_path):
+    # What `make run` writes (its .env target), read back by the settings as a fresh shell would.
+    written = subprocess.run(
+        ["make", "-s", f"ENV_FILE={tmp_path}/.env", f"{tmp_path}/.env"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert written.returncode == 0, written.stderr
+    result = run_python(["manage.py", "check"], ENV_FILE=str(tmp_path / ".env"))
+    assert result.returncode == 0, result.stderr
+
+
+def test_without_that_file_production_still_refuses_to_start_without_a_secret_key(tmp_path):
+    result = run_python(["manage.py", "check"], ENV_FILE=str(tmp_path / "absent.env"))
+    assert result.returncode != 0 and "SECRET_KEY is not set" in result.stderr
 
 
 def test_deploy_check_passes_with_the_documented_production_variables():

@@ -163,3 +163,31 @@ def test_the_documentation_pages_answer(api_client, url):
     response = api_client.get(url, HTTP_ACCEPT="text/html")
     assert response.status_code == 200
     assert b"<html" in response.content.lower()
+
+
+def _each_operation(schema):
+    for path, methods in schema["paths"].items():
+        for method, operation in methods.items():
+            if method != "parameters":
+                yield path, method, operation
+
+
+def test_every_query_parameter_says_what_it_filters(schema):
+    undescribed = [
+        (path, method, parameter["name"])
+        for path, method, operation in _each_operation(schema)
+        for parameter in operation.get("parameters", [])
+        if parameter.get("in") == "query" and not parameter.get("description")
+    ]
+    assert undescribed == []
+
+
+def test_each_operation_is_tagged_with_its_app_whatever_its_path(schema):
+    app_of = {"auth": "auth", "wallet": "wallet", "transactions": "wallet", "plans": "plans"}
+    wrong = []
+    for path, method, operation in _each_operation(schema):
+        segments = [segment for segment in path.split("/") if segment]
+        first = segments[1] if segments[0] == "api" else segments[0]
+        if operation["tags"] != [app_of.get(first, first)]:
+            wrong.append((path, method, operation["tags"]))
+    assert wrong == []

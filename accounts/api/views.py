@@ -256,13 +256,23 @@ class PasswordChangeView(APIView):
 
 
 class AdminUserFilter(django_filters.FilterSet):
-    user_type = django_filters.TypedChoiceFilter(choices=UserType.choices, coerce=int)
-    is_active = django_filters.BooleanFilter()
-    parent = WholeNumberFilter(field_name="parent_id")
+    user_type = django_filters.TypedChoiceFilter(
+        choices=UserType.choices, coerce=int, label="Role: 1 admin, 2 distributor, 3 retailer, 4 client."
+    )
+    is_active = django_filters.BooleanFilter(label="Active accounts (true) or deactivated ones (false).")
+    parent = WholeNumberFilter(field_name="parent_id", label="Id of the retailers' distributor.")
 
     class Meta:
         model = User
         fields = ["user_type", "is_active", "parent"]
+
+
+class RetailerFilter(django_filters.FilterSet):
+    is_active = django_filters.BooleanFilter(label="Active retailers (true) or deactivated ones (false).")
+
+    class Meta:
+        model = User
+        fields = ["is_active"]
 
 
 @method_decorator(name="get", decorator=swagger_auto_schema(operation_id="auth_admin_users_list"))
@@ -382,7 +392,7 @@ class RetailerListCreateView(generics.ListAPIView):
 
     permission_classes = [IsDistributor]
     serializer_class = s.UserSerializer
-    filterset_fields = ["is_active"]
+    filterset_class = RetailerFilter
     search_fields = ["email", "username", "phone_number", "first_name", "last_name"]
     ordering_fields = ["id", "username", "date_joined", "wallet__balance"]
     ordering = ["id"]

@@ -7,7 +7,7 @@ DEFAULT_PASSWORD = "Str0ng-Pass!word"
 
 
 class UserFactory(factory.django.DjangoModelFactory):
-    """A user with its wallet (User.save creates it). Password: DEFAULT_PASSWORD."""
+    """A user with its wallet (opened by the ledger when the user is saved). Password: DEFAULT_PASSWORD."""
 
     class Meta:
         model = User

@@ -3,6 +3,7 @@ from django.utils import timezone
 
 from accounts import otp
 from accounts.models import OneTimePassword, OtpPhoneGuard
+from accounts.tests.factories import DEFAULT_PASSWORD, AdminFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -61,3 +62,22 @@ def test_lift_guard_action_puts_the_phone_back_in_normal_mode(client, admin_user
     assert response.status_code == 200
     guard.refresh_from_db()
     assert (guard.failed_count, guard.guarded_since) == (0, None)
+
+
+def test_the_admin_login_takes_the_email_in_any_case_as_the_readme_writes_it(client):
+    boss = AdminFactory(email="boss@example.com")
+    page = client.get("/admin/login/").content.decode()
+    assert "Username or email" in page
+    response = client.post("/admin/login/?next=/admin/", {"username": "Boss@Example.com", "password": DEFAULT_PASSWORD})
+    assert response.status_code == 302 and response.url == "/admin/"
+    assert client.get("/admin/").context["user"] == boss
+
+
+@pytest.mark.parametrize("login", ["boss@example.com", "boss"])
+def test_the_admin_login_refuses_a_wrong_password_and_a_deactivated_account(client, login):
+    AdminFactory(username="boss", email="boss@example.com")
+    wrong = client.post("/admin/login/", {"username": login, "password": "wrong-password"})
+    assert wrong.status_code == 200 and "_auth_user_id" not in client.session
+    AdminFactory(username="gone", email="gone@example.com", is_active=False)
+    gone = client.post("/admin/login/", {"username": "gone@example.com", "password": DEFAULT_PASSWORD})
+    assert gone.status_code == 200 and "_auth_user_id" not in client.session

@@ -51,7 +51,9 @@ def test_margin_refusals_name_the_field_and_the_limit(admin_user, distributor, r
     with pytest.raises(margins.MarginAboveOwn) as refusal:
         margins.set_margin(user=retailer, margin_percentage="4.51", set_by=distributor)
     assert refusal.value.field == "margin_percentage"
-    assert str(refusal.value) == "A retailer's margin cannot exceed its distributor's own margin (4.50%)."
+    assert str(refusal.value) == (
+        "A retailer's margin cannot exceed its distributor's own margin (4.50%), which an administrator sets."
+    )
     with pytest.raises(NotFound) as refusal:
         margins.set_margin(user=RetailerFactory(), margin_percentage="1", set_by=distributor)
     assert str(refusal.value) == "User not found."

@@ -1,24 +1,30 @@
 import django_filters
 from django.db.models import Q
 
-from core.filters import WholeNumberFilter
+from core.filters import AnyCaseChoiceFilter, WholeNumberFilter
 from plans.models import RechargePlan
 
 
 class RechargePlanFilter(django_filters.FilterSet):
-    provider = django_filters.CharFilter(method="filter_provider", help_text="Operator id or code (e.g. `jio`).")
-    plan_type = django_filters.ChoiceFilter(choices=RechargePlan.PlanType.choices)
-    circle = django_filters.ChoiceFilter(
+    provider = django_filters.CharFilter(method="filter_provider", label="Operator id or code (e.g. `jio`).")
+    plan_type = AnyCaseChoiceFilter(
+        choices=RechargePlan.PlanType.choices, label="Plan type, any case (e.g. `data`, `PREPAID`)."
+    )
+    circle = AnyCaseChoiceFilter(
         choices=RechargePlan.Circle.choices,
         method="filter_circle",
-        help_text="Plans sold in this telecom circle: the circle's own plans and the all-circle ones.",
+        label="Plans sold in this telecom circle: the circle's own plans and the all-circle ones.",
     )
-    min_amount = django_filters.NumberFilter(field_name="amount", lookup_expr="gte")
-    max_amount = django_filters.NumberFilter(field_name="amount", lookup_expr="lte")
-    min_validity = WholeNumberFilter(field_name="validity_days", lookup_expr="gte")
-    max_validity = WholeNumberFilter(field_name="validity_days", lookup_expr="lte")
+    min_amount = django_filters.NumberFilter(field_name="amount", lookup_expr="gte", label="Price at least this.")
+    max_amount = django_filters.NumberFilter(field_name="amount", lookup_expr="lte", label="Price at most this.")
+    min_validity = WholeNumberFilter(
+        field_name="validity_days", lookup_expr="gte", label="Valid for at least this many days."
+    )
+    max_validity = WholeNumberFilter(
+        field_name="validity_days", lookup_expr="lte", label="Valid for at most this many days."
+    )
     include_retired = django_filters.BooleanFilter(
-        method="filter_include_retired", help_text="Admins only: also list retired plans."
+        method="filter_include_retired", label="Admins only: also list retired plans."
     )
 
     class Meta:

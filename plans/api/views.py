@@ -1,10 +1,11 @@
 from django.utils.decorators import method_decorator
 from drf_yasg.utils import swagger_auto_schema
 from rest_framework import generics, status
-from rest_framework.filters import OrderingFilter, SearchFilter
+from rest_framework.filters import SearchFilter
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.filters import StrictOrderingFilter
 from core.permissions import IsAdminOrReadOnly
 from plans import selectors, services
 from plans.api.filters import RechargePlanFilter
@@ -16,7 +17,7 @@ class ProviderListView(generics.ListAPIView):
     """Telecom operators (Airtel, Jio, Vi, BSNL, MTNL, ...) that plans are sold for."""
 
     serializer_class = ProviderSerializer
-    filter_backends = [SearchFilter, OrderingFilter]
+    filter_backends = [SearchFilter, StrictOrderingFilter]
     search_fields = ["name", "code"]
     ordering_fields = ["name", "code"]
 

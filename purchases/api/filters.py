@@ -1,20 +1,31 @@
 import django_filters
 from django.db.models import Q
 
+from core.filters import AnyCaseChoiceFilter
 from core.phone import InvalidPhoneNumber, normalize_phone
 from purchases.models import Purchase
 
 
 class PurchaseFilter(django_filters.FilterSet):
-    status = django_filters.ChoiceFilter(choices=Purchase.Status.choices)
-    provider = django_filters.CharFilter(method="filter_provider", help_text="Operator id or code (e.g. `airtel`).")
-    mobile_number = django_filters.CharFilter(
-        method="filter_mobile_number", max_length=32, help_text="The number recharged, in any usual form."
+    status = AnyCaseChoiceFilter(
+        choices=Purchase.Status.choices, label="PENDING, SUCCESS, FAILED or REFUNDED, any case."
     )
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
-    date_from = django_filters.DateFilter(field_name="created_at", lookup_expr="date__gte")
-    date_to = django_filters.DateFilter(field_name="created_at", lookup_expr="date__lte")
+    provider = django_filters.CharFilter(method="filter_provider", label="Operator id or code (e.g. `airtel`).")
+    mobile_number = django_filters.CharFilter(
+        method="filter_mobile_number", max_length=32, label="The number recharged, in any usual form."
+    )
+    created_after = django_filters.IsoDateTimeFilter(
+        field_name="created_at", lookup_expr="gte", label="Bought at or after this ISO 8601 date or datetime."
+    )
+    created_before = django_filters.IsoDateTimeFilter(
+        field_name="created_at", lookup_expr="lte", label="Bought at or before this ISO 8601 date or datetime."
+    )
+    date_from = django_filters.DateFilter(
+        field_name="created_at", lookup_expr="date__gte", label="Bought on or after this day (YYYY-MM-DD)."
+    )
+    date_to = django_filters.DateFilter(
+        field_name="created_at", lookup_expr="date__lte", label="Bought on or before this day (YYYY-MM-DD)."
+    )
 
     class Meta:
         model = Purchase

@@ -33,7 +33,11 @@ def assert_purchases_match_ledger():
         holds = list(legs.filter(kind=Transfer.Kind.PURCHASE).values_list("status", "amount"))
         assert holds == [(expected_hold[purchase.status], purchase.amount)], (purchase, holds)
         paid = sorted(legs.filter(kind=Transfer.Kind.COMMISSION).values_list("amount", flat=True))
-        owed = [purchase.buyer_commission, purchase.distributor_commission] if purchase.status == "SUCCESS" else []
+        owed = [purchase.buyer_commission, purchase.distributor_commission]
+        if purchase.status == "FAILED":
+            assert owed == [0, 0], (purchase, owed)  # a failed sale shows that it paid nobody
+        if purchase.status != "SUCCESS":
+            owed = []
         assert paid == sorted(amount for amount in owed if amount > 0), (purchase, paid, owed)
 
 

@@ -100,6 +100,14 @@ def test_failed_recharge_leaves_every_balance_as_it_was(funded_retailer, distrib
     assert list(Transfer.objects.filter(reference=purchase.reference).values_list("status", flat=True)) == ["VOIDED"]
 
 
+def test_a_failed_recharge_shows_that_nobody_earned_a_commission(funded_retailer, distributor, plan):
+    purchase = buy(funded_retailer, plan, SandboxGateway.FAILS).purchase
+
+    assert (purchase.buyer_commission, purchase.distributor_commission) == (0, 0)
+    purchase.refresh_from_db()
+    assert (purchase.buyer_commission, purchase.distributor_commission) == (0, 0)
+
+
 def test_gateway_unavailable_voids_the_hold(funded_retailer, plan):
     before = balances(funded_retailer)
 

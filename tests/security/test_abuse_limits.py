@@ -465,7 +465,7 @@ def test_a_signed_in_user_cannot_move_money_faster_than_the_money_limit(settings
     from rest_framework.throttling import SimpleRateThrottle
 
     from accounts.tests.factories import AdminFactory
-    from conftest import client_for
+    from tests.helpers import client_for
     from wallet import services as ledger
 
     monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {**SimpleRateThrottle.THROTTLE_RATES, "money": "3/min"})

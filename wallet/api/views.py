@@ -308,7 +308,8 @@ class SetMarginView(APIView):
     )
     def post(self, request):
         """Admin: anyone's margin. Distributor: its own retailers' only (others 404), never above
-        its own margin (400 `margin_above_own`)."""
+        its own margin (400 `margin_above_own`). A new distributor's own margin is 0.00 until an
+        admin sets it, so until then it can give its retailers no margin above 0.00."""
         data = _valid(SetMarginSerializer, request)
         margin = margins.set_margin(
             user=data["target"], margin_percentage=data["margin_percentage"], set_by=request.user
