@@ -11,6 +11,14 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts.models import User
 from accounts.tests.factories import ClientFactory, DistributorFactory, RetailerFactory
+from core.money import (
+    AmountAboveMaximum,
+    AmountNotAString,
+    AmountNotPlainDecimal,
+    AmountNotPositive,
+    AmountTooPrecise,
+    InvalidAmount,
+)
 from wallet import services
 from wallet.models import Transfer, Wallet
 from wallet.tests.helpers import ledger_snapshot
@@ -171,14 +179,31 @@ def test_a_system_wallet_recreated_after_a_flush_takes_the_configured_currency(s
     assert Wallet.objects.get(system_code=SystemWallet.COMMISSION).currency == "USD"
 
 
-@pytest.mark.parametrize("amount", [1.5, True, None, ["1.00"], "abc", "0", "1.001", "100000.01"])
-def test_every_refused_amount_names_the_field_and_the_maximum(amount):
-    with pytest.raises(services.InvalidAmount) as refusal:
+@pytest.mark.parametrize(
+    ("amount", "refusal_class"),
+    [
+        (1.5, AmountNotAString),
+        (True, InvalidAmount),
+        (None, InvalidAmount),
+        (["1.00"], InvalidAmount),
+        ("abc", AmountNotPlainDecimal),
+        ("0", AmountNotPositive),
+        ("1.001", AmountTooPrecise),
+        ("100000.01", AmountAboveMaximum),
+    ],
+)
+def test_every_refused_amount_names_the_field_and_why(amount, refusal_class):
+    # One parser (core.money.parse_amount): each reason its own code, every one an InvalidAmount.
+    with pytest.raises(InvalidAmount) as refusal:
         services.validate_amount(amount=amount)
+    assert type(refusal.value) is refusal_class
     assert refusal.value.field == "amount"
-    assert str(refusal.value) == (
-        "The amount must be a positive number with at most two decimal places, at most 100000.00."
-    )
+
+
+def test_an_amount_above_the_maximum_names_the_maximum():
+    with pytest.raises(AmountAboveMaximum) as refusal:
+        services.validate_amount(amount="100000.01")
+    assert str(refusal.value) == "The amount can be at most 100000.00."
 
 
 def test_a_holds_reference_follows_its_commissions_and_its_refund(fund, distributor, retailer):
