@@ -32,10 +32,8 @@ OUTCOMES = {
 }
 
 
-class SandboxDisabled(DomainError):
-    code = "not_found"
+class SandboxDisabled(NotFound):
     message = "Not found."
-    status_code = 404
 
 
 class SandboxPaymentClosed(DomainError):

@@ -23,6 +23,8 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core.errors import DomainError
+from core.idempotency import IdempotencyKeyReused
+from core.money import InvalidAmount
 from core.queue import enqueue_after_commit
 from payments.models import TopUp
 from payments.providers import PaymentResult, PaymentStatus, ProviderError, default_expiry, get_provider
@@ -36,15 +38,12 @@ Status = TopUp.Status
 OPEN = (Status.CREATED, Status.PENDING)
 
 
-class TopUpAmountOutOfBounds(DomainError):
-    code = "invalid_amount"
+class TopUpAmountOutOfBounds(InvalidAmount):
     message = "A top-up must be from {minimum} to {maximum}, with at most two decimal places."
 
 
-class TopUpKeyReused(DomainError):
-    code = "idempotency_key_reused"
+class TopUpKeyReused(IdempotencyKeyReused):
     message = "This Idempotency-Key was already used for another top-up."
-    status_code = 422
 
 
 class UnknownIntent(DomainError):
@@ -58,10 +57,8 @@ class PaymentMismatch(DomainError):
     message = "The provider's {what} does not match the top-up's; nothing was applied."
 
 
-class TopUpNotRefundable(DomainError):
-    code = "not_refundable"
+class TopUpNotRefundable(ledger.NotRefundable):
     message = "Top-up #{pk} is {status}; only a succeeded top-up is refunded, once."
-    status_code = 409
 
 
 class ProviderRefundFailed(DomainError):
@@ -130,7 +127,7 @@ def _valid_amount(amount) -> Decimal:
     minimum, maximum = settings.PAYMENT_MIN_TOPUP_AMOUNT, settings.PAYMENT_MAX_TOPUP_AMOUNT
     try:
         value = ledger.validate_amount(amount=amount)
-    except ledger.InvalidAmount:
+    except InvalidAmount:
         value = None
     if value is None or not minimum <= value <= maximum:
         raise TopUpAmountOutOfBounds(field="amount", minimum=f"{minimum:.2f}", maximum=f"{maximum:.2f}")

@@ -9,7 +9,7 @@ from accounts.tests.factories import ClientFactory
 from payments import services
 from payments.models import SandboxPayment, TopUp
 from payments.tests.helpers import event_body, pay_in_sandbox, post_webhook
-from wallet.tests.conftest import assert_ledger_clean, balance_of
+from wallet.tests.helpers import assert_ledger_clean, balance_of
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from payments.providers import get_provider
 from payments.tests.helpers import pay_in_sandbox
 from tests.concurrency import run_together
 from wallet.models import Transfer, Wallet
-from wallet.tests.conftest import assert_ledger_clean
+from wallet.tests.helpers import assert_ledger_clean
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

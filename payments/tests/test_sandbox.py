@@ -11,7 +11,7 @@ from payments import services
 from payments.models import SandboxPayment, TopUp
 from payments.providers import BasePaymentProvider
 from wallet.models import Wallet
-from wallet.tests.conftest import assert_ledger_clean
+from wallet.tests.helpers import assert_ledger_clean
 
 WEBHOOK_PATH = "/api/wallet/topups/webhooks/sandbox/"
 

@@ -9,8 +9,8 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.tests.factories import AdminFactory, DistributorFactory, RetailerFactory
-from conftest import client_for
 from plans.tests.factories import RechargePlanFactory
+from tests.helpers import client_for
 from tests.security.test_authorisation import ALLOWED, MATRIX
 
 pytestmark = pytest.mark.django_db
