@@ -425,8 +425,10 @@ class PayoutLineErrorSerializer(serializers.Serializer):
 
 
 class PayoutRefusedSerializer(serializers.Serializer):
-    """400 `invalid_payout_lines`: nothing was paid; every bad line is listed."""
+    """400: nothing was paid. With `invalid_payout_lines`, `lines` lists every bad line; other codes
+    (`invalid_payout_size`, `insufficient_funds`, `idempotency_key_required`, ...) have the usual body."""
 
     detail = serializers.CharField()
     code = serializers.CharField()
-    lines = PayoutLineErrorSerializer(many=True)
+    lines = PayoutLineErrorSerializer(many=True, required=False)
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
