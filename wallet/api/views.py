@@ -78,7 +78,7 @@ class BalanceView(APIView):
     def get(self, request):
         """The caller's balance, held amount and available amount, and its wallet's limits with what it
         may still receive (`limits`: balance and monthly load headroom; null where no limit applies)."""
-        wallet = selectors.wallet_of(user=request.user)
+        wallet = selectors.own_wallet(user=request.user)
         room = selectors.load_headroom(wallet=wallet, user=request.user)
         return Response(BalanceWithLimitsSerializer(wallet, context={"headroom": room}).data)
 
