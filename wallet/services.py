@@ -137,10 +137,25 @@ def open_wallets(*, users) -> list[Wallet]:
     return Wallet.objects.bulk_create(Wallet(user=user, currency=settings.WALLET_CURRENCY) for user in users)
 
 
+# System wallets by code, per process: a data migration creates them, nothing deletes them, and no
+# write locks or changes their rows, so a money request need not look one up each time. Only a row
+# read back is kept, never one this call creates (it may yet roll back). A test's flush deletes them:
+# flush sends post_migrate, which empties this (WalletConfig.ready), and the suite empties it per test.
+_system_wallets: dict[str, Wallet] = {}
+
+
+def forget_system_wallets(**_signal_arguments):
+    _system_wallets.clear()
+
+
 def system_wallet(*, code: str) -> Wallet:
     """A system wallet, unlocked. Created by a data migration; recreated if a test flushed it."""
+    wallet = _system_wallets.get(code)
+    if wallet is not None:
+        return wallet
     wallet = Wallet.objects.filter(system_code=code).first()
     if wallet is not None:
+        _system_wallets[code] = wallet
         return wallet
     try:
         with transaction.atomic():
@@ -777,11 +792,10 @@ def _move(
         refund_of=refund_of,
         now=now,
     )
-    if not source.is_system:
-        _store_balance(source, now)
+    changed = [source] if not source.is_system else []
     if not destination.is_system and status == Status.POSTED:
-        _store_balance(destination, now)
-    return Transfer.objects.create(**row)
+        changed.append(destination)
+    return _post(row=row, wallets=changed, now=now)
 
 
 def _journal_fields(*, source, destination, amount, kind, status=Status.POSTED, remarks="", now, **links) -> dict:
@@ -822,25 +836,65 @@ def _change_balance(wallet, amount) -> int:
     return wallet.last_entry
 
 
+# On PostgreSQL a posting (the balances of its locked wallets and its journal row) is written by one
+# statement instead of one UPDATE per wallet and an INSERT: two fewer round trips on every money request
+# while its wallets are locked. The ORM path stays for SQLite; both are held to the same journal and
+# balances by wallet/tests/test_posting_paths.py. Every check runs before either path writes.
+ONE_STATEMENT_POSTING = True
+
+
+def _post(*, row, wallets, now) -> Transfer:
+    """Store the locked `wallets`' balances (already changed in memory) and insert the journal row
+    (`row`: its fields)."""
+    if not (ONE_STATEMENT_POSTING and connection.vendor == "postgresql"):
+        for wallet in wallets:
+            _store_balance(wallet, now)
+        return Transfer.objects.create(**row)
+    row = Transfer(**row)
+    quote = connection.ops.quote_name
+    fields = [field for field in Transfer._meta.concrete_fields if not field.primary_key]
+    insert = (  # the model's own table and column names; every value is a parameter
+        f"INSERT INTO {quote(Transfer._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {quote(Transfer._meta.pk.column)}"
+    )
+    params = [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields]
+    if wallets:
+        update, update_params = _balances_update(wallets, now)
+        insert, params = f"WITH balances AS ({update} RETURNING wallet.id) {insert}", [*update_params, *params]
+    with connection.cursor() as cursor:
+        cursor.execute(insert, params)
+        row.pk = cursor.fetchone()[0]
+    row._state.adding, row._state.db = False, connection.alias
+    return row
+
+
+def _balances_update(wallets, now):
+    """PostgreSQL: one UPDATE of many locked user wallets' balances, held amounts and chain numbers."""
+    table = connection.ops.quote_name(Wallet._meta.db_table)
+    for wallet in wallets:
+        wallet.updated_at = now
+    values = ", ".join(["(%s::bigint, %s::numeric, %s::numeric, %s::bigint)"] * len(wallets))
+    params = [value for w in wallets for value in (w.pk, w.balance, w.held, w.last_entry)]
+    # The table's own name and one placeholder group per wallet; every value is a parameter.
+    sql = (
+        f"UPDATE {table} AS wallet SET balance = new.balance, held = new.held, last_entry = new.last_entry, "  # noqa: S608
+        f"updated_at = %s FROM (VALUES {values}) AS new (id, balance, held, last_entry) WHERE wallet.id = new.id"
+    )
+    return sql, [now, *params]
+
+
 def _store_balances(wallets, now):
     """Store the balances of many locked user wallets in one statement. Django's bulk_update builds
     a CASE of one branch per row and resolves an expression per branch: 2.5 s of CPU for 1,000
     wallets. On PostgreSQL one UPDATE ... FROM (VALUES ...) does the same (the table's CHECK
     constraints still hold every row); elsewhere (the SQLite demo) executemany, in process."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(*_balances_update(wallets, now))
+        return
     table = connection.ops.quote_name(Wallet._meta.db_table)
     for wallet in wallets:
         wallet.updated_at = now
-    if connection.vendor == "postgresql":
-        values = ", ".join(["(%s::bigint, %s::numeric, %s::numeric, %s::bigint)"] * len(wallets))
-        params = [value for w in wallets for value in (w.pk, w.balance, w.held, w.last_entry)]
-        # The table's own name and one placeholder group per wallet; every value is a parameter.
-        sql = (
-            f"UPDATE {table} AS wallet SET balance = new.balance, held = new.held, last_entry = new.last_entry, "  # noqa: S608
-            f"updated_at = %s FROM (VALUES {values}) AS new (id, balance, held, last_entry) WHERE wallet.id = new.id"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [now, *params])
-        return
     sql = f"UPDATE {table} SET balance = %s, held = %s, last_entry = %s, updated_at = %s WHERE id = %s"  # noqa: S608
     params = [
         (
