@@ -24,14 +24,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # A load into a client wallet (transfer, credit, add-to-wallet here) sums the wallet's loads this month
 # for its limits (wallet/limits.py): one query more than into a business wallet.
 BUDGET = {
-    "transfer": 11,
-    "credit": 10,
-    "debit": 9,
-    "add-to-wallet": 12,
-    "debit-from-wallet": 11,
+    "transfer": 9,
+    "credit": 8,
+    "debit": 7,
+    "add-to-wallet": 10,
+    "debit-from-wallet": 9,
     # The acceptance only (validate, create, hold, enqueue): the operator is called by a worker.
     "purchase": 15,
-    "payouts": 13,
+    "payouts": 11,
 }
 
 

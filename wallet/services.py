@@ -18,6 +18,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core.errors import DomainError
+from core.idempotency import request_transaction_is_innermost
 from core.money import PAISA
 from core.roles import UserType
 from wallet.models import Payout as PayoutRecord
@@ -239,7 +240,7 @@ def transfer_funds(*, sender, receiver, amount, remarks="", initiated_by=None, i
     amount = validate_amount(amount=amount)
     if sender.pk == receiver.pk:
         raise SameWallet(field="to")
-    with transaction.atomic():
+    with _operation():
         by_user = {wallet.user_id: wallet for wallet in wallets_for_update(user_ids=[sender.pk, receiver.pk])}
         source, destination = _user_wallet(by_user, sender.pk), _user_wallet(by_user, receiver.pk)
         _ensure_active(paying=[source], receiving=[destination])
@@ -259,7 +260,7 @@ def transfer_funds(*, sender, receiver, amount, remarks="", initiated_by=None, i
 def credit_wallet(*, user, amount, remarks="", initiated_by=None, kind=Kind.CREDIT, idempotency_key=None) -> Transfer:
     """TREASURY -> user: a self top-up (CREDIT) or, with kind=FUND, an admin's funding."""
     amount = validate_amount(amount=amount)
-    with transaction.atomic():
+    with _operation():
         destination = _locked_user_wallet(user)
         _ensure_active(receiving=[destination])
         check_load_limits(
@@ -279,7 +280,7 @@ def credit_wallet(*, user, amount, remarks="", initiated_by=None, kind=Kind.CRED
 def debit_wallet(*, user, amount, remarks="", initiated_by=None, kind=Kind.DEBIT, idempotency_key=None) -> Transfer:
     """user -> TREASURY: a self debit (DEBIT) or, with kind=DEFUND, an admin's debit."""
     amount = validate_amount(amount=amount)
-    with transaction.atomic():
+    with _operation():
         source = _locked_user_wallet(user)
         _ensure_active(paying=[source])
         return _move(
@@ -332,7 +333,7 @@ def hold_funds(
     wallet) that reserves `amount` in the user's `held` without moving it. `reference` names the
     business record it belongs to; the payouts of its posting and its refund carry it too."""
     amount = validate_amount(amount=amount)
-    with transaction.atomic():
+    with _operation():
         source = _locked_user_wallet(user)
         _ensure_active(paying=[source])
         return _move(
@@ -356,7 +357,7 @@ def post_transfer(*, transfer, payouts=()) -> tuple[Transfer, list[Transfer]]:
     payouts = [payout for payout in payouts if not _is_zero(payout.amount)]
     for payout in payouts:
         validate_amount(amount=payout.amount)
-    with transaction.atomic():
+    with _operation():
         pending, wallets = _lock_pending(transfer, extra_user_ids=[payout.user_id for payout in payouts])
         now = timezone.now()
         source, destination = wallets.get(pending.from_wallet_id), wallets.get(pending.to_wallet_id)
@@ -403,7 +404,7 @@ def post_transfer(*, transfer, payouts=()) -> tuple[Transfer, list[Transfer]]:
 
 def void_transfer(*, transfer) -> Transfer:
     """Cancel a PENDING transfer: release the hold, move nothing. Refuses a final transfer."""
-    with transaction.atomic():
+    with _operation():
         pending, wallets = _lock_pending(transfer)
         now = timezone.now()
         source = wallets.get(pending.from_wallet_id)
@@ -423,7 +424,7 @@ def refund_transfer(*, transfer, remarks="", initiated_by=None) -> Transfer:
     At most once per transfer: the buyer's wallet is locked first (as everywhere), then the original
     row, and the refund row points at it through a unique `refund_of`, so a second refund (even a
     concurrent one) is refused with TransferAlreadyRefunded instead of paying twice."""
-    with transaction.atomic():
+    with _operation():
         from_wallet_id = Transfer.objects.filter(pk=transfer.pk).values_list("from_wallet_id", flat=True).get()
         locked = wallets_for_update(wallet_ids=[from_wallet_id])
         original = Transfer.objects.select_for_update().select_related("to_wallet").get(pk=transfer.pk)
@@ -486,7 +487,7 @@ def pay_out_in_bulk(*, payer=None, payments, kind=Kind.TRANSFER, remarks="", ini
     payments = [(user_id, validate_amount(amount=amount), remarks) for user_id, amount in payments]
     if not payments:
         return 0
-    with transaction.atomic():
+    with _operation():
         _, rows = _post_many(
             payer=payer, payments=payments, kind=kind, initiated_by=initiated_by or payer, batch_size=batch_size
         )
@@ -518,7 +519,7 @@ def pay_out(*, payer, lines, remarks="", idempotency_key=None) -> PayoutRecord:
         raise PayoutLinesRefused(lines=sorted(errors.values(), key=lambda error: error["line"]), total=len(lines))
     by_admin = payer.user_type == UserType.ADMIN
     payments = [(recipients[index].pk, amount, (line_remarks or remarks)) for index, _, amount, line_remarks in parsed]
-    with transaction.atomic():
+    with _operation():
         source, rows = _post_many(
             payer=None if by_admin else payer,
             payments=payments,
@@ -567,6 +568,13 @@ def credit_top_up(*, user, amount, remarks="", idempotency_key=None) -> Transfer
 
 
 # --- internals ------------------------------------------------------------------
+
+
+def _operation():
+    """One operation's transaction. Inside the transaction of a keyed money request (core.idempotency),
+    which is rolled back whole on any refusal or error, no savepoint of its own: two round trips fewer
+    on every such request. Anywhere else (another caller's block, a test's, none) as usual."""
+    return transaction.atomic(savepoint=not request_transaction_is_innermost())
 
 
 _RECIPIENT_FIELDS = ("to_user_id", "to_phone_number", "to_email")
