@@ -12,7 +12,6 @@ idempotent on the key itself: if their answer cannot be stored after that commit
 (never "nothing was changed") and release the key, and a retry finds the work by its key.
 """
 
-import contextvars
 import functools
 import hashlib
 import json
@@ -29,6 +28,7 @@ from rest_framework.response import Response
 
 from core.errors import DomainError, OutcomeUnknown
 from core.models import IdempotencyRecord
+from core.transactions import all_or_nothing
 
 logger = logging.getLogger(__name__)
 
@@ -73,20 +73,6 @@ class IdempotencyRequestInProgress(DomainError):
     code = "idempotency_request_in_progress"
     message = "A request with this Idempotency-Key is still being processed; retry shortly."
     status_code = status.HTTP_409_CONFLICT
-
-
-# How many atomic blocks were open once a keyed money request had opened its own (see _answer_once).
-_request_depth = contextvars.ContextVar("idempotent_request_depth", default=None)
-
-
-def request_transaction_is_innermost() -> bool:
-    """Whether the innermost open atomic block is a keyed money request's own transaction.
-
-    That transaction is rolled back whole when the view refuses or fails (nothing the view writes
-    survives a 4xx or 5xx, and no query runs between the error and the rollback), so an operation
-    inside it needs no savepoint of its own to undo a partial write."""
-    depth = _request_depth.get()
-    return depth is not None and connection.in_atomic_block and len(connection.atomic_blocks) == depth
 
 
 class _ServerFailure(Exception):
@@ -271,12 +257,9 @@ def _answer_once(view, view_method, request, args, kwargs, *, atomic, replay_hea
     committing = False
     try:
         if atomic:
-            with transaction.atomic():
-                depth = _request_depth.set(len(connection.atomic_blocks))
-                try:
-                    response = _run(view, view_method, request, args, kwargs)
-                finally:
-                    _request_depth.reset(depth)
+            # Rolled back whole on a refusal or a failure (no query between the error and the rollback).
+            with all_or_nothing():
+                response = _run(view, view_method, request, args, kwargs)
                 if response.status_code >= 500:
                     raise _ServerFailure(response)
                 if response.status_code >= 400:

@@ -30,7 +30,7 @@ BUDGET = {
     "add-to-wallet": 10,
     "debit-from-wallet": 9,
     # The acceptance only (validate, create, hold, enqueue): the operator is called by a worker.
-    "purchase": 15,
+    "purchase": 11,
     "payouts": 11,
 }
 

@@ -18,9 +18,9 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core.errors import DomainError
-from core.idempotency import request_transaction_is_innermost
 from core.money import PAISA
 from core.roles import UserType
+from core.transactions import innermost_is_all_or_nothing
 from wallet.models import Payout as PayoutRecord
 from wallet.models import PayoutLine, SystemWallet, Transfer, Wallet
 
@@ -571,10 +571,10 @@ def credit_top_up(*, user, amount, remarks="", idempotency_key=None) -> Transfer
 
 
 def _operation():
-    """One operation's transaction. Inside the transaction of a keyed money request (core.idempotency),
-    which is rolled back whole on any refusal or error, no savepoint of its own: two round trips fewer
-    on every such request. Anywhere else (another caller's block, a test's, none) as usual."""
-    return transaction.atomic(savepoint=not request_transaction_is_innermost())
+    """One operation's transaction. Directly inside a block rolled back whole on any exception (a keyed
+    money request's, a purchase's acceptance: core.transactions), no savepoint of its own: two round
+    trips fewer. Anywhere else (another caller's block, a test's, none) as usual."""
+    return transaction.atomic(savepoint=not innermost_is_all_or_nothing())
 
 
 _RECIPIENT_FIELDS = ("to_user_id", "to_phone_number", "to_email")
