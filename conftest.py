@@ -41,6 +41,17 @@ def _self_top_up_as_in_the_demo(settings):
 
 
 @pytest.fixture(autouse=True)
+def _no_remembered_system_wallets():
+    """A test may have created the system wallets inside its own transaction, which rolls back: the
+    next test must not find their ids remembered (production never deletes them)."""
+    from wallet.services import forget_system_wallets
+
+    forget_system_wallets()
+    yield
+    forget_system_wallets()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_cache():
     from django.core.cache import cache
 

@@ -6,7 +6,7 @@ from decimal import Decimal, InvalidOperation
 
 from django.db import transaction
 
-from accounts.models import UserMargin
+from accounts.models import User, UserMargin
 from accounts.selectors import users_in_scope
 from core.errors import DomainError, NotFound, PermissionRefused
 from core.money import PAISA
@@ -31,6 +31,21 @@ def margin_for(*, user) -> Decimal:
     """`user`'s margin percentage, 0.00 when none is set."""
     value = UserMargin.objects.filter(user_id=user.pk).values_list("margin_percentage", flat=True).first()
     return value if value is not None else Decimal("0.00")
+
+
+def sale_margins(*, buyer):
+    """(buyer's margin, its distributor or None, the distributor's margin) for a sale, in one query:
+    a retailer's parent is read with it, each with its margin (0.00 when none is set)."""
+    parent_id = buyer.parent_id if buyer.user_type == UserType.RETAILER else None
+    ids = [buyer.pk] if parent_id is None else [buyer.pk, parent_id]
+    users = {user.pk: user for user in User.objects.filter(pk__in=ids).select_related("margin")}
+
+    def margin(user):
+        record = getattr(user, "margin", None) if user is not None else None
+        return record.margin_percentage if record is not None else Decimal("0.00")
+
+    parent = users.get(parent_id) if parent_id is not None else None
+    return margin(users.get(buyer.pk)), parent, margin(parent)
 
 
 def margins_in_scope(*, user):

@@ -65,6 +65,30 @@ def find_user(*, user_id=None, email=None, phone_number=None, field="user") -> U
 # --- the admin API and distributors' views of their retailers ------------------------------------
 
 
+def find_users(*, user_ids=(), emails=(), phone_numbers=()) -> dict:
+    """The accounts named by ids, emails (lower-cased) or verified E.164 phones, in one query, keyed
+    by ("to_user_id", id), ("to_email", email) and ("to_phone_number", phone) (a bulk payout's
+    recipients). Absent keys name no account; the same rules as find_user."""
+    condition = Q(pk__in=list(user_ids)) if user_ids else Q()
+    if emails:
+        condition |= Q(email__in=list(emails))
+    if phone_numbers:
+        condition |= Q(phone_number__in=list(phone_numbers), phone_verified=True)
+    if not condition:
+        return {}
+    found = {}
+    wanted_ids, wanted_emails, wanted_phones = set(user_ids), set(emails), set(phone_numbers)
+    fields = ("pk", "email", "phone_number", "phone_verified", "user_type", "parent_id", "is_active", "username")
+    for user in User.objects.filter(condition).only(*fields):
+        if user.pk in wanted_ids:
+            found["to_user_id", user.pk] = user
+        if user.email in wanted_emails:
+            found["to_email", user.email] = user
+        if user.phone_verified and user.phone_number in wanted_phones:
+            found["to_phone_number", user.phone_number] = user
+    return found
+
+
 def users_with_wallets() -> QuerySet:
     """Users with their wallet and parent joined in, so listing balances is one query."""
     return User.objects.select_related("wallet", "parent")

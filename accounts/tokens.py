@@ -10,6 +10,8 @@ A token without the claim counts as version 0: tokens minted before this existed
 until the account's first bump, exactly like a token issued at version 0.
 """
 
+from types import SimpleNamespace
+
 from django.contrib.auth import get_user_model
 from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken
@@ -57,7 +59,18 @@ def token_pair_for(user) -> dict:
 
 
 class VersionedJWTAuthentication(JWTAuthentication):
-    """simplejwt's authentication, plus: the token's version must be the user's current one."""
+    """simplejwt's authentication, plus: the token's version must be the user's current one.
+
+    The user is loaded with its wallet in the same query (a LEFT JOIN on the wallet's unique user
+    index), so that a balance read needs no second query (wallet.selectors.own_wallet)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        users = get_user_model()
+        # simplejwt's get_user runs `self.user_model.objects.get(pk=...)` and catches DoesNotExist.
+        self.user_model = SimpleNamespace(
+            objects=users.objects.select_related("wallet"), DoesNotExist=users.DoesNotExist
+        )
 
     def get_user(self, validated_token):
         user = super().get_user(validated_token)

@@ -48,7 +48,7 @@ def payout_summary(results):
     single = results.get("payout_single_transfers")
     if not run or not single or not single["rps"]:
         return None
-    singles_seconds = PAYOUT_LINES / single["rps"]
+    singles_seconds = results.get("payout_lines", PAYOUT_LINES) / single["rps"]
     return {
         "payout_p50_s": run["p50_ms"] / 1000,
         "payout_p99_s": run["p99_ms"] / 1000,

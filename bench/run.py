@@ -55,6 +55,7 @@ SCENARIOS = {
     # One "request" is a whole top-up: intent, sandbox payment, the provider's signed webhook, a balance
     # read (bench/load.py, topup_client); its credit latency is webhook sent -> balance answered.
     "topups": ("10. wallet top-ups: intent, sandbox payment, signed webhook, balance", True, None, None),
+    "payouts": ("11. bulk payout: the hot distributor pays 1,000 retailers in one request", True, None, None),
 }
 # Scenarios that run their own stack and checks rather than one load at each concurrency level.
 OWN_STACK_SCENARIOS = {"busy_hour"}
@@ -344,7 +345,7 @@ def journal_counts():
     }
 
 
-def money_check(scenario, before, after, load):
+def money_check(scenario, before, after, load, payout_lines=PAYOUT_LINES):
     """Exactly once: every success wrote its rows, and nothing else was written."""
     from purchases.models import Purchase
 
@@ -352,7 +353,7 @@ def money_check(scenario, before, after, load):
     if scenario in ("transfers", "transfers_unkeyed", "hot_wallet", "funding"):
         return after["transfers"] - before["transfers"] == succeeded
     if scenario == "payouts":
-        return after["transfers"] - before["transfers"] == succeeded * PAYOUT_LINES
+        return after["transfers"] - before["transfers"] == succeeded * payout_lines
     if scenario == "topups":  # one credit per completed top-up, and nothing else moved money
         return after["topups"] - before["topups"] == succeeded == after["transfers"] - before["transfers"]
     if scenario == "purchases":
@@ -570,6 +571,7 @@ def main():
             twin_fixture_path.write_text(json.dumps(twin_fixture))
             log(f"twin seeded: {twin_fixture['history_rows']:,} rows in the busy wallet's history")
         results["history_rows"] = fixture["history_rows"]
+        results["payout_lines"] = len(fixture["payout_lines"])  # 1,000, fewer in a small smoke run
         results["queries"] = count_queries(fixture, [name for name in scenarios if name not in OWN_STACK_SCENARIOS])
         log(f"queries (round trips) per request: {results['queries']}")
         results["runs"], results["twin_runs"], results["ceilings"], results["checks"] = {}, {}, {}, {}
@@ -586,7 +588,9 @@ def main():
                 load = run_load(fixture_path, scenario, level, args.duration)
                 check = {}
                 if moves_money:
-                    check["exactly_once"] = money_check(scenario, before, journal_counts(), load)
+                    check["exactly_once"] = money_check(
+                        scenario, before, journal_counts(), load, payout_lines=len(fixture["payout_lines"])
+                    )
                     check["verify"] = timed_verify()
                 results["runs"].setdefault(scenario, {})[level] = load
                 results["checks"].setdefault(scenario, {})[level] = check

@@ -391,6 +391,8 @@ WALLET_LIMITS = {
         "per_transaction": env_limit("WALLET_LIMIT_BUSINESS_PER_TRANSACTION", None),
     },
 }
+# Most lines in one bulk payout (POST /api/wallet/payouts/): one request, one transaction, one lock.
+WALLET_PAYOUT_MAX_LINES = env_int("WALLET_PAYOUT_MAX_LINES", 1000)
 IDEMPOTENCY_KEY_TTL_HOURS = env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24)
 # A duplicate of a request still running waits this long for its answer (a money request takes
 # milliseconds), then gets 409; kept short because a waiting duplicate occupies a web worker.

@@ -31,6 +31,7 @@ from rest_framework.response import Response
 
 from core.errors import DomainError, OutcomeUnknown
 from core.models import IdempotencyRecord
+from core.transactions import all_or_nothing
 
 logger = logging.getLogger(__name__)
 
@@ -46,11 +47,23 @@ IDEMPOTENCY_KEY_PARAMETER = openapi.Parameter(
     description="1-255 printable characters chosen by the client. A retry with the same key and "
     "body replays the first answer (header `Idempotent-Replayed: true`) and moves no money.",
 )
+REQUIRED_IDEMPOTENCY_KEY_PARAMETER = openapi.Parameter(
+    HEADER,
+    openapi.IN_HEADER,
+    type=openapi.TYPE_STRING,
+    required=True,
+    description="Required here (400 `idempotency_key_required` without it). " + IDEMPOTENCY_KEY_PARAMETER.description,
+)
 
 
 class InvalidIdempotencyKey(DomainError):
     code = "invalid_idempotency_key"
     message = "Idempotency-Key must be 1 to 255 printable ASCII characters."
+
+
+class IdempotencyKeyRequired(DomainError):
+    code = "idempotency_key_required"
+    message = "This request must carry an Idempotency-Key header."
 
 
 class IdempotencyKeyReused(DomainError):
@@ -246,8 +259,9 @@ def _now():
     return timezone.now()
 
 
-def idempotent(method=None, *, atomic=True, replay_headers=None):
-    """Decorate an APIView's `post` so that it honours `Idempotency-Key`.
+def idempotent(method=None, *, atomic=True, replay_headers=None, required=False):
+    """Decorate an APIView's `post` so that it honours `Idempotency-Key` (with `required=True`, a
+    request without one is refused with 400 `idempotency_key_required`).
 
     `replay_headers(stored body) -> dict` adds headers to a replayed answer (a Location, say), since
     only the status and body are stored."""
@@ -255,6 +269,8 @@ def idempotent(method=None, *, atomic=True, replay_headers=None):
     def decorator(view_method):
         @functools.wraps(view_method)
         def wrapper(view, request, *args, **kwargs):
+            if required and request.headers.get(HEADER) is None:
+                raise IdempotencyKeyRequired()
             return _answer_once(view, view_method, request, args, kwargs, atomic=atomic, replay_headers=replay_headers)
 
         return wrapper
@@ -280,7 +296,8 @@ def _answer_once(view, view_method, request, args, kwargs, *, atomic, replay_hea
     committing = False
     try:
         if atomic:
-            with transaction.atomic():
+            # Rolled back whole on a refusal or a failure (no query between the error and the rollback).
+            with all_or_nothing():
                 response = _run(view, view_method, request, args, kwargs)
                 if response.status_code >= 500:
                     raise _ServerFailure(response)

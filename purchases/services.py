@@ -32,7 +32,7 @@ from django.db.models import Q
 from django.utils import timezone
 from rest_framework import status
 
-from accounts.margins import margin_for
+from accounts.margins import sale_margins
 from core import db_threads
 from core.errors import DomainError, NotFound
 from core.idempotency import IdempotencyKeyReused
@@ -40,6 +40,7 @@ from core.money import ZERO, percentage_of
 from core.phone import mobile_number_text, normalize_mobile_number, same_number
 from core.queue import enqueue_after_commit, enqueue_now
 from core.roles import UserType
+from core.transactions import all_or_nothing
 from plans.models import RechargePlan
 from purchases.gateways import GatewayResult, GatewayUnavailable, RechargeRequest, get_gateway
 from purchases.models import Purchase
@@ -111,7 +112,9 @@ def purchase_recharge(*, buyer, plan_id, mobile_number, idempotency_key=None, ga
     number = normalize_mobile_number(mobile_number, region=plan.provider.country)
     buyer_commission, distributor, distributor_commission = commissions_for(buyer=buyer, price=plan.amount)
     try:
-        with transaction.atomic():
+        # Every exception leaves this block (the IntegrityError is caught outside it): the hold needs
+        # no savepoint of its own.
+        with all_or_nothing():
             purchase = Purchase.objects.create(
                 buyer=buyer,
                 plan=plan,
@@ -212,13 +215,13 @@ def commissions_for(*, buyer, price) -> tuple[Decimal, object, Decimal]:
 
     The buyer earns its own margin; a retailer's distributor earns its margin on the same sale.
     Each is rounded down to the paisa (core.money.percentage_of)."""
-    buyer_commission = percentage_of(price, margin_for(user=buyer))
+    buyer_margin, parent, parent_margin = sale_margins(buyer=buyer)
+    buyer_commission = percentage_of(price, buyer_margin)
     distributor = None
     distributor_commission = ZERO
-    parent = buyer.parent if buyer.user_type == UserType.RETAILER and buyer.parent_id else None
     if parent is not None and parent.user_type == UserType.DISTRIBUTOR:
         distributor = parent
-        distributor_commission = percentage_of(price, margin_for(user=parent))
+        distributor_commission = percentage_of(price, parent_margin)
     return buyer_commission, distributor, distributor_commission
 
 

@@ -67,9 +67,10 @@ def test_a_miniature_benchmark_runs_end_to_end(tmp_path, bench_database_url):
         "7.",
         "8.",
         "10. wallet top-ups",
+        "11. bulk payout",
     ):
         assert scenario in report
     assert "raw-SQL ceiling (pgbench)" in report and "x twin" in report
     assert "credit latency, webhook -> balance" in report
-    assert "FAIL" not in report and report.count("PASS") >= 10
+    assert "FAIL" not in report and report.count("PASS") >= 11
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

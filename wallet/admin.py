@@ -22,7 +22,7 @@ from core.errors import DomainError
 from core.money import money_str
 from core.roles import UserType
 from wallet import selectors, services
-from wallet.models import Transfer, Wallet
+from wallet.models import Payout, PayoutLine, Transfer, Wallet
 
 
 def _may_move_money(user):
@@ -189,3 +189,60 @@ class TransferAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="to", ordering="to_wallet__user__username")
     def receiver(self, transfer):
         return self._party(transfer.to_wallet)
+
+
+class PayoutLineInline(admin.TabularInline):
+    model = PayoutLine
+    fields = readonly_fields = ["line", "recipient", "amount", "transfer_link", "balance_after"]
+    ordering = ["line"]
+    extra = 0
+    can_delete = False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("recipient", "transfer")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="journal row")
+    def transfer_link(self, line):
+        url = reverse("admin:wallet_transfer_change", args=[line.transfer_id])
+        return format_html('<a href="{}">#{}</a>', url, line.transfer_id)
+
+    @admin.display(description="recipient's balance after")
+    def balance_after(self, line):
+        return money_str(line.transfer.to_balance_after)
+
+
+@admin.register(Payout)
+class PayoutAdmin(admin.ModelAdmin):
+    """Bulk payouts with their lines: readable, never added, changed or deleted here (the API makes them)."""
+
+    list_display = ["id", "created_at", "payer", "kind", "line_count", "total", "remarks"]
+    list_filter = ["kind", ("created_at", admin.DateFieldListFilter)]
+    search_fields = ["payer__username", "payer__email", "remarks", "idempotency_key"]
+    list_select_related = ["payer"]
+    date_hierarchy = "created_at"
+    fields = readonly_fields = [
+        "payer",
+        "source_wallet",
+        "kind",
+        "total",
+        "line_count",
+        "remarks",
+        "idempotency_key",
+        "created_at",
+    ]
+    inlines = [PayoutLineInline]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class WalletConfig(AppConfig):
@@ -23,3 +24,7 @@ class WalletConfig(AppConfig):
 
         post_save.connect(open_wallet, sender=get_user_model(), dispatch_uid="wallet.open_wallet", weak=False)
         users_created.connect(open_wallets, dispatch_uid="wallet.open_wallets", weak=False)
+
+        # `flush` (a TransactionTestCase's teardown) and `migrate` both send post_migrate: the system
+        # wallets the process remembers may be gone.
+        post_migrate.connect(services.forget_system_wallets, dispatch_uid="wallet.forget_system_wallets")

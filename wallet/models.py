@@ -146,3 +146,49 @@ class Transfer(models.Model):
 
     def __str__(self):
         return f"#{self.pk} {self.kind} {self.amount} {self.status}"
+
+
+class Payout(models.Model):
+    """One bulk payout request (POST /api/wallet/payouts/): a distributor paying its own retailers
+    from its wallet (TRANSFER rows), or an admin paying anyone from the treasury (FUND rows). All or
+    nothing: the payout exists only if every one of its lines was posted, one journal row each."""
+
+    payer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    source_wallet = models.ForeignKey(Wallet, on_delete=models.PROTECT, related_name="payouts")
+    kind = models.CharField(max_length=16, choices=Transfer.Kind.choices)
+    total = models.DecimalField(**MONEY)
+    line_count = models.PositiveIntegerField()
+    remarks = models.CharField(max_length=255, blank=True, default="")
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(total__gt=0), name="payout_total_positive"),
+            models.CheckConstraint(condition=Q(line_count__gt=0), name="payout_has_lines"),
+        ]
+
+    def __str__(self):
+        return f"Payout #{self.pk}: {self.line_count} lines, {self.total}"
+
+
+class PayoutLine(models.Model):
+    """One recipient of a payout and the journal row that paid it."""
+
+    payout = models.ForeignKey(Payout, on_delete=models.PROTECT, related_name="lines")
+    line = models.PositiveIntegerField(help_text="Position of the line in the request, from 0.")
+    recipient = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    amount = models.DecimalField(**MONEY)
+    transfer = models.OneToOneField(Transfer, on_delete=models.PROTECT, related_name="payout_line")
+
+    class Meta:
+        ordering = ["payout_id", "line"]
+        constraints = [
+            models.UniqueConstraint(fields=["payout", "line"], name="payout_line_position_unique"),
+            models.UniqueConstraint(fields=["payout", "recipient"], name="payout_line_recipient_unique"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payout_line_amount_positive"),
+        ]
+
+    def __str__(self):
+        return f"Payout #{self.payout_id} line {self.line}: {self.amount}"

@@ -39,6 +39,16 @@ def wallet_of(*, user) -> Wallet:
     return Wallet.objects.select_related("user").get(user_id=user.pk)
 
 
+def own_wallet(*, user) -> Wallet:
+    """`user`'s own wallet for a read: the one authentication loaded with the user when it did (as of
+    the request's start, no query), else from the database. Never for a write: writes lock and re-read."""
+    if type(user).wallet.is_cached(user):
+        wallet = user.wallet
+        wallet.user = user
+        return wallet
+    return wallet_of(user=user)
+
+
 def wallets_in_scope(*, user):
     """User wallets `user` may see, with their owners."""
     return Wallet.objects.filter(users_in_scope(viewer=user, through="user__"), user__isnull=False).select_related(

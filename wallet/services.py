@@ -14,13 +14,16 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from core.errors import DomainError, NotFound
-from core.money import parse_amount
-from wallet.models import SystemWallet, Transfer, Wallet
+from core.errors import DomainError, NotFound, PermissionRefused
+from core.money import AmountNotAString, InvalidAmount, parse_amount
+from core.roles import UserType
+from core.transactions import innermost_is_all_or_nothing
+from wallet.models import Payout as PayoutRecord
+from wallet.models import PayoutLine, SystemWallet, Transfer, Wallet
 
 Kind = Transfer.Kind
 Status = Transfer.Status
@@ -83,6 +86,26 @@ class TransactionLimitExceeded(DomainError):
     message = "The {side} wallet takes at most {limit} in one transaction."
 
 
+class InvalidPayoutSize(DomainError):
+    code = "invalid_payout_size"
+    message = "A payout has 1 to {maximum} lines."
+
+
+class PayoutNotAllowed(PermissionRefused):
+    message = "Only administrators, and distributors for their own retailers, may make payouts."
+
+
+class PayoutLinesRefused(DomainError):
+    """Some lines of a payout are bad: nothing is paid, and `lines` says which and why."""
+
+    code = "invalid_payout_lines"
+    message = "{bad} of {total} payout lines are invalid; nothing was paid."
+    body_fields = ("lines",)
+
+    def __init__(self, *, lines, total):
+        super().__init__(bad=len(lines), total=total, lines=lines)
+
+
 @dataclass(frozen=True)
 class Payout:
     """Money a system wallet pays a user as part of posting a transfer (a commission)."""
@@ -107,10 +130,25 @@ def open_wallets(*, users) -> list[Wallet]:
     return Wallet.objects.bulk_create(Wallet(user=user, currency=settings.WALLET_CURRENCY) for user in users)
 
 
+# System wallets by code, per process: a data migration creates them, nothing deletes them, and no
+# write locks or changes their rows, so a money request need not look one up each time. Only a row
+# read back is kept, never one this call creates (it may yet roll back). A test's flush deletes them:
+# flush sends post_migrate, which empties this (WalletConfig.ready), and the suite empties it per test.
+_system_wallets: dict[str, Wallet] = {}
+
+
+def forget_system_wallets(**_signal_arguments):
+    _system_wallets.clear()
+
+
 def system_wallet(*, code: str) -> Wallet:
     """A system wallet, unlocked. Created by a data migration; recreated if a test flushed it."""
+    wallet = _system_wallets.get(code)
+    if wallet is not None:
+        return wallet
     wallet = Wallet.objects.filter(system_code=code).first()
     if wallet is not None:
+        _system_wallets[code] = wallet
         return wallet
     try:
         with transaction.atomic():
@@ -184,7 +222,7 @@ def transfer_funds(*, sender, receiver, amount, remarks="", initiated_by=None, i
     amount = validate_amount(amount=amount)
     if sender.pk == receiver.pk:
         raise SameWallet(field="to")
-    with transaction.atomic():
+    with _operation():
         by_user = {wallet.user_id: wallet for wallet in wallets_for_update(user_ids=[sender.pk, receiver.pk])}
         source, destination = _user_wallet(by_user, sender.pk), _user_wallet(by_user, receiver.pk)
         _ensure_active(paying=[source], receiving=[destination])
@@ -204,7 +242,7 @@ def transfer_funds(*, sender, receiver, amount, remarks="", initiated_by=None, i
 def credit_wallet(*, user, amount, remarks="", initiated_by=None, kind=Kind.CREDIT, idempotency_key=None) -> Transfer:
     """TREASURY -> user: a self top-up (CREDIT) or, with kind=FUND, an admin's funding."""
     amount = validate_amount(amount=amount)
-    with transaction.atomic():
+    with _operation():
         destination = _locked_user_wallet(user)
         _ensure_active(receiving=[destination])
         check_load_limits(
@@ -224,7 +262,7 @@ def credit_wallet(*, user, amount, remarks="", initiated_by=None, kind=Kind.CRED
 def debit_wallet(*, user, amount, remarks="", initiated_by=None, kind=Kind.DEBIT, idempotency_key=None) -> Transfer:
     """user -> TREASURY: a self debit (DEBIT) or, with kind=DEFUND, an admin's debit."""
     amount = validate_amount(amount=amount)
-    with transaction.atomic():
+    with _operation():
         source = _locked_user_wallet(user)
         _ensure_active(paying=[source])
         return _move(
@@ -277,7 +315,7 @@ def hold_funds(
     wallet) that reserves `amount` in the user's `held` without moving it. `reference` names the
     business record it belongs to; the payouts of its posting and its refund carry it too."""
     amount = validate_amount(amount=amount)
-    with transaction.atomic():
+    with _operation():
         source = _locked_user_wallet(user)
         _ensure_active(paying=[source])
         return _move(
@@ -301,7 +339,7 @@ def post_transfer(*, transfer, payouts=()) -> tuple[Transfer, list[Transfer]]:
     payouts = [payout for payout in payouts if not _is_zero(payout.amount)]
     for payout in payouts:
         validate_amount(amount=payout.amount)
-    with transaction.atomic():
+    with _operation():
         pending, wallets = _lock_pending(transfer, extra_user_ids=[payout.user_id for payout in payouts])
         now = timezone.now()
         source, destination = wallets.get(pending.from_wallet_id), wallets.get(pending.to_wallet_id)
@@ -348,7 +386,7 @@ def post_transfer(*, transfer, payouts=()) -> tuple[Transfer, list[Transfer]]:
 
 def void_transfer(*, transfer) -> Transfer:
     """Cancel a PENDING transfer: release the hold, move nothing. Refuses a final transfer."""
-    with transaction.atomic():
+    with _operation():
         pending, wallets = _lock_pending(transfer)
         now = timezone.now()
         source = wallets.get(pending.from_wallet_id)
@@ -368,7 +406,7 @@ def refund_transfer(*, transfer, remarks="", initiated_by=None) -> Transfer:
     At most once per transfer: the buyer's wallet is locked first (as everywhere), then the original
     row, and the refund row points at it through a unique `refund_of`, so a second refund (even a
     concurrent one) is refused with TransferAlreadyRefunded instead of paying twice."""
-    with transaction.atomic():
+    with _operation():
         from_wallet_id = Transfer.objects.filter(pk=transfer.pk).values_list("from_wallet_id", flat=True).get()
         locked = wallets_for_update(wallet_ids=[from_wallet_id])
         original = Transfer.objects.select_for_update().select_related("to_wallet").get(pk=transfer.pk)
@@ -428,43 +466,67 @@ def pay_out_in_bulk(*, payer=None, payments, kind=Kind.TRANSFER, remarks="", ini
     order, every check (amounts, active owners, no self-payment, the payer's funds for the whole
     batch) runs before the first write, each row carries the balances after it, and the balances
     are stored once per wallet. All or nothing."""
-    payments = [(user_id, validate_amount(amount=amount)) for user_id, amount in payments]
+    payments = [(user_id, validate_amount(amount=amount), remarks) for user_id, amount in payments]
     if not payments:
         return 0
-    receiver_ids = {user_id for user_id, _ in payments}
-    if payer is not None and payer.pk in receiver_ids:
-        raise SameWallet(field="payments")
-    with transaction.atomic():
-        payer_ids = [payer.pk] if payer is not None else []
-        by_user = {wallet.user_id: wallet for wallet in wallets_for_update(user_ids=[*payer_ids, *receiver_ids])}
-        source = _user_wallet(by_user, payer.pk) if payer is not None else system_wallet(code=SystemWallet.TREASURY)
-        receivers = {user_id: _user_wallet(by_user, user_id) for user_id in receiver_ids}
-        _ensure_active(paying=[source], receiving=receivers.values())
-        total = sum((amount for _, amount in payments), Decimal("0.00"))
-        if not source.is_system and source.available < total:
-            raise InsufficientFunds(available=f"{source.available:.2f}", amount=f"{total:.2f}")
-        _check_bulk_load_limits(receivers=receivers, payments=payments)
-        now = timezone.now()
-        rows = [
-            Transfer(
-                **_journal_fields(
-                    source=source,
-                    destination=receivers[user_id],
-                    amount=amount,
-                    kind=kind,
-                    remarks=remarks,
-                    initiated_by=initiated_by or payer,
-                    now=now,
-                )
-            )
-            for user_id, amount in payments
-        ]
-        Transfer.objects.bulk_create(rows, batch_size=batch_size)
-        changed = list(receivers.values()) + ([] if source.is_system else [source])
-        for wallet in changed:
-            wallet.updated_at = now
-        Wallet.objects.bulk_update(changed, ["balance", "last_entry", "updated_at"], batch_size=batch_size)
+    with _operation():
+        _, rows = _post_many(
+            payer=payer, payments=payments, kind=kind, initiated_by=initiated_by or payer, batch_size=batch_size
+        )
         return len(rows)
+
+
+def pay_out(*, payer, lines, remarks="", idempotency_key=None) -> PayoutRecord:
+    """A bulk payout (POST /api/wallet/payouts/): a distributor pays its own retailers from its wallet
+    (TRANSFER rows), an administrator pays any account from the treasury (FUND rows); anyone else is
+    PayoutNotAllowed. `lines` are the request's objects, each naming its recipient by exactly one of
+    `to_user_id`, `to_phone_number` (verified), `to_email`, with an `amount` string and optional
+    `remarks`.
+
+    All or nothing. Every line is checked before anything is locked or written; if any is bad
+    (malformed, bad amount, unknown recipient, not the payer's to pay, deactivated, a recipient
+    named twice) PayoutLinesRefused lists each bad line with its code and nothing is paid. Then the
+    payer's wallet and every recipient's are locked in one query in ascending id order (as every
+    operation does, so a payout and single transfers over the same wallets cannot deadlock), the
+    payer's available funds are checked against the total, and one journal row per line is written
+    with the balances after it, each wallet's balance stored once."""
+    if payer.user_type not in (UserType.ADMIN, UserType.DISTRIBUTOR):
+        raise PayoutNotAllowed()
+    maximum = settings.WALLET_PAYOUT_MAX_LINES
+    if not isinstance(lines, (list, tuple)) or not 1 <= len(lines) <= maximum:
+        raise InvalidPayoutSize(field="lines", maximum=maximum)
+    parsed, errors = _parse_payout_lines(lines)
+    recipients = _resolve_recipients(parsed, errors, payer=payer)
+    if errors:
+        raise PayoutLinesRefused(lines=sorted(errors.values(), key=lambda error: error["line"]), total=len(lines))
+    by_admin = payer.user_type == UserType.ADMIN
+    payments = [(recipients[index].pk, amount, (line_remarks or remarks)) for index, _, amount, line_remarks in parsed]
+    with _operation():
+        source, rows = _post_many(
+            payer=None if by_admin else payer,
+            payments=payments,
+            kind=Kind.FUND if by_admin else Kind.TRANSFER,
+            initiated_by=payer,
+            idempotency_key=idempotency_key,
+        )
+        record = PayoutRecord.objects.create(
+            payer=payer,
+            source_wallet=source,
+            kind=Kind.FUND if by_admin else Kind.TRANSFER,
+            total=sum((amount for _, amount, _ in payments), Decimal("0.00")),
+            line_count=len(rows),
+            remarks=remarks[:255],
+            idempotency_key=idempotency_key,
+            created_at=rows[0].created_at,
+        )
+        PayoutLine.objects.bulk_create(
+            PayoutLine(payout=record, line=index, recipient_id=row.to_wallet.user_id, amount=row.amount, transfer=row)
+            for (index, *_), row in zip(parsed, rows, strict=True)
+        )
+        # For the answer: the source wallet after the payout (its owner's balance), each line's row.
+        record.source_wallet = source
+        record.posted = [(index, row) for (index, *_), row in zip(parsed, rows, strict=True)]
+        return record
 
 
 def credit_top_up(*, user, amount, remarks="", idempotency_key=None) -> Transfer:
@@ -488,6 +550,143 @@ def credit_top_up(*, user, amount, remarks="", idempotency_key=None) -> Transfer
 
 
 # --- internals ------------------------------------------------------------------
+
+
+def _operation():
+    """One operation's transaction. Directly inside a block rolled back whole on any exception (a keyed
+    money request's, a purchase's acceptance: core.transactions), no savepoint of its own: two round
+    trips fewer. Anywhere else (another caller's block, a test's, none) as usual."""
+    return transaction.atomic(savepoint=not innermost_is_all_or_nothing())
+
+
+_RECIPIENT_FIELDS = ("to_user_id", "to_phone_number", "to_email")
+
+
+def _line_error(index, code, detail, field=None):
+    return {"line": index, "code": code, "field": field, "detail": detail}
+
+
+def _parse_payout_lines(lines):
+    """Each well-formed line as (index, recipient field, normalised value, amount, remarks), and
+    {index: error} for the others. No query."""
+    from core.phone import InvalidPhoneNumber, normalize_phone
+
+    parsed, errors = [], {}
+    for index, line in enumerate(lines):
+        if not isinstance(line, dict):
+            errors[index] = _line_error(index, "invalid", "A line is an object.")
+            continue
+        given = [name for name in _RECIPIENT_FIELDS if line.get(name) not in (None, "")]
+        if len(given) != 1:
+            errors[index] = _line_error(
+                index, "recipient_required", f"Give exactly one of {', '.join(_RECIPIENT_FIELDS)}.", "to_user_id"
+            )
+            continue
+        field, value = given[0], line[given[0]]
+        try:
+            value = _recipient_value(field, value, normalize_phone)
+        except InvalidPhoneNumber as exc:
+            errors[index] = _line_error(index, exc.code, exc.message, field)
+            continue
+        if value is None:
+            errors[index] = _line_error(index, "invalid", f"{field} is malformed.", field)
+            continue
+        remarks = line.get("remarks", "")
+        if not isinstance(remarks, str) or len(remarks) > 255:
+            errors[index] = _line_error(index, "invalid", "remarks is a string of at most 255 characters.", "remarks")
+            continue
+        amount = line.get("amount")
+        try:
+            if not isinstance(amount, str):  # as everywhere on the wire: a string, never a JSON number
+                raise AmountNotAString(field="amount")
+            amount = validate_amount(amount=amount)
+        except InvalidAmount as exc:
+            errors[index] = _line_error(index, exc.code, exc.message, "amount")
+            continue
+        parsed.append((index, (field, value), amount, remarks))
+    return parsed, errors
+
+
+def _recipient_value(field, value, normalize_phone):
+    """The normalised identifier, or None when malformed (InvalidPhoneNumber for a bad phone)."""
+    if field == "to_user_id":
+        ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value < 2**63
+        return value if ok else None
+    if field == "to_phone_number":
+        return normalize_phone(value)
+    if not isinstance(value, str) or len(value) > 254 or "@" not in value:
+        return None
+    return value.strip().lower()
+
+
+def _resolve_recipients(parsed, errors, *, payer):
+    """The recipient account of each parsed line ({index: user}), in one query; an unknown account,
+    one the payer may not pay, a deactivated one or one named twice is recorded in `errors` and its
+    line dropped from `parsed`."""
+    from accounts.selectors import find_users
+
+    found = find_users(
+        user_ids=[value for _, (field, value), _, _ in parsed if field == "to_user_id"],
+        emails=[value for _, (field, value), _, _ in parsed if field == "to_email"],
+        phone_numbers=[value for _, (field, value), _, _ in parsed if field == "to_phone_number"],
+    )
+    recipients, first_line = {}, {}
+    for index, (field, value), _, _ in parsed:
+        user = found.get((field, value))
+        if user is None:
+            errors[index] = _line_error(index, "user_not_found", "No account matches this recipient.", field)
+        elif payer.user_type != UserType.ADMIN and (user.user_type != UserType.RETAILER or user.parent_id != payer.pk):
+            errors[index] = _line_error(index, "not_in_scope", "A distributor pays only its own retailers.", field)
+        elif not user.is_active:
+            errors[index] = _line_error(index, WalletInactive.code, "The receiving account is deactivated.", field)
+        elif user.pk in first_line:
+            errors[index] = _line_error(
+                index, "duplicate_recipient", f"The same account as line {first_line[user.pk]}.", field
+            )
+        else:
+            first_line[user.pk] = index
+            recipients[index] = user
+    parsed[:] = [line for line in parsed if line[0] in recipients]
+    return recipients
+
+
+def _post_many(*, payer, payments, kind, initiated_by, idempotency_key=None, batch_size=5000):
+    """Post `payments` [(receiver user id, amount, remarks)] from `payer`'s wallet (None: the
+    treasury) in the caller's transaction. Locks, checks, then writes (see pay_out_in_bulk).
+    Returns the source wallet (after) and the journal rows, in the order of `payments`."""
+    receiver_ids = {user_id for user_id, _, _ in payments}
+    if payer is not None and payer.pk in receiver_ids:
+        raise SameWallet(field="payments")
+    payer_ids = [payer.pk] if payer is not None else []
+    by_user = {wallet.user_id: wallet for wallet in wallets_for_update(user_ids=[*payer_ids, *receiver_ids])}
+    source = _user_wallet(by_user, payer.pk) if payer is not None else system_wallet(code=SystemWallet.TREASURY)
+    receivers = {user_id: _user_wallet(by_user, user_id) for user_id in receiver_ids}
+    _ensure_active(paying=[source], receiving=receivers.values())
+    total = sum((amount for _, amount, _ in payments), Decimal("0.00"))
+    if not source.is_system and source.available < total:
+        raise InsufficientFunds(available=f"{source.available:.2f}", amount=f"{total:.2f}")
+    _check_bulk_load_limits(receivers=receivers, payments=[(user_id, amount) for user_id, amount, _ in payments])
+    now = timezone.now()
+    rows = [
+        Transfer(
+            **_journal_fields(
+                source=source,
+                destination=receivers[user_id],
+                amount=amount,
+                kind=kind,
+                remarks=remarks,
+                initiated_by=initiated_by,
+                idempotency_key=idempotency_key,
+                now=now,
+            )
+        )
+        for user_id, amount, remarks in payments
+    ]
+    Transfer.objects.bulk_create(rows, batch_size=batch_size)
+    changed = list(receivers.values()) + ([] if source.is_system else [source])
+    for start in range(0, len(changed), batch_size):
+        _store_balances(changed[start : start + batch_size], now)
+    return source, rows
 
 
 def _is_zero(amount) -> bool:
@@ -583,11 +782,10 @@ def _move(
         refund_of=refund_of,
         now=now,
     )
-    if not source.is_system:
-        _store_balance(source, now)
+    changed = [source] if not source.is_system else []
     if not destination.is_system and status == Status.POSTED:
-        _store_balance(destination, now)
-    return Transfer.objects.create(**row)
+        changed.append(destination)
+    return _post(row=row, wallets=changed, now=now)
 
 
 def _journal_fields(*, source, destination, amount, kind, status=Status.POSTED, remarks="", now, **links) -> dict:
@@ -626,6 +824,80 @@ def _change_balance(wallet, amount) -> int:
     wallet.balance += amount
     wallet.last_entry += 1
     return wallet.last_entry
+
+
+# On PostgreSQL a posting (the balances of its locked wallets and its journal row) is written by one
+# statement instead of one UPDATE per wallet and an INSERT: two fewer round trips on every money request
+# while its wallets are locked. The ORM path stays for SQLite; both are held to the same journal and
+# balances by wallet/tests/test_posting_paths.py. Every check runs before either path writes.
+ONE_STATEMENT_POSTING = True
+
+
+def _post(*, row, wallets, now) -> Transfer:
+    """Store the locked `wallets`' balances (already changed in memory) and insert the journal row
+    (`row`: its fields)."""
+    if not (ONE_STATEMENT_POSTING and connection.vendor == "postgresql"):
+        for wallet in wallets:
+            _store_balance(wallet, now)
+        return Transfer.objects.create(**row)
+    row = Transfer(**row)
+    quote = connection.ops.quote_name
+    fields = [field for field in Transfer._meta.concrete_fields if not field.primary_key]
+    insert = (  # the model's own table and column names; every value is a parameter
+        f"INSERT INTO {quote(Transfer._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {quote(Transfer._meta.pk.column)}"
+    )
+    params = [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields]
+    if wallets:
+        update, update_params = _balances_update(wallets, now)
+        insert, params = f"WITH balances AS ({update} RETURNING wallet.id) {insert}", [*update_params, *params]
+    with connection.cursor() as cursor:
+        cursor.execute(insert, params)
+        row.pk = cursor.fetchone()[0]
+    row._state.adding, row._state.db = False, connection.alias
+    return row
+
+
+def _balances_update(wallets, now):
+    """PostgreSQL: one UPDATE of many locked user wallets' balances, held amounts and chain numbers."""
+    table = connection.ops.quote_name(Wallet._meta.db_table)
+    for wallet in wallets:
+        wallet.updated_at = now
+    values = ", ".join(["(%s::bigint, %s::numeric, %s::numeric, %s::bigint)"] * len(wallets))
+    params = [value for w in wallets for value in (w.pk, w.balance, w.held, w.last_entry)]
+    # The table's own name and one placeholder group per wallet; every value is a parameter.
+    sql = (
+        f"UPDATE {table} AS wallet SET balance = new.balance, held = new.held, last_entry = new.last_entry, "  # noqa: S608
+        f"updated_at = %s FROM (VALUES {values}) AS new (id, balance, held, last_entry) WHERE wallet.id = new.id"
+    )
+    return sql, [now, *params]
+
+
+def _store_balances(wallets, now):
+    """Store the balances of many locked user wallets in one statement. Django's bulk_update builds
+    a CASE of one branch per row and resolves an expression per branch: 2.5 s of CPU for 1,000
+    wallets. On PostgreSQL one UPDATE ... FROM (VALUES ...) does the same (the table's CHECK
+    constraints still hold every row); elsewhere (the SQLite demo) executemany, in process."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(*_balances_update(wallets, now))
+        return
+    table = connection.ops.quote_name(Wallet._meta.db_table)
+    for wallet in wallets:
+        wallet.updated_at = now
+    sql = f"UPDATE {table} SET balance = %s, held = %s, last_entry = %s, updated_at = %s WHERE id = %s"  # noqa: S608
+    params = [
+        (
+            connection.ops.adapt_decimalfield_value(w.balance, 14, 2),
+            connection.ops.adapt_decimalfield_value(w.held, 14, 2),
+            w.last_entry,
+            connection.ops.adapt_datetimefield_value(now),
+            w.pk,
+        )
+        for w in wallets
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 def _store_balance(wallet, now):

@@ -77,6 +77,7 @@ MATRIX = {
     ("POST", "api/wallet/add-to-wallet/"): ADMIN_ONLY,
     ("POST", "api/wallet/debit-from-wallet/"): ADMIN_ONLY,
     ("POST", "api/wallet/set-margin/"): ADMIN_OR_DISTRIBUTOR,
+    ("POST", "api/wallet/payouts/"): ADMIN_OR_DISTRIBUTOR,
     ("GET", "api/wallet/margins/"): SIGNED_IN,
     ("GET", "api/wallet/admin/transactions/"): ADMIN_ONLY,
     ("GET", "api/wallet/topups/"): SIGNED_IN,

@@ -318,3 +318,117 @@ class SetMarginSerializer(TargetUserSerializer):
     margin_percentage = serializers.DecimalField(
         max_digits=5, decimal_places=2, min_value=0, max_value=100, coerce_to_string=True
     )
+
+
+# --- bulk payouts ---------------------------------------------------------------------------
+
+
+class PayoutLineInputSerializer(serializers.Serializer):
+    """One recipient: exactly one of `to_user_id`, `to_phone_number` (verified), `to_email`."""
+
+    to_user_id = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    to_phone_number = serializers.CharField(required=False, allow_null=True)
+    to_email = serializers.EmailField(required=False, allow_null=True)
+    amount = MoneyField()
+    remarks = serializers.CharField(**REMARKS)
+
+
+class PayoutInputSerializer(serializers.Serializer):
+    """Only the shape is checked here: an object whose `lines` is a list of objects. Each line is
+    checked by wallet.services.pay_out, which reports every bad line with its own code (a serializer
+    would stop at DRF's generic messages). Swagger shows PayoutRequestSerializer instead."""
+
+    lines = serializers.ListField()
+    remarks = serializers.CharField(**REMARKS)
+
+
+class PayoutRequestSerializer(serializers.Serializer):
+    """`{"remarks": "March margins", "lines": [{"to_user_id": 12, "amount": "150.00"}, ...]}`:
+    1 to WALLET_PAYOUT_MAX_LINES (1,000) lines, each recipient at most once. `remarks` of a line
+    defaults to the payout's."""
+
+    lines = PayoutLineInputSerializer(many=True)
+    remarks = serializers.CharField(**REMARKS)
+
+
+class PayoutLineSerializer(serializers.Serializer):
+    line = serializers.IntegerField(help_text="Position of the line in the request, from 0.")
+    transfer_id = serializers.IntegerField()
+    user_id = serializers.IntegerField()
+    username = serializers.CharField()
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2)
+    balance_after = serializers.DecimalField(max_digits=14, decimal_places=2)
+
+
+class PayoutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=Transfer.Kind.choices, help_text="TRANSFER (distributor) or FUND (admin).")
+    source = serializers.CharField(help_text="Who paid: the distributor's username, or TREASURY.")
+    total = serializers.DecimalField(max_digits=14, decimal_places=2)
+    line_count = serializers.IntegerField()
+    remarks = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    lines = PayoutLineSerializer(many=True)
+
+    def to_representation(self, payout):
+        source = payout.source_wallet
+        return {
+            "id": payout.pk,
+            "kind": str(payout.kind),
+            "source": source.user.username if source.user_id else source.system_code,
+            "total": _MONEY.to_representation(payout.total),
+            "line_count": payout.line_count,
+            "remarks": payout.remarks,
+            "created_at": _DATETIME.to_representation(payout.created_at),
+            "lines": [
+                {
+                    "line": line,
+                    "transfer_id": row.pk,
+                    "user_id": row.to_wallet.user_id,
+                    "username": row.to_wallet.user.username,
+                    "amount": _MONEY.to_representation(row.amount),
+                    "balance_after": _MONEY.to_representation(row.to_balance_after),
+                }
+                for line, row in payout.posted
+            ],
+        }
+
+
+class PayoutMadeSerializer(serializers.Serializer):
+    """What a payout answers: the payout with its lines, and the caller's balance after it."""
+
+    payout = PayoutSerializer()
+    user = serializers.CharField()
+    balance = serializers.DecimalField(max_digits=14, decimal_places=2)
+    held = serializers.DecimalField(max_digits=14, decimal_places=2)
+    available = serializers.DecimalField(max_digits=14, decimal_places=2)
+
+    def to_representation(self, made):
+        wallet = made["wallet"]
+        return {
+            "payout": PayoutSerializer().to_representation(made["payout"]),
+            "user": wallet.user.username,
+            "balance": _MONEY.to_representation(wallet.balance),
+            "held": _MONEY.to_representation(wallet.held),
+            "available": _MONEY.to_representation(wallet.available),
+        }
+
+
+class PayoutLineErrorSerializer(serializers.Serializer):
+    line = serializers.IntegerField()
+    code = serializers.CharField(
+        help_text="invalid, recipient_required, invalid_amount, invalid_phone_number, user_not_found, "
+        "not_in_scope, wallet_inactive, duplicate_recipient"
+    )
+    field = serializers.CharField(allow_null=True)
+    detail = serializers.CharField()
+
+
+class PayoutRefusedSerializer(serializers.Serializer):
+    """400: nothing was paid. With `invalid_payout_lines`, `lines` lists every bad line; other codes
+    (`invalid_payout_size`, `insufficient_funds`, `idempotency_key_required`, ...) have the usual body."""
+
+    detail = serializers.CharField()
+    code = serializers.CharField()
+    lines = PayoutLineErrorSerializer(many=True, required=False)
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)

@@ -15,6 +15,7 @@ urlpatterns = [
     path("transfer/", views.TransferView.as_view(), name="transfer"),
     path("add-to-wallet/", views.AddToWalletView.as_view(), name="add-to-wallet"),
     path("debit-from-wallet/", views.DebitFromWalletView.as_view(), name="debit-from-wallet"),
+    path("payouts/", views.PayoutView.as_view(), name="payouts"),
     path("set-margin/", views.SetMarginView.as_view(), name="set-margin"),
     path("margins/", views.MarginListView.as_view(), name="margin-list"),
     path("admin/transactions/", views.AdminTransactionListView.as_view(), name="admin-transaction-list"),

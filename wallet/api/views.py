@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import margins
-from core.idempotency import HEADER, IDEMPOTENCY_KEY_PARAMETER, idempotent
+from core.idempotency import HEADER, IDEMPOTENCY_KEY_PARAMETER, REQUIRED_IDEMPOTENCY_KEY_PARAMETER, idempotent
 from core.permissions import IsAdmin, IsAdminOrDistributor
 from wallet import selectors, services
 from wallet.api.filters import AliasOrderingFilter, TransferFilter, WalletFilter
@@ -27,6 +27,10 @@ from wallet.api.serializers import (
     BalanceWithLimitsSerializer,
     MarginSerializer,
     MoneyMovedSerializer,
+    PayoutInputSerializer,
+    PayoutMadeSerializer,
+    PayoutRefusedSerializer,
+    PayoutRequestSerializer,
     SetMarginSerializer,
     TransferInputSerializer,
     TransferSerializer,
@@ -74,7 +78,7 @@ class BalanceView(APIView):
     def get(self, request):
         """The caller's balance, held amount and available amount, and its wallet's limits with what it
         may still receive (`limits`: balance and monthly load headroom; null where no limit applies)."""
-        wallet = selectors.wallet_of(user=request.user)
+        wallet = selectors.own_wallet(user=request.user)
         room = selectors.load_headroom(wallet=wallet, user=request.user)
         return Response(BalanceWithLimitsSerializer(wallet, context={"headroom": room}).data)
 
@@ -298,6 +302,35 @@ class DebitFromWalletView(_AdminFundingView):
     def post(self, request):
         """Admin: take money out of an account (DEFUND, to TREASURY). 400 `insufficient_funds`."""
         return super().post(request)
+
+
+class PayoutView(APIView):
+    permission_classes = [IsAdminOrDistributor]
+
+    @swagger_auto_schema(
+        operation_id="wallet_payouts_create",
+        tags=TAGS,
+        request_body=PayoutRequestSerializer,
+        responses={201: PayoutMadeSerializer, 400: PayoutRefusedSerializer},
+        manual_parameters=[REQUIRED_IDEMPOTENCY_KEY_PARAMETER],
+    )
+    @idempotent(atomic=True, required=True)
+    def post(self, request):
+        """Bulk payout, all or nothing. A distributor pays its own retailers from its wallet
+        (TRANSFER rows); an admin pays any account from the treasury (FUND rows). One journal row
+        per line. Any bad line: 400 `invalid_payout_lines` listing each bad line with its code, and
+        nothing is paid. Also 400 `invalid_payout_size`, `insufficient_funds`,
+        `idempotency_key_required`."""
+        data = _valid(PayoutInputSerializer, request)
+        payout = services.pay_out(
+            payer=request.user,
+            lines=data["lines"],
+            remarks=data["remarks"],
+            idempotency_key=request.headers.get(HEADER),
+        )
+        source = payout.source_wallet
+        wallet = source if source.user_id == request.user.pk else selectors.wallet_of(user=request.user)
+        return _render(request, {"payout": payout, "wallet": wallet}, PayoutMadeSerializer)
 
 
 class SetMarginView(APIView):

@@ -38,6 +38,16 @@ def usernames(results, side):
     return {row[side]["username"] for row in results}
 
 
+def test_a_balance_read_is_one_query_the_tokens_user_with_its_wallet(auth_client, retailer, fund):
+    """A business wallet has no monthly load limit to sum (a client's adds that one aggregate)."""
+    fund(retailer, "12.50")
+    api = auth_client(retailer)
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get(url("balance"))
+    assert response.status_code == 200 and response.json()["balance"] == "12.50"
+    assert len(queries) == 1 and "wallet_wallet" in queries[0]["sql"]
+
+
 def test_balance_answers_the_seed_shape(auth_client, client_user, fund):
     fund(client_user, "12.30")
     services.hold_funds(user=client_user, amount="2.30")

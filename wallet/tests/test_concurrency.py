@@ -14,7 +14,7 @@ from accounts.tests.factories import AdminFactory, ClientFactory, DistributorFac
 from core.roles import UserType
 from tests.concurrency import run_together
 from wallet import services
-from wallet.models import Wallet
+from wallet.models import Payout, PayoutLine, Wallet
 from wallet.tests.helpers import assert_ledger_clean
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -214,4 +214,51 @@ def test_wallets_whose_ids_run_against_their_users_ids_are_still_locked_without_
     assert not any(errors), errors
     balances = user_balances([distributor, retailer])
     assert balances == {distributor.pk: Decimal("45.40"), retailer.pk: Decimal("35.00")}
+    assert_ledger_clean()
+
+
+def test_bulk_payouts_and_single_transfers_over_the_same_wallets_never_deadlock_or_lose_money():
+    admin = AdminFactory()
+    distributor = DistributorFactory()
+    retailers = [RetailerFactory(parent=distributor) for _ in range(6)]
+    services.fund_wallet(user=distributor, amount="300.00", initiated_by=admin)
+    for retailer in retailers:
+        services.fund_wallet(user=retailer, amount="10.00", initiated_by=admin)
+    everyone = [distributor, *retailers]
+    funded = Decimal("360.00")
+    rounds = 15
+
+    def payouts(seed):
+        rng = random.Random(seed)
+        paid = refused = 0
+        for _ in range(rounds):
+            paid_to = rng.sample(retailers, 4)
+            lines = [{"to_user_id": r.pk, "amount": f"{rng.randint(1, 300) / 100:.2f}"} for r in paid_to]
+            try:
+                services.pay_out(payer=distributor, lines=lines, idempotency_key=f"p{seed}-{paid + refused}")
+                paid += 1
+            except services.InsufficientFunds:
+                refused += 1
+        return paid
+
+    def singles(seed):
+        rng = random.Random(seed)
+        done = 0
+        for _ in range(rounds * 2):
+            sender, receiver = rng.sample(everyone, 2)
+            try:
+                services.transfer_funds(sender=sender, receiver=receiver, amount=Decimal(rng.randint(1, 500)) / 100)
+                done += 1
+            except services.InsufficientFunds:
+                pass
+        return done
+
+    jobs = [lambda seed=seed: payouts(seed) for seed in range(3)]
+    jobs += [lambda seed=seed: singles(seed) for seed in range(3, THREADS)]
+    results, errors = run_together(jobs)
+    assert not any(errors), errors
+    paid = sum(results[:3])
+    assert paid > 0 and sum(results[3:]) > 0
+    assert Payout.objects.count() == paid and PayoutLine.objects.count() == 4 * paid
+    assert sum(user_balances(everyone).values()) == funded
     assert_ledger_clean()

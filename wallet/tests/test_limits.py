@@ -9,7 +9,7 @@ import pytest
 from accounts.tests.factories import ClientFactory, DistributorFactory, RetailerFactory
 from core.roles import KycLevel
 from wallet import services
-from wallet.tests.conftest import assert_ledger_clean, balance_of, ledger_snapshot
+from wallet.tests.helpers import assert_ledger_clean, balance_of, ledger_snapshot
 
 pytestmark = pytest.mark.django_db
 

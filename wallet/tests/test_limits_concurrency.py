@@ -9,7 +9,7 @@ from accounts.tests.factories import AdminFactory, ClientFactory
 from tests.concurrency import run_together
 from wallet import services
 from wallet.models import Transfer, Wallet
-from wallet.tests.conftest import assert_ledger_clean
+from wallet.tests.helpers import assert_ledger_clean
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 

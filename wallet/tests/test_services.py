@@ -4,6 +4,7 @@ import re
 from decimal import Decimal
 
 import pytest
+from django.db import IntegrityError
 
 from accounts.tests.factories import ClientFactory
 from wallet import services
@@ -26,7 +27,15 @@ def _fail_on_call(monkeypatch, target, name, on_call):
     return calls
 
 
-def test_a_failure_after_the_first_balance_update_leaves_both_wallets_and_the_journal_as_they_were(monkeypatch, fund):
+@pytest.fixture
+def orm_posting(monkeypatch):
+    """The ORM posting path (one UPDATE per wallet, then the INSERT), which SQLite always takes."""
+    monkeypatch.setattr(services, "ONE_STATEMENT_POSTING", False)
+
+
+def test_a_failure_after_the_first_balance_update_leaves_both_wallets_and_the_journal_as_they_were(
+    monkeypatch, fund, orm_posting
+):
     sender, receiver = ClientFactory(), ClientFactory()
     fund(sender, "50.00")
     before = ledger_snapshot()
@@ -38,12 +47,31 @@ def test_a_failure_after_the_first_balance_update_leaves_both_wallets_and_the_jo
     assert (balance_of(sender), balance_of(receiver)) == (Decimal("50.00"), Decimal("0.00"))
 
 
-def test_a_failure_writing_the_journal_row_rolls_back_both_balances(monkeypatch, fund):
+def test_a_failure_writing_the_journal_row_rolls_back_both_balances(monkeypatch, fund, orm_posting):
     sender, receiver = ClientFactory(), ClientFactory()
     fund(sender, "50.00")
     before = ledger_snapshot()
     _fail_on_call(monkeypatch, Transfer.objects, "create", on_call=1)
     with pytest.raises(RuntimeError):
+        services.transfer_funds(sender=sender, receiver=receiver, amount="20.00")
+    assert ledger_snapshot() == before
+
+
+@pytest.mark.postgres
+def test_a_journal_row_the_database_refuses_leaves_the_balances_its_statement_updated(monkeypatch, fund):
+    """The one-statement posting: the balances and the row are one statement, so a row refused by a
+    CHECK (a negative amount smuggled past the service's checks) leaves no balance changed."""
+    sender, receiver = ClientFactory(), ClientFactory()
+    fund(sender, "50.00")
+    before = ledger_snapshot()
+    original = services._post
+
+    def corrupted(*, row, wallets, now):
+        row["amount"] = Decimal("-1.00")
+        return original(row=row, wallets=wallets, now=now)
+
+    monkeypatch.setattr(services, "_post", corrupted)
+    with pytest.raises(IntegrityError):
         services.transfer_funds(sender=sender, receiver=receiver, amount="20.00")
     assert ledger_snapshot() == before
 
@@ -208,3 +236,22 @@ def test_refund_refusals_name_the_transfer(fund, admin_user):
     with pytest.raises(services.TransferAlreadyRefunded) as refusal:
         services.refund_transfer(transfer=posted)
     assert str(refusal.value) == f"Transfer #{posted.pk} has already been refunded."
+
+
+@pytest.mark.django_db(transaction=True)
+def test_system_wallets_are_looked_up_once_and_forgotten_when_a_flush_deletes_them():
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from wallet.models import SystemWallet
+
+    services.system_wallet(code=SystemWallet.TREASURY)  # created here if an earlier test's flush removed it
+    first = services.system_wallet(code=SystemWallet.TREASURY)
+    with CaptureQueriesContext(connection) as queries:
+        assert services.system_wallet(code=SystemWallet.TREASURY).pk == first.pk
+    assert len(queries) == 0
+    call_command("flush", interactive=False, verbosity=0)
+    assert not Wallet.objects.filter(pk=first.pk).exists()
+    again = services.system_wallet(code=SystemWallet.TREASURY)
+    assert Wallet.objects.filter(pk=again.pk, system_code=SystemWallet.TREASURY).exists()
