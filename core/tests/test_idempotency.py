@@ -307,3 +307,22 @@ def test_run_once_releases_the_key_of_a_block_that_failed_and_keeps_nothing_it_w
     assert not IdempotencyRecord.objects.filter(key="form-2").exists() and Transfer.objects.count() == 0
     with run_once(user=user, key="form-2", endpoint="test", fingerprint="f") as run:
         assert run.replayed is None  # the retry runs
+
+
+@pytest.mark.django_db
+def test_a_retry_matches_on_the_body_whatever_its_key_order_or_encoding(auth_client, client_user):
+    """The fingerprint is of the request's content (mutation testing, docs/mutation.md): the same
+    fields in another order, or sent as a form instead of JSON, are the same request; another
+    value in a form is another request."""
+    api = auth_client(client_user)
+    first = api.post(CREDIT, {"amount": "10.00", "remarks": "top-up"}, HTTP_IDEMPOTENCY_KEY="k")
+    reordered = api.generic(
+        "POST", CREDIT, '{"remarks": "top-up", "amount": "10.00"}', "application/json", HTTP_IDEMPOTENCY_KEY="k"
+    )
+    as_form = api.post(CREDIT, {"amount": "10.00", "remarks": "top-up"}, format="multipart", HTTP_IDEMPOTENCY_KEY="k")
+    assert first.status_code == 201
+    assert [r.headers.get("Idempotent-Replayed") for r in (reordered, as_form)] == ["true", "true"]
+    form_first = api.post(CREDIT, {"amount": "1.00"}, format="multipart", HTTP_IDEMPOTENCY_KEY="form")
+    form_other = api.post(CREDIT, {"amount": "2.00"}, format="multipart", HTTP_IDEMPOTENCY_KEY="form")
+    assert (form_first.status_code, form_other.status_code) == (201, 422)
+    assert balance_of(client_user) == Decimal("11.00")
