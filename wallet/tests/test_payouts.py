@@ -115,9 +115,9 @@ def test_bad_lines_are_reported_line_by_line_and_nothing_is_paid(auth_client, fu
         (9, "invalid_phone_number"),
         (10, "recipient_required"),
         (11, "recipient_required"),
-        (12, "invalid_amount"),
-        (13, "invalid_amount"),
-        (14, "invalid_amount"),
+        (12, "amount_not_a_string"),
+        (13, "amount_too_precise"),
+        (14, "amount_not_positive"),
         (15, "invalid"),
         (16, "invalid"),
     ]
