@@ -4,36 +4,22 @@ then drops the column."""
 
 import pytest
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from core.roles import UserType
 from purchases.models import Purchase
+from tests.helpers import latest_migrations, migrate_to, with_every_other_app_latest
 from wallet.models import Transfer
 
 BEFORE_MOVE = [("purchases", "0002_purchase_sent_at"), ("wallet", "0008_transfer_reference")]
 AFTER = [("purchases", "0003_link_existing_transfers")]
 
 
-def _everything_else_latest(targets):
-    """`targets`, and every other app at its latest migration (the state's models match the tables)."""
-    named = {app for app, _ in targets}
-    leaves = MigrationExecutor(connection).loader.graph.leaf_nodes()
-    return [*targets, *(node for node in leaves if node[0] not in named)]
-
-
 @pytest.fixture
 def back_to_latest():
     """Whatever the test does, the database ends at the latest migrations (the flush needs them)."""
     yield
-    _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
-
-
-def _migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
+    migrate_to(latest_migrations())
 
 
 def _columns():
@@ -43,7 +29,7 @@ def _columns():
 
 @pytest.mark.django_db(transaction=True)
 def test_a_database_from_before_the_move_keeps_every_purchase_linked_to_its_transfers(back_to_latest):
-    old = _migrate(_everything_else_latest(BEFORE_MOVE))
+    old = migrate_to(with_every_other_app_latest(BEFORE_MOVE))
     with connection.cursor() as cursor:  # the column the old wallet 0001 created
         cursor.execute(
             "ALTER TABLE wallet_transfer ADD COLUMN purchase_id bigint NULL REFERENCES purchases_purchase (id)"
@@ -93,8 +79,8 @@ def test_a_database_from_before_the_move_keeps_every_purchase_linked_to_its_tran
         finalized_at=now,
     ).pk
 
-    _migrate(AFTER)
-    _migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+    migrate_to(AFTER)
+    migrate_to(latest_migrations())
 
     assert "purchase_id" not in _columns()
     purchases = {purchase.pk: purchase for purchase in Purchase.objects.all()}
