@@ -383,7 +383,8 @@ CALLBACK_STATUSES = (GatewayResult.SUCCESS, GatewayResult.FAILED, "REVERSED")
 @dataclass
 class CallbackOutcome:
     purchase: Purchase
-    applied: bool  # False: a replay, or news of what was already known: nothing changed
+    applied: bool  # False: a replay, or news of what was already known: nothing changed (yet)
+    queued: bool = False  # True: news to apply, handed to a worker (purchases.tasks.apply_operator_callback)
 
 
 def purchase_by_reference(reference) -> Purchase:
@@ -396,6 +397,56 @@ def purchase_by_reference(reference) -> Purchase:
     if purchase is None:
         raise NotFound("No purchase with this reference.", field="reference")
     return purchase
+
+
+def receive_operator_callback(*, reference, status, operator_reference="", message="") -> CallbackOutcome:
+    """A verified callback, answered at once: what it changes is applied by a worker.
+
+    At the busy hour every purchase brings its callback, on the same web workers as the purchases;
+    settling there (the posting, the margins, under the wallets' locks) made each callback as dear as a
+    purchase. Here the request only reads the purchase: an unknown reference is NotFound, news the
+    purchase already reflects is a replay (applied False) and news contradicting its final status is
+    CallbackConflict, as `apply_operator_callback` would answer, with nothing written and nothing
+    queued. News to apply is enqueued (`queued`); the worker applies it under the purchase's lock,
+    where the same checks run again, so a callback and a status check racing settle it once. With no
+    broker (tasks run in-process) or a broker that refuses the message, it is applied here and now:
+    a callback is never dropped, and a lost task would still leave a PENDING purchase to the sweep."""
+    purchase = purchase_by_reference(reference)
+    news = _callback_news(current=purchase.status, reported=status)
+    if news == _NOTHING_NEW:
+        return CallbackOutcome(purchase=purchase, applied=False)
+    if news == _CONFLICT:
+        _log_callback_conflict(reference=reference, reported=status, current=purchase.status)
+        raise CallbackConflict(reference=reference, current=purchase.status, reported=status)
+    kwargs = {"reference": reference, "status": status, "operator_reference": operator_reference, "message": message}
+    if not fulfilled_in_process():
+        from purchases import tasks  # tasks import this module
+
+        if enqueue_now(tasks.apply_operator_callback, **kwargs):
+            return CallbackOutcome(purchase=purchase, applied=False, queued=True)
+    return apply_operator_callback(**kwargs)
+
+
+_NOTHING_NEW, _CONFLICT, _TO_APPLY = "nothing new", "conflict", "to apply"
+
+
+def _callback_news(*, current, reported) -> str:
+    """What a callback reporting `reported` means to a purchase that is `current` (the rules of
+    `apply_operator_callback`, read without a lock)."""
+    if current == Status.PENDING:
+        return _TO_APPLY
+    if reported == "REVERSED":
+        return _TO_APPLY if current == Status.SUCCESS else _NOTHING_NEW
+    return _NOTHING_NEW if current == reported else _CONFLICT
+
+
+def _log_callback_conflict(*, reference, reported, current):
+    logger.error(
+        "operator callback for %s says %s, but the purchase is already %s: nothing changed; check with the operator",
+        reference,
+        reported,
+        current,
+    )
 
 
 def apply_operator_callback(*, reference, status, operator_reference="", message="") -> CallbackOutcome:
@@ -423,12 +474,7 @@ def apply_operator_callback(*, reference, status, operator_reference="", message
     purchase, settled = _apply_gateway_result(purchase_id=purchase.pk, result=result)
     if settled or purchase.status == status:
         return CallbackOutcome(purchase=purchase, applied=settled)
-    logger.error(
-        "operator callback for %s says %s, but the purchase is already %s: nothing changed; check with the operator",
-        reference,
-        status,
-        purchase.status,
-    )
+    _log_callback_conflict(reference=reference, reported=status, current=purchase.status)
     raise CallbackConflict(reference=reference, current=purchase.status, reported=status)
 
 

@@ -1,5 +1,7 @@
 """Tasks of the purchases app (config/celery.py): ids in, one service call, safe to run twice."""
 
+import contextlib
+
 from celery import shared_task
 
 from purchases import gateways, services
@@ -17,6 +19,17 @@ def settle_pending_purchases():
     """The periodic sweep: fulfilment again for PENDING purchases whose task was lost or whose
     outcome is still unknown (one task each, so that slow status checks run side by side)."""
     return services.enqueue_pending_purchases()
+
+
+@shared_task(name="purchases.apply_operator_callback")
+def apply_operator_callback(reference, status, operator_reference="", message=""):
+    """An operator's verified callback, received by the web tier and applied here (a replay, delivered
+    twice, changes nothing the second time). A conflict found only now is logged by the service; the
+    purchase stays as it is."""
+    with contextlib.suppress(services.CallbackConflict):
+        services.apply_operator_callback(
+            reference=reference, status=status, operator_reference=operator_reference, message=message
+        )
 
 
 @shared_task(

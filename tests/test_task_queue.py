@@ -218,3 +218,46 @@ def test_a_worker_killed_mid_call_is_redelivered_asks_the_status_and_never_recha
         assert stack.manage("verify_ledger", check=False).returncode == 0
     finally:
         stack.stop()
+
+
+@pytest.mark.postgres
+def test_in_callback_mode_the_callback_is_verified_in_the_request_and_settled_by_a_real_worker():
+    import os
+
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL")
+    stack = LiveStack(
+        os.environ["DATABASE_URL"],
+        name_suffix="callback",
+        broker_url=broker_for_tests(),
+        extra_env={
+            "RECHARGE_CALLBACK_SECRET": "live-callback-secret-0123456789",
+            "RECHARGE_SANDBOX_CALLBACK_DELAY_MS": "100",
+        },
+    )
+    stack.env["RECHARGE_SANDBOX_CALLBACK_URL"] = f"{stack.base_url}/api/purchases/callbacks/sandbox/"
+    stack.start()
+    try:
+        token = stack.seed["tokens"]["retailer"]
+        status, body, headers = stack.request(
+            "POST",
+            "/api/purchases/purchase/",
+            {"plan_id": stack.seed["ids"]["plan"], "mobile_number": "9876512399"},
+            token=token,
+            headers={"Idempotency-Key": "live-callback-1"},
+        )
+        assert status == 202, body
+
+        deadline, polled = time.monotonic() + 30, body["purchase"]
+        while polled["status"] == "PENDING" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            polled = stack.request("GET", headers["Location"], token=token)[1]
+        output = stack.worker_output()
+        assert polled["status"] == "SUCCESS", output
+        # The sandbox's callback reached the web tier (answered 2xx) and the worker applied it.
+        assert "purchases.deliver_sandbox_callback" in output and "purchases.apply_operator_callback" in output
+        assert stack.manage("verify_ledger", check=False).returncode == 0
+    finally:
+        stack.stop()

@@ -114,7 +114,9 @@ class OperatorCallbackView(SignedWebhookView):
     `X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(RECHARGE_CALLBACK_SECRET, "<t>.<raw body>")>`,
     at most 5 minutes old. A missing, wrong or stale signature is **401** and nothing is read or written.
     SUCCESS or FAILED settles a PENDING purchase; REVERSED refunds a SUCCESS one (the buyer gets the
-    price back, the margins are taken back as far as balances allow). The same callback again, or news
+    price back, the margins are taken back as far as balances allow). That work is done by a worker:
+    the answer is **202** with `queued: true` and the purchase's status before it (with no broker, it is
+    done in the request: **200**, `applied: true`, the new status). The same callback again, or news
     the purchase already reflects, is **200** with `applied: false`. A final status contradicting the
     purchase's (FAILED for a SUCCESS purchase, say) is **409** `callback_conflict` and changes nothing;
     an unknown reference is **404**; a malformed body **400**. Every refusal is logged for operators."""
@@ -135,6 +137,7 @@ class OperatorCallbackView(SignedWebhookView):
         ],
         responses={
             200: OperatorCallbackResultSerializer,
+            202: OperatorCallbackResultSerializer,
             400: "Malformed body (`invalid_payload`, or a field error).",
             401: "`invalid_signature` or `stale_signature`: nothing was read.",
             404: "Unknown gateway or reference.",
@@ -155,12 +158,17 @@ class OperatorCallbackView(SignedWebhookView):
         serializer = OperatorCallbackSerializer(data=payload)
         try:
             serializer.is_valid(raise_exception=True)
-            outcome = services.apply_operator_callback(**serializer.validated_data)
+            outcome = services.receive_operator_callback(**serializer.validated_data)
         except Exception as refusal:
             code = getattr(refusal, "code", None) or type(refusal).__name__
             logger.warning("%s callback refused: %s %s", gateway, code, payload.get("reference"))
             raise
-        if not outcome.applied:
+        if not (outcome.applied or outcome.queued):
             logger.info("%s callback for %s changed nothing (replay)", gateway, payload.get("reference"))
-        body = {"purchase_id": outcome.purchase.pk, "status": outcome.purchase.status, "applied": outcome.applied}
-        return Response(body)
+        body = {
+            "purchase_id": outcome.purchase.pk,
+            "status": outcome.purchase.status,
+            "applied": outcome.applied,
+            "queued": outcome.queued,
+        }
+        return Response(body, status=202 if outcome.queued else 200)

@@ -58,7 +58,7 @@ def test_a_signed_success_callback_settles_a_pending_purchase(api_client, shop, 
     response = _callback(api_client, {"reference": f"P{purchase.pk}", "status": "SUCCESS", "operator_reference": "OP1"})
 
     assert response.status_code == 200, response.json()
-    assert response.json() == {"purchase_id": purchase.pk, "status": "SUCCESS", "applied": True}
+    assert response.json() == {"purchase_id": purchase.pk, "status": "SUCCESS", "applied": True, "queued": False}
     purchase.refresh_from_db()
     assert (purchase.status, purchase.operator_reference) == ("SUCCESS", "OP1")
     assert balances(retailer, distributor) == [
@@ -152,6 +152,122 @@ def test_a_final_status_contradicting_the_purchase_is_409_logged_and_changes_not
     assert f"P{purchase.pk}" in caplog.text
 
 
+# --- with a broker: the request verifies and reads, a worker applies ------------------------------
+
+
+def _queue_callbacks(monkeypatch, *, broker_down=False) -> list:
+    """Callbacks as with a broker: what the view would hand to a worker is appended to the list."""
+    from purchases import tasks
+
+    queued = []
+
+    def apply_async(args=None, kwargs=None, **options):
+        if broker_down:
+            raise ConnectionRefusedError("broker down (test)")
+        queued.append(kwargs)
+
+    monkeypatch.setattr(services, "fulfilled_in_process", lambda: False)
+    monkeypatch.setattr(tasks.apply_operator_callback, "apply_async", apply_async)
+    return queued
+
+
+@pytest.mark.parametrize("reported", ["SUCCESS", "FAILED", "REVERSED"])
+def test_with_a_broker_news_is_answered_202_and_applied_by_the_worker_not_the_request(
+    api_client, shop, plan, monkeypatch, reported
+):
+    from purchases import tasks
+
+    retailer, _ = shop
+    purchase = _buy(retailer, plan, SandboxGateway.PENDING_FOREVER)
+    queued = _queue_callbacks(monkeypatch)
+    journal, held = _journal(), balances(retailer)
+    body = {"reference": f"P{purchase.pk}", "status": reported, "operator_reference": "OP7", "message": "m"}
+
+    response = _callback(api_client, body)
+
+    assert response.status_code == 202, response.json()
+    assert response.json() == {"purchase_id": purchase.pk, "status": "PENDING", "applied": False, "queued": True}
+    assert queued == [body]
+    assert Purchase.objects.get(pk=purchase.pk).status == "PENDING"
+    assert (_journal(), balances(retailer)) == (journal, held)
+
+    tasks.apply_operator_callback(**queued[0])
+    tasks.apply_operator_callback(**queued[0])  # delivered twice: the second changes nothing
+
+    purchase.refresh_from_db()
+    assert purchase.status == ("SUCCESS" if reported == "SUCCESS" else "FAILED")
+    assert balances(retailer)[0][1] == Decimal("0.00")  # nothing held any more
+    assert_ledger_clean()
+
+
+def test_with_a_broker_a_reversal_of_a_success_is_queued_and_refunds_on_the_worker(api_client, shop, plan, monkeypatch):
+    from purchases import tasks
+
+    retailer, distributor = shop
+    purchase = _buy(retailer, plan, "9876543210")
+    queued = _queue_callbacks(monkeypatch)
+
+    response = _callback(api_client, {"reference": f"P{purchase.pk}", "status": "REVERSED"})
+
+    assert (response.status_code, response.json()["status"], response.json()["queued"]) == (202, "SUCCESS", True)
+    assert Purchase.objects.get(pk=purchase.pk).status == "SUCCESS"
+    tasks.apply_operator_callback(**queued[0])
+    assert Purchase.objects.get(pk=purchase.pk).status == "REFUNDED"
+    assert balances(retailer, distributor) == [
+        (Decimal("1000.00"), Decimal("0.00")),
+        (Decimal("100.00"), Decimal("0.00")),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("settled_by", "reported", "code"),
+    [("SUCCESS", "SUCCESS", 200), ("FAILED", "REVERSED", 200), ("SUCCESS", "FAILED", 409), ("FAILED", "SUCCESS", 409)],
+)
+def test_with_a_broker_replays_and_conflicts_are_answered_in_the_request_and_queue_nothing(
+    api_client, shop, plan, monkeypatch, caplog, settled_by, reported, code
+):
+    purchase = _buy(shop[0], plan, SandboxGateway.PENDING_FOREVER)
+    services.apply_operator_callback(reference=f"P{purchase.pk}", status=settled_by)
+    queued = _queue_callbacks(monkeypatch)
+    journal = _journal()
+
+    with caplog.at_level(logging.ERROR):
+        response = _callback(api_client, {"reference": f"P{purchase.pk}", "status": reported})
+
+    assert response.status_code == code, response.json()
+    if code == 200:
+        assert (response.json()["applied"], response.json()["queued"]) == (False, False)
+    else:
+        assert response.json()["code"] == "callback_conflict" and f"P{purchase.pk}" in caplog.text
+    assert queued == [] and _journal() == journal
+
+
+def test_with_the_broker_down_a_callback_is_applied_in_the_request(api_client, shop, plan, monkeypatch):
+    purchase = _buy(shop[0], plan, SandboxGateway.PENDING_FOREVER)
+    _queue_callbacks(monkeypatch, broker_down=True)
+
+    response = _callback(api_client, {"reference": f"P{purchase.pk}", "status": "SUCCESS"})
+
+    assert response.status_code == 200, response.json()
+    assert response.json() == {"purchase_id": purchase.pk, "status": "SUCCESS", "applied": True, "queued": False}
+    assert_ledger_clean()
+
+
+def test_a_conflict_the_worker_finds_only_under_the_lock_is_logged_and_changes_nothing(shop, plan, caplog):
+    """A status check settled the purchase between the request's read and the worker's run."""
+    from purchases import tasks
+
+    purchase = _buy(shop[0], plan, SandboxGateway.PENDING_FOREVER)
+    services.apply_operator_callback(reference=f"P{purchase.pk}", status="FAILED")
+    journal = _journal()
+
+    with caplog.at_level(logging.ERROR):
+        tasks.apply_operator_callback(reference=f"P{purchase.pk}", status="SUCCESS")
+
+    assert Purchase.objects.get(pk=purchase.pk).status == "FAILED" and _journal() == journal
+    assert "already FAILED" in caplog.text
+
+
 # --- reversals and refunds -----------------------------------------------------------------------
 
 
@@ -162,7 +278,7 @@ def test_a_reversal_refunds_the_buyer_and_takes_both_margins_back(api_client, sh
 
     response = _callback(api_client, {"reference": f"P{purchase.pk}", "status": "REVERSED"})
 
-    assert response.json() == {"purchase_id": purchase.pk, "status": "REFUNDED", "applied": True}
+    assert response.json() == {"purchase_id": purchase.pk, "status": "REFUNDED", "applied": True, "queued": False}
     purchase.refresh_from_db()
     assert purchase.status == Purchase.Status.REFUNDED and purchase.commission_unrecovered == 0
     # Back where they were before the sale: the price returned, each margin taken back.
