@@ -3,6 +3,7 @@ gunicorn, load generator, pgbench ceiling, report), so the benchmark cannot rot 
 Its numbers mean nothing at this size; only correctness is asserted (no errors, money exactly once,
 a clean ledger), which the run itself checks and turns into its exit status."""
 
+import json
 import os
 import subprocess
 import sys
@@ -74,3 +75,10 @@ def test_a_miniature_benchmark_runs_end_to_end(tmp_path, bench_database_url):
     assert "credit latency, webhook -> balance" in report
     assert "FAIL" not in report and report.count("PASS") >= 11
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The report's query counts are the budgets' (tests/test_query_budget.py): a purchase is counted as
+    # its acceptance, not with the fulfilment the benchmark's broker-less server runs in process.
+    from tests.test_query_budget import BUDGET
+
+    queries = json.loads((tmp_path / "latest.json").read_text())["queries"]
+    assert queries["purchases"]["queries"] == BUDGET["purchase"]
+    assert queries["funding"]["queries"] == BUDGET["add-to-wallet"]

@@ -277,7 +277,9 @@ class _AdminFundingView(APIView):
             idempotency_key=request.headers.get(HEADER),
         )
         target_wallet = transfer.to_wallet if transfer.kind == transfer.Kind.FUND else transfer.from_wallet
-        payload = _moved(transfer, wallet=selectors.wallet_of(user=request.user))
+        # The admin's own wallet, as authentication loaded it (no query): funding moves money between
+        # the treasury and the target, never through the admin's wallet.
+        payload = _moved(transfer, wallet=selectors.own_wallet(user=request.user))
         payload.update(message=self.message, wallet=target_wallet)
         return _render(request, payload, AdminMoneyMovedSerializer)
 
