@@ -7,6 +7,12 @@ migrates it, seeds a handful of users through the services, then sends `--reques
 benchmark's own requests (bench/load.py's scenarios: Bearer token, Idempotency-Key on money)
 straight to `config.wsgi.application`, with no HTTP server and no network. Prints the CPU time
 per request and the functions that take it. `make bench` measures throughput; this says why.
+
+    .venv/bin/python bench/profile_request.py balance --twin bench/results/.fixture-naive.json
+
+does the same for the naive twin (bench/naive/), on the database and with the people of the last
+`make bench` (its fixture and BENCH_NAIVE_DATABASE_URL, default recharge_bench_naive; nothing is
+recreated): the floor a Django, DRF and simplejwt request stands on, side by side with ours.
 """
 
 import argparse
@@ -54,7 +60,7 @@ def environ_for(*, method, path, headers, body):
 
 
 def main():
-    from run import SCENARIOS, build_fixture, configure_environment, recreate_database
+    from run import SCENARIOS
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=SCENARIOS, help="one of the benchmark's scenarios")
@@ -62,26 +68,13 @@ def main():
     parser.add_argument("--top", type=int, default=35)
     parser.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"])
     parser.add_argument("--no-profile", action="store_true", help="only time the requests")
+    parser.add_argument("--twin", metavar="FIXTURE", help="profile the naive twin with a bench run's fixture")
     args = parser.parse_args()
 
-    database_url = os.environ.get("PROFILE_DATABASE_URL", DEFAULT_DB)
-    configure_environment(database_url)
-    recreate_database(database_url)
-
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    from load import Scenarios
-    from seed import seed
-
-    population = seed(users=200, distributors=2, hot_retailers=20, retailers_each=20, journal=2000, log=lambda *a: None)
-    from config.wsgi import application
-
-    # The benchmark's own requests (bench/load.py), sent to the application instead of a server.
-    make_request = getattr(Scenarios(build_fixture(population, base_url="")), args.scenario)
+    if args.twin:
+        application, make_request = twin_application(args.scenario, Path(args.twin))
+    else:
+        application, make_request = project_application(args.scenario)
     statuses = {}
 
     def call(environ):
@@ -114,6 +107,54 @@ def main():
     print(f"per request: {1000 * cpu / args.requests:.2f} ms CPU, {1000 * wall / args.requests:.2f} ms wall")
     if profiler:
         pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
+
+
+def project_application(scenario):
+    from run import build_fixture, configure_environment, recreate_database
+
+    database_url = os.environ.get("PROFILE_DATABASE_URL", DEFAULT_DB)
+    configure_environment(database_url)
+    recreate_database(database_url)
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from load import Scenarios
+    from seed import seed
+
+    population = seed(users=200, distributors=2, hot_retailers=20, retailers_each=20, journal=2000, log=lambda *a: None)
+    from config.wsgi import application
+
+    # The benchmark's own requests (bench/load.py), sent to the application instead of a server.
+    return application, getattr(Scenarios(build_fixture(population, base_url="")), scenario)
+
+
+def twin_application(scenario, fixture_path):
+    from run import DEFAULT_DB as BENCH_DB
+    from run import SCENARIOS, twin_database_url
+
+    twin_scenario = SCENARIOS[scenario][3]
+    if twin_scenario is None:
+        raise SystemExit(f"the naive twin has no {scenario}")
+    fixture = json.loads(fixture_path.read_text())
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "bench.naive.settings",
+            "NAIVE_DATABASE_URL": twin_database_url(os.environ.get("BENCH_DATABASE_URL", BENCH_DB)),
+            "NAIVE_SECRET_KEY": fixture["secret_key"],
+        }
+    )
+    import django
+
+    django.setup()
+    from load import Scenarios
+
+    from bench.naive.wsgi import application
+
+    return application, getattr(Scenarios(fixture), twin_scenario)
 
 
 if __name__ == "__main__":
