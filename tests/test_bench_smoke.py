@@ -82,3 +82,16 @@ def test_a_miniature_benchmark_runs_end_to_end(tmp_path, bench_database_url):
     queries = json.loads((tmp_path / "latest.json").read_text())["queries"]
     assert queries["purchases"]["queries"] == BUDGET["purchase"]
     assert queries["funding"]["queries"] == BUDGET["add-to-wallet"]
+
+    # The twin's side of a profile (bench/profile_request.py --twin), on this run's database and people.
+    profiled = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "profile_request.py"), "balance", "--requests=20", "--no-profile"]
+        + [f"--twin={tmp_path / '.fixture-naive.json'}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert profiled.returncode == 0, profiled.stderr[-3000:]
+    assert "balance: 20 requests, statuses {'200 OK': 20}" in profiled.stdout
