@@ -15,6 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -52,18 +53,45 @@ def month_start(now=None) -> datetime:
 
 
 def loaded_this_month(*, wallet_id, now=None) -> Decimal:
-    """The loads a wallet has received since the month began (one indexed aggregate)."""
-    total = (
+    """The loads a wallet has received since the month began (one indexed aggregate).
+
+    Every balance read of a client and every load into a client's wallet asks it. On PostgreSQL it is
+    one prepared statement: building the same aggregate through the ORM cost 1.0 ms of CPU per call
+    against 0.16 ms (bench/README.md, "Queries per money-moving request"), a quarter of a balance
+    read. Both paths are held to the same answers by wallet/tests/test_limits_paths.py."""
+    since = month_start(now)
+    if connection.vendor == "postgresql":
+        total = _loaded_since_sql(wallet_id=wallet_id, since=since)
+    else:
+        total = _loaded_since_orm(wallet_id=wallet_id, since=since)
+    return Decimal(total or 0).quantize(Decimal("0.01"))
+
+
+def _loaded_since_orm(*, wallet_id, since):
+    return (
         Transfer.objects.filter(
             to_wallet_id=wallet_id,
             status=Transfer.Status.POSTED,
             kind__in=LOAD_KINDS,
-            created_at__gte=month_start(now),
+            created_at__gte=since,
         )
         .order_by()
         .aggregate(total=Sum("amount"))["total"]
     )
-    return Decimal(total or 0).quantize(Decimal("0.01"))
+
+
+_LOADED_SINCE_SQL = (
+    f"SELECT SUM(amount) FROM {Transfer._meta.db_table}"  # noqa: S608 - the model's own table name
+    " WHERE to_wallet_id = %s AND status = %s AND kind = ANY(%s) AND created_at >= %s"
+)
+
+
+def _loaded_since_sql(*, wallet_id, since):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _LOADED_SINCE_SQL, [wallet_id, str(Transfer.Status.POSTED), [str(kind) for kind in LOAD_KINDS], since]
+        )
+        return cursor.fetchone()[0]
 
 
 def loaded_this_month_by_wallet(*, wallet_ids, now=None) -> dict:
