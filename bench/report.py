@@ -291,8 +291,9 @@ def busy_hour_table(results):
     if not busy:
         return ""
     rows = [
-        f"### 9. Busy hour: gunicorn 2x4, one worker process ({busy['worker_concurrency']} threads), the sandbox "
-        f"at {busy['gateway_latency_ms']} ms, {busy['clients']} clients",
+        f"### 9. Busy hour: gunicorn 2x4, one worker process ({busy['worker_concurrency']} threads, "
+        f"nice {busy.get('worker_nice', 0)}), the sandbox at {busy['gateway_latency_ms']} ms, "
+        f"{busy['clients']} clients",
         "",
         "| mode | phase | purchases accepted/s | accept p95 ms | transfers/s (same stack) | transfers p95 ms "
         "| errors | all final after (s) | purchases by status | received twice | held left | ledger |",
