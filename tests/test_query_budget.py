@@ -18,9 +18,7 @@ from purchases.tests.helpers import queue_fulfilments
 from tests.helpers import client_for
 from wallet import services
 
-# The counts are PostgreSQL's: there a posting is one statement (wallet/services.py); the ORM path
-# that SQLite takes runs more, and SQLite is not what production runs.
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgres]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 # endpoint: queries with an Idempotency-Key
 # A load into a client wallet (transfer, credit, add-to-wallet here) sums the wallet's loads this month
