@@ -34,6 +34,17 @@ BUDGET = {
     "purchase": 11,
     "payouts": 11,
 }
+# Elsewhere than on PostgreSQL (the SQLite demo; `make mutate`) a posting is written by the ORM path of
+# wallet.services._post: one UPDATE per user wallet and the journal row's INSERT, instead of one
+# statement. So one query more per user wallet posted (a bulk payout writes its batches alike on both).
+USER_WALLETS_POSTED = {
+    "transfer": 2,
+    "credit": 1,
+    "debit": 1,
+    "add-to-wallet": 1,
+    "debit-from-wallet": 1,
+    "purchase": 1,
+}
 
 
 @pytest.fixture
@@ -85,5 +96,6 @@ def test_a_money_request_runs_its_budgeted_queries_every_time(people, endpoint, 
     queries_of(user, path, body)
     queries_of(user, path, body)
     counts = [queries_of(user, path, body) for _ in range(3)]
-    assert counts == [BUDGET[endpoint]] * 3
+    budget = BUDGET[endpoint] + (0 if connection.vendor == "postgresql" else USER_WALLETS_POSTED.get(endpoint, 0))
+    assert counts == [budget] * 3
     assert len(queued) == (5 if endpoint == "purchase" else 0)

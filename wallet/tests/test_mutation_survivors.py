@@ -3,6 +3,7 @@
 Each test here kills one or more surviving mutants of `make mutate` (docs/mutation.md lists them
 by name); each asserts what a caller or an auditor relies on, not how the code is written."""
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -63,9 +64,11 @@ def test_a_bulk_payout_writes_rows_and_balances_batch_size_at_a_time(fund):
     payments = [(retailer.pk, "1.00") for retailer in retailers] + [(retailers[0].pk, "2.00")] * 2
     with CaptureQueriesContext(connection) as captured:
         assert services.pay_out_in_bulk(payer=distributor, payments=payments, batch_size=2) == 5
-    inserts = [q for q in captured if q["sql"].startswith('INSERT INTO "wallet_transfer"')]
+    # Django logs an executemany as "<n> times: <sql>".
+    statements = [re.sub(r"^\d+ times: ", "", q["sql"]) for q in captured]
+    inserts = [sql for sql in statements if sql.startswith('INSERT INTO "wallet_transfer"')]
     # One UPDATE ... FROM (VALUES ...) per batch on PostgreSQL, one executemany per batch elsewhere.
-    updates = [q for q in captured if q["sql"].startswith('UPDATE "wallet_wallet"')]
+    updates = [sql for sql in statements if sql.startswith('UPDATE "wallet_wallet"')]
     assert len(inserts) == 3  # 5 rows, 2 at a time
     assert len(updates) == 2  # 4 wallets (3 receivers and the payer), 2 at a time
     assert Transfer.objects.filter(from_wallet__user=distributor).count() == 5
