@@ -408,9 +408,10 @@ def receive_operator_callback(*, reference, status, operator_reference="", messa
     purchase already reflects is a replay (applied False) and news contradicting its final status is
     CallbackConflict, as `apply_operator_callback` would answer, with nothing written and nothing
     queued. News to apply is enqueued (`queued`); the worker applies it under the purchase's lock,
-    where the same checks run again, so a callback and a status check racing settle it once. With no
-    broker (tasks run in-process) or a broker that refuses the message, it is applied here and now:
-    a callback is never dropped, and a lost task would still leave a PENDING purchase to the sweep."""
+    where the same checks run again, so a callback and a status check racing settle it once; a
+    contradiction found only there is logged at ERROR, not answered (the operator has its 202). The
+    task retries while the database fails. With no broker (tasks run in-process) or a broker that
+    refuses the message, it is applied here and now, so the broker never drops one."""
     purchase = purchase_by_reference(reference)
     news = _callback_news(current=purchase.status, reported=status)
     if news == _NOTHING_NEW:
@@ -461,21 +462,31 @@ def apply_operator_callback(*, reference, status, operator_reference="", message
     reference."""
     purchase = purchase_by_reference(reference)
     if status == "REVERSED":
-        if purchase.status == Status.PENDING:
-            status, message = GatewayResult.FAILED, message or "The operator reversed the recharge."
-        elif purchase.status == Status.SUCCESS:
-            refunded, done = refund_purchase(
-                purchase_id=purchase.pk, reason=f"Reversed by the operator. {message}".strip()
-            )
-            return CallbackOutcome(purchase=refunded, applied=done)
-        else:
-            return CallbackOutcome(purchase=purchase, applied=False)  # FAILED or REFUNDED: nothing to undo
+        return _apply_reversal(purchase=purchase, message=message)
     result = GatewayResult(status, operator_reference=operator_reference or "", message=message or "")
     purchase, settled = _apply_gateway_result(purchase_id=purchase.pk, result=result)
     if settled or purchase.status == status:
         return CallbackOutcome(purchase=purchase, applied=settled)
     _log_callback_conflict(reference=reference, reported=status, current=purchase.status)
     raise CallbackConflict(reference=reference, current=purchase.status, reported=status)
+
+
+def _apply_reversal(*, purchase, message) -> CallbackOutcome:
+    """REVERSED: a PENDING purchase fails, a SUCCESS one is refunded, anything else is left as it is.
+    `purchase` was read without a lock: if another worker settled it in between (a SUCCESS callback
+    and its reversal run side by side), the status under the lock decides, and a SUCCESS found there
+    is refunded rather than reported as a conflict."""
+    if purchase.status == Status.PENDING:
+        reason = message or "The operator reversed the recharge."
+        purchase, settled = _apply_gateway_result(
+            purchase_id=purchase.pk, result=GatewayResult(GatewayResult.FAILED, message=reason)
+        )
+        if settled:
+            return CallbackOutcome(purchase=purchase, applied=True)
+    if purchase.status == Status.SUCCESS:
+        refunded, done = refund_purchase(purchase_id=purchase.pk, reason=f"Reversed by the operator. {message}".strip())
+        return CallbackOutcome(purchase=refunded, applied=done)
+    return CallbackOutcome(purchase=purchase, applied=False)  # FAILED or REFUNDED: nothing to undo
 
 
 def refund_purchase(*, purchase_id, reason="", initiated_by=None) -> tuple[Purchase, bool]:

@@ -3,7 +3,9 @@
 import contextlib
 
 from celery import shared_task
+from django.db import DatabaseError
 
+from core import db_threads
 from purchases import gateways, services
 
 
@@ -21,14 +23,28 @@ def settle_pending_purchases():
     return services.enqueue_pending_purchases()
 
 
-@shared_task(name="purchases.apply_operator_callback")
+@shared_task(
+    name="purchases.apply_operator_callback",
+    # The operator was answered 202 and will not send it again: a database that fails (a lock wait
+    # timed out, a lost connection) must not lose it. Applying it again is safe.
+    autoretry_for=(DatabaseError,),
+    max_retries=10,
+    retry_backoff=1,
+    retry_backoff_max=60,
+    retry_jitter=True,
+)
 def apply_operator_callback(reference, status, operator_reference="", message=""):
-    """An operator's verified callback, received by the web tier and applied here (a replay, delivered
-    twice, changes nothing the second time). A conflict found only now is logged by the service; the
-    purchase stays as it is."""
+    """An operator's verified callback, received by the web tier and applied here. The message is the
+    callback itself (there is no row to name by id); delivered twice, the second changes nothing. A
+    conflict found only now is logged at ERROR by the service, for a person; the purchase stays as it is.
+    Its database work runs on the worker's database threads (core.db_threads), like fulfilment's."""
     with contextlib.suppress(services.CallbackConflict):
-        services.apply_operator_callback(
-            reference=reference, status=status, operator_reference=operator_reference, message=message
+        db_threads.run(
+            services.apply_operator_callback,
+            reference=reference,
+            status=status,
+            operator_reference=operator_reference,
+            message=message,
         )
 
 

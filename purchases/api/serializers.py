@@ -83,7 +83,9 @@ class OperatorCallbackSerializer(serializers.Serializer):
 
 class OperatorCallbackResultSerializer(serializers.Serializer):
     purchase_id = serializers.IntegerField()
-    status = serializers.CharField(help_text="The purchase's status after the callback.")
+    status = serializers.CharField(
+        help_text="The purchase's status after the callback; with 202 (queued), its status before it."
+    )
     applied = serializers.BooleanField(help_text="False: a replay or known news, or queued: nothing changed yet.")
     queued = serializers.BooleanField(
         help_text="True (with 202): news to apply, handed to a worker; `status` is the purchase's before it."

@@ -118,7 +118,8 @@ class OperatorCallbackView(SignedWebhookView):
     the answer is **202** with `queued: true` and the purchase's status before it (with no broker, it is
     done in the request: **200**, `applied: true`, the new status). The same callback again, or news
     the purchase already reflects, is **200** with `applied: false`. A final status contradicting the
-    purchase's (FAILED for a SUCCESS purchase, say) is **409** `callback_conflict` and changes nothing;
+    purchase's (FAILED for a SUCCESS purchase, say) is **409** `callback_conflict` and changes nothing
+    (one the worker finds only under the lock, the purchase settled meanwhile, is logged at ERROR);
     an unknown reference is **404**; a malformed body **400**. Every refusal is logged for operators."""
 
     @swagger_auto_schema(

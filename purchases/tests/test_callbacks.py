@@ -268,6 +268,50 @@ def test_a_conflict_the_worker_finds_only_under_the_lock_is_logged_and_changes_n
     assert "already FAILED" in caplog.text
 
 
+def test_a_worker_whose_database_fails_retries_the_callback_until_it_is_applied(shop, plan, monkeypatch):
+    """The operator has its 202 and will not send the callback again: a failing database must not lose it."""
+    from django.db import OperationalError
+
+    from purchases import tasks
+
+    purchase = _buy(shop[0], plan, SandboxGateway.PENDING_FOREVER)
+    real, calls = services.apply_operator_callback, []
+
+    def flaky(**kwargs):
+        calls.append(kwargs)
+        if len(calls) < 3:
+            raise OperationalError("canceling statement due to lock timeout (test)")
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "apply_operator_callback", flaky)
+    monkeypatch.setattr(tasks.apply_operator_callback, "retry_backoff", False)  # no sleeping in a test
+
+    tasks.apply_operator_callback.apply(kwargs={"reference": f"P{purchase.pk}", "status": "SUCCESS"})
+
+    assert len(calls) == 3
+    assert Purchase.objects.get(pk=purchase.pk).status == "SUCCESS"
+    assert_ledger_clean()
+
+
+def test_a_reversal_that_read_pending_refunds_a_purchase_settled_success_meanwhile(shop, plan, monkeypatch):
+    """A SUCCESS callback and its reversal on two workers: the reversal read PENDING, the SUCCESS
+    committed before the reversal took the lock. The reversal must refund, not report a conflict."""
+    retailer, distributor = shop
+    purchase = _buy(retailer, plan, SandboxGateway.PENDING_FOREVER)
+    stale = Purchase.objects.get(pk=purchase.pk)  # PENDING, as the reversal read it
+    services.apply_operator_callback(reference=f"P{purchase.pk}", status="SUCCESS")
+    monkeypatch.setattr(services, "purchase_by_reference", lambda reference: stale)
+
+    outcome = services.apply_operator_callback(reference=f"P{purchase.pk}", status="REVERSED")
+
+    assert (outcome.applied, outcome.purchase.status) == (True, "REFUNDED")
+    assert balances(retailer, distributor) == [
+        (Decimal("1000.00"), Decimal("0.00")),
+        (Decimal("100.00"), Decimal("0.00")),
+    ]
+    assert_ledger_clean()
+
+
 # --- reversals and refunds -----------------------------------------------------------------------
 
 
