@@ -238,3 +238,14 @@ def test_a_login_whose_new_account_collides_with_another_is_refused_with_a_retry
         otp.verify_otp(phone_number=PHONE, code=issued.code)
     assert str(refusal.value) == "The account could not be created because of a concurrent change; retry."
     assert not User.objects.filter(phone_number=PHONE).exists()
+
+
+def test_an_addresss_wait_is_kept_as_long_as_the_wait_and_no_longer(settings, monkeypatch):
+    settings.OTP_ADDRESS_FREE_FAILURES = 0
+    recording = RecordingCache(otp.cache)
+    monkeypatch.setattr(otp, "cache", recording)
+    otp.request_otp(phone_number=PHONE)
+    with pytest.raises(otp.OtpInvalid):
+        otp.verify_otp(phone_number=PHONE, code="000000", client_address="192.0.2.9")
+    (key,) = [key for key in recording.kept_for if "wait" in key and "192.0.2.9" in key]
+    assert recording.kept_for[key] == 2  # the first wait past the free failures: 2 s
