@@ -249,3 +249,57 @@ def test_an_addresss_wait_is_kept_as_long_as_the_wait_and_no_longer(settings, mo
         otp.verify_otp(phone_number=PHONE, code="000000", client_address="192.0.2.9")
     (key,) = [key for key in recording.kept_for if "wait" in key and "192.0.2.9" in key]
     assert recording.kept_for[key] == 2  # the first wait past the free failures: 2 s
+
+
+def test_a_strangers_newer_code_for_a_guarded_phone_does_not_hide_the_owners(settings):
+    settings.OTP_RESEND_COOLDOWN_SECONDS = 0
+    guarded_phone(settings, started_at=timezone.now() - timedelta(hours=1))
+    owners = otp.request_otp(phone_number=PHONE, requested_from="192.0.2.7")
+    otp.request_otp(phone_number=PHONE, requested_from="198.51.100.1")
+    user, _ = otp.verify_otp(phone_number=PHONE, code=owners.code, client_address="192.0.2.7")
+    assert user.phone_number == PHONE
+
+
+@pytest.mark.parametrize("written", ["in the other order", "at the same moment"])
+def test_the_code_that_counts_is_the_one_created_last(settings, written):
+    """Newest by creation time, then by row: two requests may write their codes in the other order
+    than they read the clock."""
+    settings.OTP_RESEND_COOLDOWN_SECONDS = 0
+    first = otp.request_otp(phone_number=PHONE)
+    second = otp.request_otp(phone_number=PHONE)
+    older, newer = OneTimePassword.objects.order_by("pk")
+    if written == "in the other order":
+        OneTimePassword.objects.filter(pk=newer.pk).update(created_at=older.created_at - timedelta(seconds=1))
+        last = first
+    else:
+        OneTimePassword.objects.filter(pk=newer.pk).update(created_at=older.created_at)
+        last = second
+    assert otp.verify_otp(phone_number=PHONE, code=last.code)[0].phone_number == PHONE
+
+
+def test_a_code_tried_at_the_very_moment_it_expires_is_expired(monkeypatch):
+    issued = otp.request_otp(phone_number=PHONE)
+    at_expiry = type("Clock", (), {"now": staticmethod(lambda: issued.expires_at)})
+    monkeypatch.setattr(otp, "timezone", at_expiry)
+    with pytest.raises(otp.OtpExpired):
+        otp.verify_otp(phone_number=PHONE, code=issued.code)
+
+
+def test_four_wrong_codes_leave_the_right_one_usable(settings):
+    assert settings.OTP_MAX_ATTEMPTS == 5
+    issued = otp.request_otp(phone_number=PHONE)
+    for _ in range(4):
+        with pytest.raises(otp.OtpInvalid):
+            otp.verify_otp(phone_number=PHONE, code=f"{(int(issued.code) + 1) % 10**6:06d}")
+    assert otp.verify_otp(phone_number=PHONE, code=issued.code)[1] is True
+
+
+def test_trying_one_phones_code_touches_no_other_code(settings):
+    other = otp.request_otp(phone_number="+919812300003")
+    mine = otp.request_otp(phone_number=PHONE)
+    with pytest.raises(otp.OtpInvalid):
+        otp.verify_otp(phone_number=PHONE, code=f"{(int(mine.code) + 1) % 10**6:06d}")
+    otp.verify_otp(phone_number=PHONE, code=mine.code)
+    untouched = OneTimePassword.objects.get(phone_number="+919812300003")
+    assert (untouched.attempts, untouched.consumed_at) == (0, None)
+    assert otp.verify_otp(phone_number="+919812300003", code=other.code)[1] is True
