@@ -199,9 +199,10 @@ class RecordingCache:
 def test_an_addresss_refused_tries_are_counted_for_a_day(settings, monkeypatch, expires_before_its_increment):
     """The daily allowance of refused tries per address (OTP_ADDRESS_FREE_FAILURES) is a day's: the
     count lives a day from the first refusal; one that expired just before its increment starts at 1."""
-    recording = RecordingCache(otp.cache, lose_next_add=expires_before_its_increment)
+    recording = RecordingCache(otp.cache)
     monkeypatch.setattr(otp, "cache", recording)
     otp.request_otp(phone_number=PHONE)
+    recording.lose_next_add = expires_before_its_increment
     for expected in (1, 2):
         with pytest.raises(otp.OtpInvalid):
             otp.verify_otp(phone_number=PHONE, code="000000", client_address="192.0.2.9")
