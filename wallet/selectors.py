@@ -70,15 +70,26 @@ def transfers_in_scope(*, user):
         retailers = Wallet.objects.filter(user__parent_id=user.pk).order_by().values_list("pk", flat=True)
         wallet_ids = own.union(retailers, all=True)
         return queryset.filter(Q(from_wallet_id__in=wallet_ids) | Q(to_wallet_id__in=wallet_ids))
-    wallet_id = Wallet.objects.filter(user_id=user.pk).values("pk")
-    return queryset.filter(Q(from_wallet_id__in=wallet_id) | Q(to_wallet_id__in=wallet_id))
+    wallet_id = own_wallet_id(user=user)
+    if wallet_id is None:
+        return queryset.none()
+    return queryset.filter(Q(from_wallet_id=wallet_id) | Q(to_wallet_id=wallet_id))
+
+
+def own_wallet_id(*, user):
+    """`user`'s wallet id, or None: from the wallet authentication loaded with the user (no query), else
+    from the database. A wallet's id never changes, so the request's start is as good as now."""
+    if type(user).wallet.is_cached(user):
+        wallet = getattr(user, "wallet", None)  # a user without a wallet has None cached
+        return None if wallet is None else wallet.pk
+    return Wallet.objects.filter(user_id=user.pk).values_list("pk", flat=True).first()
 
 
 def own_wallet_id_if_single_scope(*, user):
     """A retailer's or client's wallet id (their history is one wallet's); None for wider scopes."""
     if user.user_type in (UserType.ADMIN, UserType.DISTRIBUTOR):
         return None
-    return Wallet.objects.filter(user_id=user.pk).values_list("pk", flat=True).first()
+    return own_wallet_id(user=user)
 
 
 def history_window(*, queryset, wallet_id, before=None, after=None, limit):

@@ -121,3 +121,35 @@ def test_page_numbers_keep_the_contracts_count(auth_client, busy):
         + Transfer.objects.filter(to_wallet__user=busy["retailer"]).count()
     )
     assert "page=2" in body["next"]
+
+
+def test_a_retailers_cursor_page_is_its_token_two_index_reads_and_the_page(auth_client, busy):
+    """The retailer's wallet comes with its user from the token's query: no query of its own."""
+    api = auth_client(busy["retailer"])
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get(f"{PATH}?cursor=&page_size=4")
+    assert response.status_code == 200 and len(response.json()["results"]) == 4
+    assert len(queries) == 4, [query["sql"][:120] for query in queries]
+
+
+def test_a_page_asking_for_no_filter_skips_the_filter_backends_and_one_that_asks_uses_them(
+    auth_client, busy, monkeypatch
+):
+    from django_filters.rest_framework import DjangoFilterBackend
+
+    consulted = []
+    original = DjangoFilterBackend.filter_queryset
+
+    def spy(self, request, queryset, view):
+        consulted.append(request.query_params.dict())
+        return original(self, request, queryset, view)
+
+    monkeypatch.setattr(DjangoFilterBackend, "filter_queryset", spy)
+    api = auth_client(busy["retailer"])
+    for url in (f"{PATH}?cursor=&page_size=4", f"{PATH}?page=1&page_size=4", PATH):
+        assert api.get(url).status_code == 200
+    assert consulted == []
+
+    filtered = api.get(f"{PATH}?page_size=50&kind=TRANSFER&amount_max=0.50").json()
+    assert consulted == [{"page_size": "50", "kind": "TRANSFER", "amount_max": "0.50"}]
+    assert {row["amount"] for row in filtered["results"]} == {"0.50"}
