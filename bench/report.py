@@ -214,13 +214,6 @@ def extras_table(results):
                 f"p50 / p95 / p99 | {run['credit_p50_ms']:.1f} / {run['credit_p95_ms']:.1f} / "
                 f"{run['credit_p99_ms']:.1f} ms |"
             )
-    for level, run in sorted(results["runs"].get("topups", {}).items()):
-        if "credit_p50_ms" in run:
-            rows.append(
-                f"| top-ups @ {level}: {run['rps']:.0f} completed/s; credit latency, webhook -> balance, "
-                f"p50 / p95 / p99 | {run['credit_p50_ms']:.1f} / {run['credit_p95_ms']:.1f} / "
-                f"{run['credit_p99_ms']:.1f} ms |"
-            )
     payout = payout_summary(results)
     if payout:
         rows += [

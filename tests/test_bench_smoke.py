@@ -73,6 +73,7 @@ def test_a_miniature_benchmark_runs_end_to_end(tmp_path, bench_database_url):
         assert scenario in report
     assert "raw-SQL ceiling (pgbench)" in report and "x twin" in report
     assert "credit latency, webhook -> balance" in report
+    assert report.count("completed/s; credit latency") == 1  # one row per concurrency level (one here)
     assert "FAIL" not in report and report.count("PASS") >= 11
     assert (tmp_path / "latest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The report's query counts are the budgets' (tests/test_query_budget.py): a purchase is counted as
