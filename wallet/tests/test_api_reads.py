@@ -89,6 +89,29 @@ def test_a_distributor_reads_its_retailers_wallet(auth_client, distributor, reta
     assert response.status_code == 200 and response.json()["balance"] == "30.00"
 
 
+def test_a_wallet_list_asking_for_no_filter_skips_the_filter_backends_and_keeps_the_id_order(
+    auth_client, admin_user, world, monkeypatch
+):
+    from django_filters.rest_framework import DjangoFilterBackend
+
+    consulted, original = [], DjangoFilterBackend.filter_queryset
+
+    def spy(self, request, queryset, view):
+        consulted.append(request.query_params.dict())
+        return original(self, request, queryset, view)
+
+    monkeypatch.setattr(DjangoFilterBackend, "filter_queryset", spy)
+    api = auth_client(admin_user)
+    unasked = api.get(url("wallet-list"), {"page_size": 3}).json()
+    everything = api.get(url("wallet-list")).json()
+    assert consulted == []
+    ids = [row["id"] for row in everything["results"]]
+    assert ids == sorted(ids) and [row["id"] for row in unasked["results"]] == ids[:3]
+
+    filtered = api.get(url("wallet-list"), {"user_type": 3}).json()
+    assert consulted == [{"user_type": "3"}] and filtered["count"] == 2
+
+
 def test_admin_filters_wallets_by_role(auth_client, admin_user, world):
     rows = auth_client(admin_user).get(url("wallet-list"), {"user_type": 3}).json()["results"]
     assert {row["user"]["user_type_display"] for row in rows} == {"Retailer"} and len(rows) == 2
