@@ -9,7 +9,7 @@ ARGS   ?=
 DEV_ENV := DEBUG=true OTP_EXPOSE_IN_RESPONSE=true
 ENV_FILE ?= .env
 
-.PHONY: run test install install-dev lint fmt migrate demo-data schema fuzz browser bench mutate worker beat
+.PHONY: run test install install-dev lint fmt migrate demo-data schema fuzz browser bench mutate mutate-pg worker beat
 
 run: install $(ENV_FILE) migrate demo-data
 	$(DEV_ENV) $(PY) manage.py runserver 127.0.0.1:8000
@@ -99,3 +99,8 @@ mutate: install-dev
 	@start=$$(date +%s); \
 	env -u DATABASE_URL -u REDIS_URL -u CI $(VENV)/bin/mutmut run --max-children $(MUTATE_CHILDREN) "$(MUTATE).*"; \
 	status=$$?; echo "mutate $(MUTATE): $$(( $$(date +%s) - start )) s"; exit $$status
+
+# Then the mutants no test reaches on SQLite (the ledger's PostgreSQL-only statements), judged on
+# PostgreSQL in the same mutants/ (MUTATE_DATABASE_URL, default the local server).
+mutate-pg: install-dev
+	$(VENV)/bin/python scripts/mutate_on_postgres.py
