@@ -70,20 +70,17 @@ class TransferAlreadyRefunded(DomainError):
 class BalanceLimitExceeded(DomainError):
     # Names the side, never the account: a refusal must not tell a sender about the receiver's wallet.
     code = "balance_limit_exceeded"
-    message = "This would take the {side} wallet above its balance limit of {limit}; it can take {headroom} more."
+    message = "This would take {wallet} above its balance limit of {limit}; it can take {headroom} more."
 
 
 class MonthlyLoadLimitExceeded(DomainError):
     code = "monthly_load_limit_exceeded"
-    message = (
-        "This would take what the {side} wallet loaded this month above its limit of {limit}; "
-        "it can take {headroom} more."
-    )
+    message = "This would take what {wallet} loaded this month above its limit of {limit}; it can take {headroom} more."
 
 
 class TransactionLimitExceeded(DomainError):
     code = "transaction_limit_exceeded"
-    message = "The {side} wallet takes at most {limit} in one transaction."
+    message = "At most {limit} can go into {wallet} in one transaction."
 
 
 class InvalidPayoutSize(DomainError):
@@ -199,17 +196,21 @@ def check_load_limits(*, wallet, amount, largest=None, side="receiving", month_l
     if limits.unlimited:
         return
     single = amount if largest is None else largest
+    # "your wallet" for the owner's own load, "the receiving wallet" when it is someone else's doing.
+    named = "your wallet" if side == "your" else f"the {side} wallet"
     if limits.per_transaction is not None and single > limits.per_transaction:
-        raise TransactionLimitExceeded(field="amount", side=side, limit=f"{limits.per_transaction:.2f}")
+        raise TransactionLimitExceeded(field="amount", wallet=named, limit=f"{limits.per_transaction:.2f}")
     if limits.max_balance is not None and wallet.balance + amount > limits.max_balance:
         room = max(limits.max_balance - wallet.balance, Decimal("0.00"))
-        raise BalanceLimitExceeded(field="amount", side=side, limit=f"{limits.max_balance:.2f}", headroom=f"{room:.2f}")
+        raise BalanceLimitExceeded(
+            field="amount", wallet=named, limit=f"{limits.max_balance:.2f}", headroom=f"{room:.2f}"
+        )
     if limits.monthly_load is not None:
         loaded = rules.loaded_this_month(wallet_id=wallet.pk) if month_loaded is None else month_loaded
         if loaded + amount > limits.monthly_load:
             room = max(limits.monthly_load - loaded, Decimal("0.00"))
             raise MonthlyLoadLimitExceeded(
-                field="amount", side=side, limit=f"{limits.monthly_load:.2f}", headroom=f"{room:.2f}"
+                field="amount", wallet=named, limit=f"{limits.monthly_load:.2f}", headroom=f"{room:.2f}"
             )
 
 

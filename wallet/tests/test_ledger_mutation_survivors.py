@@ -39,8 +39,9 @@ def test_a_self_top_up_over_the_limit_is_refused_naming_the_callers_own_wallet(c
     fund(client_user, "9800.00")
     response = auth_client(client_user).post("/api/wallet/credit/", {"amount": "300.00"}, format="json")
     assert response.status_code == 400 and response.json()["code"] == "balance_limit_exceeded"
-    detail = response.json()["detail"]
-    assert "your wallet" in detail and "receiving" not in detail
+    assert response.json()["detail"] == (
+        "This would take your wallet above its balance limit of 10000.00; it can take 200.00 more."
+    )
     assert balance_of(client_user) == Decimal("9800.00")
 
 
@@ -198,7 +199,7 @@ def test_a_margin_rounded_down_to_nothing_is_not_taken_back_and_refuses_nothing(
             "per_transaction",
             "500.01",
             "transaction_limit_exceeded",
-            "The receiving wallet takes at most 500.00 in one transaction.",
+            "At most 500.00 can go into the receiving wallet in one transaction.",
         ),
         (
             "balance",
