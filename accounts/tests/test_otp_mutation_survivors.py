@@ -304,3 +304,115 @@ def test_trying_one_phones_code_touches_no_other_code(settings):
     untouched = OneTimePassword.objects.get(phone_number="+919812300003")
     assert (untouched.attempts, untouched.consumed_at) == (0, None)
     assert otp.verify_otp(phone_number="+919812300003", code=other.code)[1] is True
+
+
+# --- request_otp and send_otp_sms (their run of `mutmut run "accounts.otp.x_request_otp*" ...`) ---
+
+
+class Clock:
+    """accounts.otp's view of the time, moved by hand (the rows' `created_at` is set to match)."""
+
+    def __init__(self):
+        self.current = timezone.now()
+
+    def now(self):
+        return self.current
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    frozen = Clock()
+    monkeypatch.setattr(otp, "timezone", frozen)
+    return frozen
+
+
+def test_a_client_that_waits_the_cooldowns_retry_after_is_served(settings, clock):
+    """The cooldown is a minimum gap: a request exactly OTP_RESEND_COOLDOWN_SECONDS after the last
+    code, as Retry-After told the client, is served, not refused with another second to wait."""
+    settings.OTP_RESEND_COOLDOWN_SECONDS = 30
+    otp.request_otp(phone_number=PHONE)
+    OneTimePassword.objects.update(created_at=clock.current)
+    clock.current += timedelta(seconds=10)
+    with pytest.raises(otp.OtpCooldown) as refusal:
+        otp.request_otp(phone_number=PHONE)
+    assert refusal.value.retry_after == 20
+    clock.current += timedelta(seconds=20)
+    # The shared cache's claim lapses with the cooldown in real time (held by
+    # test_the_cooldown_claim_lapses_with_the_cooldown), which this clock does not move.
+    otp.cache.clear()
+    assert otp.request_otp(phone_number=PHONE).phone_number == PHONE
+
+
+def test_a_phone_at_its_hourly_cap_is_told_to_retry_when_its_oldest_code_leaves_the_hour(settings, clock):
+    """Retry-After is when the oldest of the hour's codes is an hour old; a request then is served
+    (codes older than an hour do not count)."""
+    settings.OTP_RESEND_COOLDOWN_SECONDS = 0
+    settings.OTP_MAX_PER_HOUR = 3
+    for minutes_ago in (50, 30, 10):
+        otp.request_otp(phone_number=PHONE)
+        OneTimePassword.objects.filter(pk=OneTimePassword.objects.latest("pk").pk).update(
+            created_at=clock.current - timedelta(minutes=minutes_ago)
+        )
+    with pytest.raises(otp.OtpHourlyLimit) as refusal:
+        otp.request_otp(phone_number=PHONE)
+    assert refusal.value.retry_after == 10 * 60
+    assert "retry in 600 s" in str(refusal.value)
+    clock.current += timedelta(minutes=10)
+    assert otp.request_otp(phone_number=PHONE).phone_number == PHONE
+
+
+def test_with_the_cooldown_off_no_request_is_refused_for_one_even_while_an_earlier_claim_is_live(settings):
+    """OTP_RESEND_COOLDOWN_SECONDS = 0 is no cooldown at all: no claim is asked of the shared cache,
+    so one still live (taken under the cooldown before, or by a simultaneous request) refuses nobody."""
+    settings.OTP_RESEND_COOLDOWN_SECONDS = 30
+    otp.request_otp(phone_number=PHONE)
+    settings.OTP_RESEND_COOLDOWN_SECONDS = 0
+    assert otp.request_otp(phone_number=PHONE).phone_number == PHONE
+    assert OneTimePassword.objects.filter(phone_number=PHONE).count() == 2
+
+
+def test_codes_asked_at_the_same_moment_expire_at_different_fractions_of_a_second(settings, clock):
+    """The code is derived from its expiry; a random fraction of a second in the expiry keeps it from
+    being computed from the phone and the moment of the request."""
+    phones = [f"+9198123000{n:02d}" for n in range(10, 15)]
+    expiries = [otp.request_otp(phone_number=phone).expires_at for phone in phones]
+    earliest = clock.current + timedelta(minutes=settings.OTP_EXPIRY_MINUTES)
+    assert all(earliest <= expiry < earliest + timedelta(seconds=1) for expiry in expiries)
+    assert len(set(expiries)) > 1  # five equal draws of a million values: 1 chance in 10**24
+    assert sorted(OneTimePassword.objects.values_list("expires_at", flat=True)) == sorted(expiries)
+
+
+def test_the_sms_of_a_code_that_expires_as_its_task_runs_is_not_sent(sms_outbox, monkeypatch):
+    """A code is expired at its very expiry (as a try then is): a late task sends nothing."""
+    issued = otp.request_otp(phone_number=PHONE)
+    sms_outbox.clear()
+    at_expiry = type("Clock", (), {"now": staticmethod(lambda: issued.expires_at)})
+    monkeypatch.setattr(otp, "timezone", at_expiry)
+    assert otp.send_otp_sms(otp_id=OneTimePassword.objects.get().pk) is False
+    assert sms_outbox == []
+
+
+def test_another_phones_newer_code_does_not_cancel_this_phones_sms(sms_outbox):
+    otp.request_otp(phone_number=PHONE)
+    mine = OneTimePassword.objects.get()
+    otp.request_otp(phone_number="+919812300003")
+    sms_outbox.clear()
+    # This phone's SMS task runs late, after the other phone's code was made.
+    assert otp.send_otp_sms(otp_id=mine.pk) is True
+    assert [message.to for message in sms_outbox] == [PHONE]
+
+
+def test_a_guarded_code_superseded_by_its_addresss_newer_one_is_not_sent(settings, sms_outbox):
+    """On a guarded phone an address's newest code is the one it can use: the SMS of its older code,
+    whose task runs late, is not sent; the newer one's is."""
+    settings.OTP_RESEND_COOLDOWN_SECONDS = 0
+    guarded_phone(settings, started_at=timezone.now() - timedelta(hours=1))
+    otp.request_otp(phone_number=PHONE, requested_from="192.0.2.7")
+    newer = otp.request_otp(phone_number=PHONE, requested_from="192.0.2.7")
+    older_row, newer_row = OneTimePassword.objects.order_by("created_at", "pk")
+    assert older_row.bound_to_address and newer_row.bound_to_address
+    sms_outbox.clear()
+    assert otp.send_otp_sms(otp_id=older_row.pk) is False
+    assert sms_outbox == []
+    assert otp.send_otp_sms(otp_id=newer_row.pk) is True
+    assert newer.code in sms_outbox[0].body
