@@ -139,7 +139,12 @@ def test_a_payout_has_one_to_the_maximum_lines(settings, auth_client, funded_dis
     settings.WALLET_PAYOUT_MAX_LINES = 3
     retailer = RetailerFactory(parent=funded_distributor)
     response = post(auth_client(funded_distributor), {"lines": [{"to_user_id": retailer.pk, "amount": "1.00"}] * count})
-    assert response.status_code == 400 and response.json()["code"] == "invalid_payout_size"
+    # The whole answer: the field and the maximum are what a client corrects its request by.
+    assert response.status_code == 400 and response.json() == {
+        "detail": "A payout has 1 to 3 lines.",
+        "code": "invalid_payout_size",
+        "errors": {"lines": ["A payout has 1 to 3 lines."]},
+    }
     assert not Transfer.objects.filter(kind="TRANSFER").exists()
 
 
