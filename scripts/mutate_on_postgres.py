@@ -23,12 +23,15 @@ from pathlib import Path
 NO_TESTS = 33  # mutmut's exit code for a mutant no test reached
 SURVIVED = 0
 # The tests that drive the PostgreSQL-only statements: the differential tests of both posting paths,
-# bulk payouts and funding, and the query budget (which counts the one-statement posting).
+# bulk payouts and funding, the ledger service's own and its mutation survivors' tests, and the query
+# budget (which counts the one-statement posting).
 DEFAULT_TESTS = [
     "wallet/tests/test_posting_paths.py",
     "wallet/tests/test_bulk.py",
     "wallet/tests/test_payouts.py",
     "wallet/tests/test_services.py",
+    "wallet/tests/test_payout_mutation_survivors.py",
+    "wallet/tests/test_ledger_mutation_survivors.py",
     "tests/test_query_budget.py",
 ]
 
