@@ -285,14 +285,15 @@ def send_otp_sms(*, otp_id) -> bool:
     """Send the SMS of code `otp_id`, if it is still worth sending: not used, not expired and still the
     newest code that can be used (the phone's; for a code bound to an address, that address's). True
     if sent; SmsDeliveryFailed propagates, for the task to retry."""
+    now = timezone.now()
     otp = OneTimePassword.objects.filter(pk=otp_id).first()
-    if otp is None or otp.consumed_at is not None or otp.expires_at <= timezone.now():
+    if otp is None or otp.consumed_at is not None or otp.expires_at <= now:
         return False
-    newer = OneTimePassword.objects.filter(phone_number=otp.phone_number, created_at__gt=otp.created_at)
-    if otp.bound_to_address:
-        # A stranger's code for the same guarded phone does not replace the owner's.
-        newer = newer.filter(bound_to_address=True, requested_from=otp.requested_from)
-    if newer.exists():
+    # The code a try from its address would be checked against now, under the phone's guard as it
+    # stands now (not as it stood when the code was asked for): a phone guarded since then accepts
+    # no unbound code, and a newer code replaces this one (a stranger's bound code does not).
+    guarded = _is_guarded(OtpPhoneGuard.objects.filter(phone_number=otp.phone_number).first(), now)
+    if _code_to_try(phone_number=otp.phone_number, address=otp.requested_from, guarded=guarded) != otp:
         return False
     code = _code_for(phone_number=otp.phone_number, expires_at=otp.expires_at)
     send_sms(to=otp.phone_number, body=f"Your login code is {code}. It expires in {settings.OTP_EXPIRY_MINUTES} min.")

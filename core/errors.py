@@ -96,6 +96,16 @@ class OutcomeUnknown(DomainError):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
 
 
+class DatabaseUnavailable(DomainError):
+    """The database went away before this request's commit (or its commit is known to have rolled
+    back): nothing was changed, and the same request may simply be sent again."""
+
+    code = "database_unavailable"
+    message = "The database is unavailable; nothing was changed. Retry the request."
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    retry_after = 1
+
+
 def raised_at_commit(exc) -> bool:
     """Whether `exc` came out of a database COMMIT (so the commit may have landed)."""
     traceback = exc.__traceback__
@@ -156,12 +166,7 @@ def _database_error_response(exc):
         # The connection went away (restart, failover, pg_terminate_backend) before this request's
         # commit (one at COMMIT is answered above): nothing was committed; Django reconnects.
         logger.error("database unavailable: %s", exc)
-        return _error(
-            "The database is unavailable; nothing was changed. Retry the request.",
-            "database_unavailable",
-            503,
-            headers=retry,
-        )
+        return _error(DatabaseUnavailable.message, DatabaseUnavailable.code, 503, headers=retry)
     return None
 
 

@@ -29,7 +29,7 @@ from drf_yasg import openapi
 from rest_framework import status
 from rest_framework.response import Response
 
-from core.errors import DomainError, OutcomeUnknown
+from core.errors import DatabaseUnavailable, DomainError, OutcomeUnknown
 from core.models import IdempotencyRecord
 from core.transactions import all_or_nothing
 
@@ -339,7 +339,10 @@ def _answer_once(view, view_method, request, args, kwargs, *, atomic, replay_hea
         if landed is None:
             raise OutcomeUnknown() from error
         if landed is False:
-            raise  # rolled back and released: the usual "nothing was changed" is true
+            # Rolled back and released: "nothing was changed" is true, and must be said, since the
+            # error itself came out of a COMMIT (which alone would be answered "outcome unknown").
+            logger.warning("key %s: the connection died at COMMIT, which rolled back: %s", key, error)
+            raise DatabaseUnavailable() from error
         logger.warning("key %s: the connection died at COMMIT, which landed; answering", key)
         answer = Response(landed.response_body, status=landed.response_status)
         return _with_headers(answer, replay_headers)

@@ -416,3 +416,35 @@ def test_a_guarded_code_superseded_by_its_addresss_newer_one_is_not_sent(setting
     assert sms_outbox == []
     assert otp.send_otp_sms(otp_id=newer_row.pk) is True
     assert newer.code in sms_outbox[0].body
+
+
+def test_a_code_asked_for_before_its_phone_was_guarded_is_not_sent_once_it_is(settings, sms_outbox):
+    """The phone is guarded between the request and its SMS task (someone guessed wrong too often in
+    between): a guarded phone accepts only codes bound to an address, so the unbound code would only
+    put a useless code in the owner's hands. The task asks the guard as it stands when it runs."""
+    otp.request_otp(phone_number=PHONE, requested_from="192.0.2.7")
+    unbound = OneTimePassword.objects.get()
+    assert not unbound.bound_to_address
+    OtpPhoneGuard.objects.filter(phone_number=PHONE).update(failed_count=settings.OTP_DAILY_GUESS_BUDGET)
+    assert otp.phone_guard_state(phone_number=PHONE)["guarded"]
+    sms_outbox.clear()
+
+    assert otp.send_otp_sms(otp_id=unbound.pk) is False
+    assert sms_outbox == []
+    with pytest.raises(otp.OtpInvalid):  # what the SMS would have carried: a code no try can use
+        otp.verify_otp(phone_number=PHONE, code=otp._code_for(phone_number=PHONE, expires_at=unbound.expires_at),
+                       client_address="192.0.2.7")  # fmt: skip
+
+
+def test_a_bound_code_is_still_sent_once_its_phones_guard_is_lifted(settings, sms_outbox):
+    """An admin lifts the guard before the SMS task runs: the address's bound code is still the one a
+    try from that address is checked against, so it is sent."""
+    settings.OTP_RESEND_COOLDOWN_SECONDS = 0
+    guarded_phone(settings, started_at=timezone.now() - timedelta(hours=1))
+    issued = otp.request_otp(phone_number=PHONE, requested_from="192.0.2.7")
+    assert OneTimePassword.objects.get().bound_to_address
+    otp.lift_phone_guard(phone_number=PHONE)
+    sms_outbox.clear()
+
+    assert otp.send_otp_sms(otp_id=OneTimePassword.objects.get().pk) is True
+    assert issued.code in sms_outbox[0].body

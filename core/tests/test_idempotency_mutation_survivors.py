@@ -529,8 +529,10 @@ def test_a_commit_that_failed_and_rolled_back_frees_the_key_and_the_retry_moves_
     failed = api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
 
     assert commit_fails.fired
-    # A retryable refusal (the error handler sees an error raised at COMMIT), never a success.
-    assert failed.status_code == 503 and failed.json()["code"] in {"outcome_unknown", "database_unavailable"}
+    # Known to have rolled back: "nothing was changed" (a retryable 503), not "outcome unknown", which
+    # would tell an operator to look for a transfer that never happened.
+    assert failed.status_code == 503 and failed.json()["code"] == "database_unavailable"
+    assert failed.headers["Retry-After"] == "1"
     assert Transfer.objects.count() == 0 and not IdempotencyRecord.objects.filter(key="k").exists()
     retried = api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
     assert retried.status_code == 201 and "Idempotent-Replayed" not in retried.headers
