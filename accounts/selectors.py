@@ -4,6 +4,7 @@ from django.db.models import Q, QuerySet
 
 from accounts.models import User
 from core.errors import DomainError, NotFound
+from core.precompiled import PrecompiledQuery
 from core.roles import UserType
 
 # --- scope: who sees whom (api-contract.md). Out of scope reads as absent (404). -----------------
@@ -55,11 +56,17 @@ def find_user(*, user_id=None, email=None, phone_number=None, field="user") -> U
     elif email is not None:
         found, what = User.objects.filter(email__iexact=email.strip()).first(), f"email {email}"
     else:
-        found = User.objects.filter(phone_number=phone_number, phone_verified=True).first()
+        found = next(iter(_VERIFIED_HOLDER.fetch(phone_number)), None)
         what = f"phone number {phone_number}"
     if found is None:
         raise UserNotFound(field=field, what=what)
     return found
+
+
+# A transfer names its receiver by phone: that lookup is compiled once (core.precompiled).
+_VERIFIED_HOLDER = PrecompiledQuery(
+    lambda marker: User.objects.filter(phone_number=marker, phone_verified=True).order_by("pk")[:1], "+0precompiled"
+)
 
 
 # --- the admin API and distributors' views of their retailers ------------------------------------

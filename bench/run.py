@@ -133,6 +133,22 @@ def configure_environment(database_url):
     )
 
 
+def database_exists(database_url):
+    import psycopg2
+    from dj_database_url import parse
+
+    config = parse(database_url)
+    admin = psycopg2.connect(
+        dbname="postgres", user=config["USER"], host=config["HOST"], port=config["PORT"], password=config["PASSWORD"]
+    )
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [config["NAME"]])
+            return cursor.fetchone() is not None
+    finally:
+        admin.close()
+
+
 def recreate_database(database_url):
     import psycopg2
     from dj_database_url import parse
@@ -536,6 +552,11 @@ def main():
         recreate_database(database_url)
         if with_twin:
             recreate_database(naive_url)
+    elif with_twin and not (twin_fixture_path.exists() and database_exists(naive_url)):
+        # The project's database is reused but the twin was never seeded beside it (an earlier
+        # --no-twin run, or another BENCH_NAIVE_DATABASE_URL): create and seed the twin now.
+        recreate_database(naive_url)
+        twin_fixture_path.unlink(missing_ok=True)
 
     import warnings
 

@@ -94,16 +94,22 @@ MIDDLEWARE = [
     "core.middleware.ApiNotFoundAsJson",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # The session, user and message machinery only where a browser keeps a session
+    # (SESSION_PATHS): the API authenticates each request by its Bearer token (core/middleware.py).
+    "core.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "core.middleware.AuthenticationMiddleware",
+    "core.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     # Last: turns a login that the lockout refused into its 429 (accounts/lockout.py).
     "axes.middleware.AxesMiddleware",
 ]
+
+# Paths served to a browser with a session cookie: the Django admin and the API documentation (staff
+# only in production). Everything else is the API: Bearer tokens, no session.
+SESSION_PATHS = ("/admin/", "/swagger", "/redoc/")
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

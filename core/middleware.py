@@ -1,6 +1,9 @@
 from urllib.parse import unquote
 
 from django.conf import settings
+from django.contrib.auth import middleware as _auth
+from django.contrib.messages import middleware as _messages
+from django.contrib.sessions import middleware as _session
 from django.http import JsonResponse
 
 from core.errors import not_found_view
@@ -79,3 +82,30 @@ class ApiNotFoundAsJson:
         ):
             return not_found_view(request)
         return response
+
+
+class SkippedOffTheBrowser:
+    """Mixed into the session, authentication and message middleware: they run only on the paths a
+    browser uses with a session cookie (SESSION_PATHS: the Django admin, the API documentation).
+    Every other path is the API, authenticated by a Bearer token in DRF, so it never reads the
+    session, `request.user` before DRF, or messages; skipping their machinery there is a measured
+    share of a balance read's CPU (bench/README.md). Subclasses, so that Django's admin checks still
+    find them in MIDDLEWARE. CSRF stays Django's own everywhere (`check --deploy` asks for it by
+    name; DRF's views are exempt from it, so it costs the API little)."""
+
+    def __call__(self, request):
+        if request.path_info.startswith(settings.SESSION_PATHS):
+            return super().__call__(request)
+        return self.get_response(request)
+
+
+class SessionMiddleware(SkippedOffTheBrowser, _session.SessionMiddleware):
+    pass
+
+
+class AuthenticationMiddleware(SkippedOffTheBrowser, _auth.AuthenticationMiddleware):
+    pass
+
+
+class MessageMiddleware(SkippedOffTheBrowser, _messages.MessageMiddleware):
+    pass
