@@ -18,7 +18,11 @@ from django.db.transaction import TransactionManagementError
 class PrecompiledQuery:
     """`build(*markers)` returns the queryset; each marker must reach the SQL as one parameter of its
     own (a value no real call passes, such as a negative id). `fetch(*values)` returns the model
-    instances the queryset would, for `values` in place of the markers."""
+    instances the queryset would, for `values` in place of the markers.
+
+    Only for lookups that pass the value to the database as it is (`exact`, `in`): `iexact`,
+    `contains` and the like escape it first on some databases (SQLite's LIKE), which a substituted
+    value would skip."""
 
     def __init__(self, build, *markers):
         self._build = build
