@@ -11,7 +11,7 @@ from accounts.tests.factories import ClientFactory, DistributorFactory, Retailer
 from accounts.tokens import VersionedJWTAuthentication, _user_with_wallet, token_pair_for
 from core.precompiled import PrecompiledQuery
 from wallet import services
-from wallet.models import Wallet
+from wallet.models import SystemWallet, Wallet
 
 pytestmark = pytest.mark.django_db
 
@@ -78,6 +78,8 @@ def test_the_wallets_lock_answers_the_plain_lock_query_for_each_shape():
         ([], [wallet_ids[4]]),
         ([user_ids[5]], [wallet_ids[0], wallet_ids[5]]),
         (user_ids, []),  # beyond the precompiled sizes
+        ([], wallet_ids[:5]),
+        (user_ids[:1], wallet_ids[1:6]),
     ]
     for users, wallets in shapes:
         with transaction.atomic():
@@ -111,3 +113,15 @@ def test_a_phone_names_its_verified_holder_only():
     for phone in ("+919800000012", "+919800000013"):
         with pytest.raises(UserNotFound):
             find_user(phone_number=phone, field="to_phone_number")
+
+
+def test_a_system_wallet_is_never_locked_as_a_user_wallet():
+    """The treasury is never locked by a money request (its balance is derived): naming its id
+    locks nothing, in a small call and a large one alike."""
+    person = ClientFactory()
+    treasury = services.system_wallet(code=SystemWallet.TREASURY)
+    for wallet_ids in ([treasury.pk], [treasury.pk, *(ClientFactory().wallet.pk for _ in range(5))]):
+        with transaction.atomic():
+            locked = services.wallets_for_update(user_ids=[person.pk], wallet_ids=wallet_ids)
+        assert treasury.pk not in [wallet.pk for wallet in locked]
+        assert person.wallet.pk in [wallet.pk for wallet in locked]
