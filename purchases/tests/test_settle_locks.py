@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.utils import timezone
 
 from accounts.tests.factories import RetailerFactory
 from plans.models import RechargePlan
@@ -84,3 +85,23 @@ def test_the_sweep_locks_only_purchases_not_the_plan_they_sell(left_pending, pla
     assert (report.skipped, report.checked, report.succeeded) == (0, 2, 2)
     assert set(Purchase.objects.values_list("status", flat=True)) == {Purchase.Status.SUCCESS}
     assert_purchases_match_ledger()
+
+
+def test_purchases_left_at_the_same_instant_are_taken_in_the_order_they_were_made(settings, monkeypatch, plan):
+    """Oldest first, and by id among purchases of the same instant (a bulk import, a clock's
+    resolution). The first one made is rewritten last, so PostgreSQL keeps its row after the second
+    one's and only the id tie-break puts it first."""
+    settings.PURCHASE_DUPLICATE_WINDOW_MINUTES = 0
+    queued = queue_fulfilments(monkeypatch)
+    buyer = RetailerFactory()
+    fund(buyer, "1000.00")
+    first, second = (
+        services.purchase_recharge(buyer=buyer, plan_id=plan.pk, mobile_number=f"987650001{i}").purchase
+        for i in range(2)
+    )
+    same_instant = timezone.now() - timedelta(hours=1)
+    for purchase in (second, first):
+        Purchase.objects.filter(pk=purchase.pk).update(created_at=same_instant)
+    queued.clear()
+    assert services.enqueue_pending_purchases(unsent_after=timedelta(0)) == 2
+    assert queued == [first.pk, second.pk]
