@@ -1,6 +1,9 @@
 from decimal import Decimal
 
+from django.utils import timezone
+
 from accounts.models import UserMargin
+from purchases.models import Purchase
 from wallet import services as ledger
 from wallet.models import Wallet
 
@@ -66,3 +69,13 @@ def queue_fulfilments(monkeypatch, *, broker_down=False) -> list:
     monkeypatch.setattr(services, "fulfilled_in_process", lambda: False)
     monkeypatch.setattr(tasks.fulfil_purchase, "apply_async", apply_async)
     return queued
+
+
+def age_purchase(purchase_id, *, created=None, sent=None):
+    """Move a purchase's creation and send back in time by the given timedeltas (a test's clock)."""
+    fields = {}
+    if created is not None:
+        fields["created_at"] = timezone.now() - created
+    if sent is not None:
+        fields["sent_at"] = timezone.now() - sent
+    Purchase.objects.filter(pk=purchase_id).update(**fields)

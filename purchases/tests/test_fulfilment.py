@@ -16,6 +16,7 @@ from purchases.gateways import SandboxGateway
 from purchases.models import Purchase
 from purchases.tests.gateways import calls, recharges
 from purchases.tests.helpers import (
+    age_purchase,
     assert_ledger_clean,
     assert_purchases_match_ledger,
     balances,
@@ -35,15 +36,6 @@ def funded_retailer(retailer):
 
 def _buy(auth_client, user, plan, number="9876543210", **headers):
     return auth_client(user).post(PURCHASE, {"plan_id": plan.pk, "mobile_number": number}, **headers)
-
-
-def _age(purchase_id, *, created=None, sent=None):
-    fields = {}
-    if created is not None:
-        fields["created_at"] = timezone.now() - created
-    if sent is not None:
-        fields["sent_at"] = timezone.now() - sent
-    Purchase.objects.filter(pk=purchase_id).update(**fields)
 
 
 # --- acceptance ------------------------------------------------------------------------------
@@ -88,7 +80,7 @@ def test_a_broker_down_at_acceptance_loses_nothing_the_sweep_sends_it_later(
 
     queued = queue_fulfilments(monkeypatch)  # the broker is back
     assert services.enqueue_pending_purchases() == 0  # too recent: its own task may still come
-    _age(purchase_id, created=timedelta(minutes=5))
+    age_purchase(purchase_id, created=timedelta(minutes=5))
     assert services.enqueue_pending_purchases() == 1
     assert queued == [purchase_id]
 
@@ -127,7 +119,7 @@ def test_a_redelivered_task_never_sends_again_and_asks_once_the_first_send_must_
     assert calls == []
     assert Purchase.objects.get(pk=purchase.pk).status == "PENDING"
 
-    _age(purchase.pk, sent=timedelta(minutes=5))  # long past the gateway timeout: that send has ended
+    age_purchase(purchase.pk, sent=timedelta(minutes=5))  # long past the gateway timeout: that send has ended
     services.fulfil_purchase(purchase_id=purchase.pk)
 
     assert [call[0] for call in calls] == ["check_status"]  # asked, never sent again
@@ -160,8 +152,8 @@ def test_the_sweep_enqueues_unsent_and_unsettled_purchases_but_not_fresh_ones(
     queued.clear()
 
     assert services.enqueue_pending_purchases() == 0 and queued == []  # all recent: their tasks may still run
-    _age(lost, created=timedelta(minutes=5))
-    _age(pending, sent=timedelta(minutes=5))
+    age_purchase(lost, created=timedelta(minutes=5))
+    age_purchase(pending, sent=timedelta(minutes=5))
     assert services.enqueue_pending_purchases() == 2
     assert sorted(queued) == sorted([lost, pending])
     assert fresh not in queued
@@ -206,7 +198,7 @@ def test_an_unkeyed_repeat_after_the_window_or_for_another_number_buys_again(
     settings.PURCHASE_DUPLICATE_WINDOW_MINUTES = 5
     first = _buy(auth_client, funded_retailer, plan)
     assert _buy(auth_client, funded_retailer, plan, number="9876543211").status_code == 202
-    _age(first.data["purchase"]["id"], created=timedelta(minutes=6))
+    age_purchase(first.data["purchase"]["id"], created=timedelta(minutes=6))
 
     assert _buy(auth_client, funded_retailer, plan).status_code == 202
 

@@ -16,7 +16,14 @@ from purchases import services
 from purchases.gateways import BaseGateway, GatewayResult, GatewayUnavailable, RechargeRequest
 from purchases.models import Purchase
 from purchases.tests.gateways import calls
-from purchases.tests.helpers import assert_purchases_match_ledger, balances, fund, give_margin, queue_fulfilments
+from purchases.tests.helpers import (
+    age_purchase,
+    assert_purchases_match_ledger,
+    balances,
+    fund,
+    give_margin,
+    queue_fulfilments,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -79,15 +86,6 @@ def accept(buyer, plan, queued, settings):
         return services.purchase_recharge(buyer=buyer, plan_id=plan.pk, mobile_number=number).purchase.pk
 
     return accept
-
-
-def _age(purchase_id, *, created=None, sent=None):
-    fields = {}
-    if created is not None:
-        fields["created_at"] = timezone.now() - created
-    if sent is not None:
-        fields["sent_at"] = timezone.now() - sent
-    Purchase.objects.filter(pk=purchase_id).update(**fields)
 
 
 def _ref(purchase_id):
@@ -218,7 +216,7 @@ def test_an_unexpected_gateway_error_keeps_the_purchase_pending_and_warns_naming
 
 def test_an_unanswered_status_check_settles_nothing_and_warns_naming_the_purchase(accept, caplog):
     purchase_id = accept()
-    _age(purchase_id, sent=timedelta(minutes=5))
+    age_purchase(purchase_id, sent=timedelta(minutes=5))
     gateway = ScriptedGateway(check_status=RuntimeError("status endpoint down (test)"))
 
     with caplog.at_level(logging.WARNING, logger="purchases.services"):
@@ -236,7 +234,7 @@ def test_an_unanswered_status_check_settles_nothing_and_warns_naming_the_purchas
 
 def test_a_send_made_exactly_at_the_given_cutoff_has_ended_and_is_asked_about(accept):
     purchase_id = accept()
-    _age(purchase_id, sent=timedelta(seconds=1))  # well within the default status-check age
+    age_purchase(purchase_id, sent=timedelta(seconds=1))  # well within the default status-check age
     sent_at = Purchase.objects.get(pk=purchase_id).sent_at
     gateway = ScriptedGateway(check_status=REFUSED)
 
@@ -250,7 +248,7 @@ def test_recheck_asks_with_the_gateway_given_once_the_gateway_timeout_has_passed
     settings.RECHARGE_GATEWAY_TIMEOUT_SECONDS = 10
     settings.PURCHASE_STATUS_CHECK_AFTER_SECONDS = 40
     purchase_id = accept()
-    _age(purchase_id, sent=timedelta(seconds=20))  # past the gateway's timeout, not yet the sweep's age
+    age_purchase(purchase_id, sent=timedelta(seconds=20))  # past the gateway's timeout, not yet the sweep's age
     gateway = ScriptedGateway(check_status=SUCCESS)
 
     purchase = services.recheck_purchase(purchase_id=purchase_id, gateway=gateway)
@@ -263,7 +261,7 @@ def test_recheck_asks_with_the_gateway_given_once_the_gateway_timeout_has_passed
 def test_recheck_leaves_a_send_younger_than_the_gateway_timeout_to_its_own_run(accept, settings):
     settings.RECHARGE_GATEWAY_TIMEOUT_SECONDS = 10
     purchase_id = accept()
-    _age(purchase_id, sent=timedelta(seconds=2))
+    age_purchase(purchase_id, sent=timedelta(seconds=2))
     gateway = ScriptedGateway()
 
     purchase = services.recheck_purchase(purchase_id=purchase_id, gateway=gateway)
@@ -332,7 +330,7 @@ def test_settle_reports_each_outcome_of_every_purchase_it_checked(accept):
     unknown = [accept(), accept()]  # the send raised: outcome unknown, kept pending
     unanswered = [accept(), accept()]  # sent earlier; the status check raises
     for purchase_id in unanswered:
-        _age(purchase_id, sent=timedelta(minutes=5))
+        age_purchase(purchase_id, sent=timedelta(minutes=5))
     answers = {_ref(pk): REFUSED for pk in refused}
     answers |= {_ref(pk): RuntimeError("read timed out (test)") for pk in unknown + unanswered}
 
@@ -414,8 +412,8 @@ def test_settle_skips_purchases_whose_callback_settled_them_while_the_operator_a
 def test_settle_by_default_leaves_a_send_younger_than_the_status_check_age(accept, settings):
     settings.PURCHASE_STATUS_CHECK_AFTER_SECONDS = 40
     old, young = accept(), accept()
-    _age(old, created=timedelta(minutes=5), sent=timedelta(minutes=5))
-    _age(young, created=timedelta(minutes=5), sent=timedelta(seconds=10))
+    age_purchase(old, created=timedelta(minutes=5), sent=timedelta(minutes=5))
+    age_purchase(young, created=timedelta(minutes=5), sent=timedelta(seconds=10))
     gateway = ScriptedGateway()
 
     report = services.settle_pending_purchases(gateway=gateway)
@@ -427,8 +425,8 @@ def test_settle_by_default_leaves_a_send_younger_than_the_status_check_age(accep
 
 def test_settle_never_asks_about_a_send_a_worker_started_after_the_listing(accept):
     first, second = accept(), accept()
-    _age(first, created=timedelta(minutes=5))
-    _age(second, created=timedelta(minutes=4))
+    age_purchase(first, created=timedelta(minutes=5))
+    age_purchase(second, created=timedelta(minutes=4))
 
     def worker_sends_second():
         Purchase.objects.filter(pk=second).update(sent_at=timezone.now())
@@ -444,8 +442,8 @@ def test_settle_never_asks_about_a_send_a_worker_started_after_the_listing(accep
 
 def test_settle_with_a_limit_takes_the_oldest_purchases_first(accept):
     accepted_first, accepted_second = accept(), accept()
-    _age(accepted_first, created=timedelta(minutes=1))
-    _age(accepted_second, created=timedelta(minutes=2))  # the older, though its id is higher
+    age_purchase(accepted_first, created=timedelta(minutes=1))
+    age_purchase(accepted_second, created=timedelta(minutes=2))  # the older, though its id is higher
 
     report = _settle(limit=1, gateway=ScriptedGateway())
 
@@ -460,7 +458,7 @@ def test_the_sweep_uses_the_ages_it_is_given_and_never_the_creation_time_of_a_se
     settings.PURCHASE_RESEND_AFTER_SECONDS = 30
     settings.PURCHASE_STATUS_CHECK_AFTER_SECONDS = 60
     unsent, sent = accept(), accept()
-    _age(sent, created=timedelta(minutes=10), sent=timedelta(seconds=1))  # old, but its send just started
+    age_purchase(sent, created=timedelta(minutes=10), sent=timedelta(seconds=1))  # old, but its send just started
     queued.clear()
 
     assert services.enqueue_pending_purchases() == 0
