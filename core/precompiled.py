@@ -61,7 +61,8 @@ class PrecompiledQuery:
 
 
 def _row_shaper(compiler, db):
-    """What django.db.models.query.ModelIterable does with one row, for this compiled query."""
+    """What django.db.models.query.ModelIterable does with one row, for this compiled query. The
+    converters get the calling thread's connection, never the one that compiled the query."""
     select, klass_info = compiler.select, compiler.klass_info
     if compiler.annotation_col_map:
         raise ValueError("a precompiled query loads model columns only")
@@ -69,11 +70,17 @@ def _row_shaper(compiler, db):
     start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
     init_list = [column[0].target.attname for column in select[start:end]]
     populators = get_related_populators(klass_info, select, db)
-    converters = compiler.get_converters([column[0] for column in select])
+    converters = list(compiler.get_converters([column[0] for column in select]).items())
 
     def shape(row):
         if converters:
-            row = next(iter(compiler.apply_converters([row], converters)))
+            connection = connections[db]
+            row = list(row)
+            for position, (functions, expression) in converters:
+                value = row[position]
+                for function in functions:
+                    value = function(value, expression, connection)
+                row[position] = value
         instance = model.from_db(db, init_list, row[start:end])
         for populator in populators:
             populator.populate(row, instance)
