@@ -40,6 +40,8 @@ WORKER_CONCURRENCY = 64
 # The worker shares this machine's two cores with gunicorn. BUSY_HOUR_WORKER_NICE runs it at a lower
 # priority: the acceptances gain, settling takes longer (README, "Task queue"; bench/README.md).
 WORKER_NICE = int(os.environ.get("BUSY_HOUR_WORKER_NICE", 0))
+# Which modes to run (both by default; one, to iterate on it): BUSY_HOUR_MODES=polling.
+MODES = tuple(mode for mode in os.environ.get("BUSY_HOUR_MODES", "polling,callbacks").split(",") if mode)
 FINAL_WITHIN_SECONDS = 30
 RECOVERY_WAIT_SECONDS = 120
 BROKER_DOWN_SECONDS = 10
@@ -145,6 +147,48 @@ def stack_environment(*, mode, broker_url, port):
     return env
 
 
+# --- where the CPU goes -----------------------------------------------------------------------------
+
+
+class CpuMeter:
+    """CPU seconds spent by the web tier (every process of gunicorn's session), the worker process and
+    PostgreSQL (every `postgres` process), read from /proc: on two cores the targets are a question of
+    what each purchase costs where, and the report says it per request."""
+
+    TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+    def __init__(self, *, server, worker):
+        self.server, self.worker = server, worker
+
+    def read(self):
+        totals = {"web": 0.0, "worker": 0.0, "database": 0.0}
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as stat:
+                    head, _, rest = stat.read().rpartition(")")
+            except OSError:
+                continue  # ended while we looked
+            fields = rest.split()
+            pid, name, session = int(entry.name), head.partition("(")[2], int(fields[3])
+            seconds = (int(fields[11]) + int(fields[12])) / self.TICK
+            if session == self.server.process.pid:
+                totals["web"] += seconds
+            elif self.worker.process is not None and pid == self.worker.process.pid:
+                totals["worker"] += seconds
+            elif name == "postgres":
+                totals["database"] += seconds
+        return totals
+
+    @staticmethod
+    def per_request(before, after, requests):
+        """Milliseconds of CPU per request, by tier, between two readings."""
+        if not requests:
+            return {}
+        return {tier: round((after[tier] - before[tier]) * 1000 / requests, 1) for tier in before}
+
+
 # --- what the database says ------------------------------------------------------------------------
 
 
@@ -215,26 +259,36 @@ def run_mode(*, mode, fixture, folder, run_load, server_class, duration, log):
     fixture_path = folder / f".fixture-busy-hour-{mode}.json"
     fixture_path.write_text(json.dumps({**fixture, "base_url": server.url}))
     result = {"mode": mode}
+    cpu = CpuMeter(server=server, worker=worker)
     try:
         worker.start()
         beat.start()
 
         # 1. measured: transfers, then purchases, on the same server, same clients.
+        start = cpu.read()
         transfers = run_load(fixture_path, "transfers", CLIENTS, duration)
+        between = cpu.read()
         before = last_purchase_id()
         purchases = run_load(fixture_path, "purchases", CLIENTS, duration)
         final_after = wait_until_final(before, timeout=RECOVERY_WAIT_SECONDS)
+        settled = cpu.read()
         result["measured"] = {
             "transfers": transfers,
             "purchases": purchases,
             "final_after_seconds": final_after,
             "checks": phase_checks(before, purchases),
+            # A purchase's worker and database time runs on past the load, until it is final.
+            "cpu_ms_per_request": {
+                "transfer": CpuMeter.per_request(start, between, transfers["succeeded_including_warmup"]),
+                "purchase": CpuMeter.per_request(between, settled, purchases["succeeded_including_warmup"]),
+            },
         }
         log(
             f"  busy hour ({mode}): transfers {transfers['rps']:.0f}/s p95 {transfers['p95_ms']:.0f} ms; "
             f"purchases accepted {purchases['rps']:.0f}/s p95 {purchases['p95_ms']:.0f} ms, "
             f"{purchases['errors']} errors; all final {final_after if final_after is None else round(final_after, 1)} "
-            f"s after the load; {result['measured']['checks']}"
+            f"s after the load; CPU ms per request {result['measured']['cpu_ms_per_request']}; "
+            f"{result['measured']['checks']}"
         )
 
         # 2. the worker killed mid-load (SIGKILL), restarted 2 s later.
@@ -289,7 +343,7 @@ def run(*, fixture, folder, run_load, server_class, duration, log):
         "worker_concurrency": WORKER_CONCURRENCY,
         "worker_nice": WORKER_NICE,
     }
-    for mode in ("polling", "callbacks"):
+    for mode in MODES:
         results[mode] = run_mode(
             mode=mode,
             fixture=fixture,

@@ -70,6 +70,7 @@ def main():
     parser.add_argument("--no-profile", action="store_true", help="only time the requests")
     parser.add_argument("--timer", default="cpu", choices=["cpu", "wall"], help="what the profile charges")
     parser.add_argument("--twin", metavar="FIXTURE", help="profile the naive twin with a bench run's fixture")
+    parser.add_argument("--queries", action="store_true", help="print the SQL of one request, after the warm-up")
     args = parser.parse_args()
 
     if args.twin:
@@ -94,6 +95,8 @@ def main():
     for environ in environs(50):  # warm-up: imports, URL resolver, first connection
         call(environ)
     statuses.clear()
+    if args.queries:
+        print_queries(call, next(environs(1)))
     prepared = list(environs(args.requests))
     # CPU time by default: a wall-clock profile charges the database's answer (and the commit's
     # flush) to `cursor.execute`, hiding what the Python side costs.
@@ -111,6 +114,19 @@ def main():
     print(f"per request: {1000 * cpu / args.requests:.2f} ms CPU, {1000 * wall / args.requests:.2f} ms wall")
     if profiler:
         pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
+
+
+def print_queries(call, environ):
+    """The statements one request sends, in order (with no broker, a purchase's fulfilment runs in the
+    request, after its commit: its statements follow the acceptance's)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        call(environ)
+    print(f"{len(captured.captured_queries)} statements:")
+    for number, query in enumerate(captured.captured_queries, 1):
+        print(f"{number:3}. {query['sql'][:220]}")
 
 
 def project_application(scenario):
