@@ -7,11 +7,12 @@ from accounts.models import User
 from core.fields import ChoiceDisplayField
 from core.phone import PhoneNumberField
 from core.roles import KycLevel, UserType
+from core.serializers import FieldsOnceModelSerializer
 
 # --- outputs --------------------------------------------------------------------------------------
 
 
-class UserSerializer(serializers.ModelSerializer):
+class UserSerializer(FieldsOnceModelSerializer):
     """A user as every endpoint shows it, with its wallet (select_related("wallet") upstream)."""
 
     user_type_display = ChoiceDisplayField("user_type")

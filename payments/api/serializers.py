@@ -2,6 +2,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from core.money import MoneyField
+from core.serializers import FieldsOnceModelSerializer
 from payments.models import TopUp
 from payments.sandbox import OUTCOMES
 
@@ -14,7 +15,7 @@ class TopUpInputSerializer(serializers.Serializer):
         self.fields["amount"].max_amount = settings.PAYMENT_MAX_TOPUP_AMOUNT
 
 
-class TopUpSerializer(serializers.ModelSerializer):
+class TopUpSerializer(FieldsOnceModelSerializer):
     """A top-up intent. `payment_url` (or `upi_intent`) is where the payer pays while PENDING."""
 
     amount = serializers.DecimalField(max_digits=14, decimal_places=2)

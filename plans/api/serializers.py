@@ -2,16 +2,17 @@ from rest_framework import serializers
 
 from core.fields import ChoiceDisplayField
 from core.money import MoneyField
+from core.serializers import FieldsOnceModelSerializer
 from plans.models import Provider, RechargePlan
 
 
-class ProviderSerializer(serializers.ModelSerializer):
+class ProviderSerializer(FieldsOnceModelSerializer):
     class Meta:
         model = Provider
         fields = ["id", "code", "name", "country", "is_active"]
 
 
-class RechargePlanSerializer(serializers.ModelSerializer):
+class RechargePlanSerializer(FieldsOnceModelSerializer):
     """A plan as every caller sees it."""
 
     amount = MoneyField()
@@ -45,7 +46,7 @@ class RechargePlanSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RechargePlanInputSerializer(serializers.ModelSerializer):
+class RechargePlanInputSerializer(FieldsOnceModelSerializer):
     """What an admin sends to create (POST) or change (PUT/PATCH) a plan."""
 
     amount = MoneyField()

@@ -3,6 +3,7 @@ from rest_framework import serializers
 from core.fields import ChoiceDisplayField
 from core.money import MoneyField
 from core.phone import MobileNumberField
+from core.serializers import FieldsOnceModelSerializer
 from purchases.models import Purchase
 
 
@@ -15,7 +16,7 @@ class PurchaseInputSerializer(serializers.Serializer):
     )
 
 
-class PurchaseSerializer(serializers.ModelSerializer):
+class PurchaseSerializer(FieldsOnceModelSerializer):
     buyer = serializers.CharField(source="buyer.username", read_only=True)
     buyer_id = serializers.IntegerField(read_only=True)
     plan_id = serializers.IntegerField(read_only=True)

@@ -7,6 +7,7 @@ from accounts.selectors import can_see_user, find_user
 from core.fields import ChoiceDisplayField
 from core.money import MoneyField, money_str
 from core.phone import PhoneNumberField
+from core.serializers import FieldsOnceModelSerializer
 from wallet.models import Transfer, Wallet
 
 REMARKS = {"required": False, "allow_blank": True, "max_length": 255, "default": ""}
@@ -96,7 +97,7 @@ class OwnerSerializer(serializers.Serializer):
     is_active = serializers.BooleanField()
 
 
-class WalletSerializer(serializers.ModelSerializer):
+class WalletSerializer(FieldsOnceModelSerializer):
     user = OwnerSerializer()
     available = serializers.DecimalField(max_digits=14, decimal_places=2)
 
@@ -236,7 +237,7 @@ class AdminMoneyMovedSerializer(MoneyMovedSerializer):
         }
 
 
-class MarginSerializer(serializers.ModelSerializer):
+class MarginSerializer(FieldsOnceModelSerializer):
     user = OwnerSerializer()
     set_by = serializers.CharField(source="set_by.username", allow_null=True, default=None)
 
