@@ -38,6 +38,7 @@ from core.errors import DomainError, NotFound
 from core.idempotency import IdempotencyKeyReused
 from core.money import ZERO, percentage_of
 from core.phone import mobile_number_text, normalize_mobile_number, same_number
+from core.precompiled import PrecompiledQuery
 from core.queue import enqueue_after_commit, enqueue_now
 from core.roles import UserType
 from core.transactions import all_or_nothing
@@ -262,13 +263,27 @@ def _fulfil(*, purchase_id, gateway=None, sent_before=None) -> tuple[Purchase | 
     return purchase, result, settled_now
 
 
+# Every purchase is read twice by its fulfilment, by id: both reads are compiled once (core.precompiled).
+_PENDING_PURCHASE = PrecompiledQuery(
+    lambda marker: Purchase.objects.select_related("plan__provider").filter(pk=marker, status=Status.PENDING)[:1], -1
+)
+_PURCHASE_FOR_SETTLING = PrecompiledQuery(
+    # The buyer comes with the purchase (the distributor's margin names it), unlocked: `of` locks the purchase.
+    lambda marker: (
+        Purchase.objects.select_for_update(of=("self",)).select_related("plan__provider", "buyer").filter(pk=marker)
+    ),
+    -1,
+)
+
+
 def _claim_for_sending(*, purchase_id):
     """(the purchase if PENDING, whether this call claimed its one send)."""
     now = timezone.now()
     claimed = Purchase.objects.filter(pk=purchase_id, status=Status.PENDING, sent_at__isnull=True).update(
         sent_at=now, updated_at=now
     )
-    purchase = Purchase.objects.select_related("plan__provider").filter(pk=purchase_id, status=Status.PENDING).first()
+    found = _PENDING_PURCHASE.fetch(purchase_id)
+    purchase = found[0] if found else None
     return purchase, bool(claimed) and purchase is not None
 
 
@@ -316,8 +331,12 @@ def apply_gateway_result(*, purchase_id, result: GatewayResult) -> Purchase:
 
 def _apply_gateway_result(*, purchase_id, result) -> tuple[Purchase, bool]:
     """(the purchase, whether this call settled it)."""
-    with transaction.atomic():
-        purchase = Purchase.objects.select_for_update(of=("self",)).select_related("plan__provider").get(pk=purchase_id)
+    # Every exception leaves this block: the posting inside needs no savepoint of its own.
+    with all_or_nothing():
+        found = _PURCHASE_FOR_SETTLING.fetch(purchase_id)
+        if not found:
+            raise Purchase.DoesNotExist(f"No purchase {purchase_id}.")
+        purchase = found[0]
         if purchase.status != Status.PENDING:
             return purchase, False
         now = timezone.now()
@@ -643,8 +662,30 @@ def _claim_pending(purchase_id):
 # --- internals --------------------------------------------------------------------------
 
 
+# The acceptance's reads are compiled once (core.precompiled): turning them into SQL cost more CPU than
+# the database spends answering them (bench/profile_request.py purchases).
+_PLAN_WITH_PROVIDER = PrecompiledQuery(
+    lambda marker: RechargePlan.objects.select_related("provider").filter(pk=marker).order_by()[:1], -1
+)
+_PURCHASE_FOR_KEY = PrecompiledQuery(
+    # (buyer, idempotency_key) is unique: at most one row, whatever the order.
+    lambda buyer_marker, key_marker: (
+        Purchase.objects.select_related("plan__provider")
+        .filter(buyer_id=buyer_marker, idempotency_key=key_marker)
+        .order_by()[:1]
+    ),
+    -1,
+    "\x00precompiled",
+)
+
+
 def _sellable_plan(plan_id) -> RechargePlan:
-    plan = RechargePlan.objects.select_related("provider").filter(pk=plan_id).first()
+    try:
+        plan_pk = int(plan_id)
+    except (TypeError, ValueError):
+        plan_pk = None
+    found = _PLAN_WITH_PROVIDER.fetch(plan_pk) if plan_pk is not None and 0 < plan_pk < 2**63 else []
+    plan = found[0] if found else None
     if plan is None:
         raise PlanNotFound(field="plan_id", pk=plan_id)
     if not plan.is_active or not plan.provider.is_active:
@@ -655,7 +696,8 @@ def _sellable_plan(plan_id) -> RechargePlan:
 def _purchase_for_key(*, buyer, key, plan_id, number):
     """The buyer's purchase under `key`, if any; PurchaseKeyReused if it was for another plan or
     another number (`number` as the client wrote it, read in the operator's country)."""
-    existing = Purchase.objects.select_related("plan__provider").filter(buyer=buyer, idempotency_key=key).first()
+    found = _PURCHASE_FOR_KEY.fetch(buyer.pk, key)
+    existing = found[0] if found else None
     if existing is not None and (
         str(existing.plan_id) != str(plan_id)
         or not same_number(number, existing.mobile_number, region=existing.plan.provider.country)

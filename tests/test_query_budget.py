@@ -14,6 +14,9 @@ from django.test.utils import CaptureQueriesContext
 from accounts.models import UserMargin
 from accounts.tests.factories import AdminFactory, ClientFactory, DistributorFactory, RetailerFactory
 from plans.models import Provider, RechargePlan
+from purchases.gateways import BaseGateway, GatewayResult
+from purchases.models import Purchase
+from purchases.services import fulfil_purchase
 from purchases.tests.helpers import queue_fulfilments
 from tests.helpers import client_for
 from wallet import services
@@ -99,3 +102,42 @@ def test_a_money_request_runs_its_budgeted_queries_every_time(people, endpoint, 
     budget = BUDGET[endpoint] + (0 if connection.vendor == "postgresql" else USER_WALLETS_POSTED.get(endpoint, 0))
     assert counts == [budget] * 3
     assert len(queued) == (5 if endpoint == "purchase" else 0)
+
+
+class AnsweringGateway(BaseGateway):
+    """An operator that answers at once and keeps no record (the sandbox's own bookkeeping is not ours
+    to count)."""
+
+    def __init__(self, status):
+        self.status = status
+
+    def recharge(self, request):
+        return GatewayResult(self.status, operator_reference="OP-1")
+
+
+# A worker's fulfilment of a purchase accepted with both margins: claim the send (UPDATE, and the purchase
+# read back), call the operator, then one transaction: BEGIN, the purchase locked (its plan and buyer
+# joined), its hold read by reference, the wallets locked, the hold locked, the posting (the buyer's
+# wallet and the hold), the two margins, the purchase, COMMIT. A failure voids the hold instead (the
+# buyer's wallet and the hold, no margin).
+FULFILMENT_BUDGET = {GatewayResult.SUCCESS: 13, GatewayResult.FAILED: 11}
+# On SQLite each margin is an UPDATE of the wallet and an INSERT of its row (wallet.services._post).
+FULFILMENT_ORM_EXTRA = {GatewayResult.SUCCESS: 2, GatewayResult.FAILED: 0}
+
+
+@pytest.mark.parametrize("outcome", list(FULFILMENT_BUDGET))
+def test_a_fulfilment_runs_its_budgeted_queries_every_time(people, outcome, monkeypatch):
+    queued = queue_fulfilments(monkeypatch)
+    user, path, body = requests_for(people)["purchase"]
+    for _ in range(4):
+        queries_of(user, path, body)
+    # The first also reads back the system wallets the margins are paid from (recreated after the flush).
+    fulfil_purchase(purchase_id=queued[0], gateway=AnsweringGateway(outcome))
+    counts = []
+    for purchase_id in queued[1:]:
+        with CaptureQueriesContext(connection) as queries:
+            fulfil_purchase(purchase_id=purchase_id, gateway=AnsweringGateway(outcome))
+        counts.append(len(queries))
+    extra = 0 if connection.vendor == "postgresql" else FULFILMENT_ORM_EXTRA[outcome]
+    assert counts == [FULFILMENT_BUDGET[outcome] + extra] * 3
+    assert set(Purchase.objects.filter(pk__in=queued[1:]).values_list("status", flat=True)) == {outcome}

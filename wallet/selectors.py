@@ -5,14 +5,27 @@ from decimal import Decimal
 from django.db.models import Q, Sum
 
 from accounts.selectors import is_admin, users_in_scope
+from core.precompiled import PrecompiledQuery
 from core.roles import UserType
 from wallet.limits import headroom
 from wallet.models import Transfer, Wallet
 
 
 def purchase_transfer(*, reference) -> Transfer:
-    """The PURCHASE transfer (the hold, later posted or voided) of the sale named `reference`."""
-    return Transfer.objects.get(reference=reference, kind=Transfer.Kind.PURCHASE)
+    """The PURCHASE transfer (the hold, later posted or voided) of the sale named `reference`; raises
+    as `QuerySet.get` does when there is none, or more than one."""
+    found = _PURCHASE_TRANSFER.fetch(reference)
+    if not found:
+        raise Transfer.DoesNotExist(f"No purchase transfer {reference!r}.")
+    if len(found) > 1:
+        raise Transfer.MultipleObjectsReturned(f"More than one purchase transfer {reference!r}.")
+    return found[0]
+
+
+# Every purchase's settlement reads its hold by reference: compiled once (core.precompiled).
+_PURCHASE_TRANSFER = PrecompiledQuery(
+    lambda marker: Transfer.objects.filter(reference=marker, kind=Transfer.Kind.PURCHASE)[:2], "\x00precompiled"
+)
 
 
 def derived_balance(*, wallet) -> Decimal:

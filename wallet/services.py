@@ -397,7 +397,7 @@ def post_transfer(*, transfer, payouts=()) -> tuple[Transfer, list[Transfer]]:
                 amount=payout.amount,
                 kind=payout.kind,
                 remarks=payout.remarks,
-                initiated_by=pending.initiated_by,
+                initiated_by_id=pending.initiated_by_id,  # the id is all the row needs: no query for the user
                 reference=pending.reference,
                 now=now,
             )
@@ -762,7 +762,10 @@ def _lock_pending(transfer, extra_user_ids=()):
 
     Wallets first, in id order, like every other operation, so posting never deadlocks with a
     transfer between the same wallets."""
-    wallet_ids = Transfer.objects.filter(pk=transfer.pk).values_list("from_wallet_id", "to_wallet_id").get()
+    # A transfer's wallets never change: the caller's copy names them, however stale its status.
+    wallet_ids = (transfer.from_wallet_id, transfer.to_wallet_id)
+    if None in wallet_ids:  # a bare Transfer(pk=...)
+        wallet_ids = Transfer.objects.filter(pk=transfer.pk).values_list("from_wallet_id", "to_wallet_id").get()
     wallets = {wallet.pk: wallet for wallet in wallets_for_update(wallet_ids=wallet_ids, user_ids=extra_user_ids)}
     pending = Transfer.objects.select_for_update().get(pk=transfer.pk)
     if pending.status != Status.PENDING:
@@ -779,13 +782,15 @@ def _move(
     status=Status.POSTED,
     remarks="",
     initiated_by=None,
+    initiated_by_id=None,
     reference=None,
     idempotency_key=None,
     refund_of=None,
     now=None,
 ) -> Transfer:
     """Check and apply one transfer between wallets the caller has locked (system wallets are not
-    locked and never rewritten). Everything is checked before the first write."""
+    locked and never rewritten). Everything is checked before the first write. The initiator is
+    `initiated_by` (a user) or, where the caller has only its id, `initiated_by_id`."""
     if source.pk == destination.pk:
         raise SameWallet()
     if not source.is_system and source.available < amount:
@@ -798,7 +803,7 @@ def _move(
         kind=kind,
         status=status,
         remarks=remarks,
-        initiated_by=initiated_by,
+        **({"initiated_by_id": initiated_by_id} if initiated_by is None else {"initiated_by": initiated_by}),
         reference=reference,
         idempotency_key=idempotency_key,
         refund_of=refund_of,
