@@ -11,6 +11,7 @@ import functools
 import logging
 
 from django.db import transaction
+from kombu.exceptions import OperationalError
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +25,16 @@ def enqueue_now(task, **kwargs) -> bool:
     sent; never raises."""
     try:
         task.apply_async(kwargs=kwargs)
-    except Exception:  # noqa: BLE001 - broker down or unreachable: a sweep sends it again later
-        logger.warning("could not enqueue %s(%s); a periodic sweep will retry", task.name, kwargs, exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - broker down or unreachable: a sweep sends it again later
+        # A broker that is down is an outage operators expect to read about in one line per message (at
+        # the busy hour that is thousands of messages); anything else keeps its traceback.
+        unreachable = isinstance(exc, (OperationalError, OSError))
+        logger.warning(
+            "could not enqueue %s(%s): %s; a periodic sweep will retry",
+            task.name,
+            kwargs,
+            exc,
+            exc_info=not unreachable,
+        )
         return False
     return True
