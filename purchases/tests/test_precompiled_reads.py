@@ -115,3 +115,15 @@ def test_sale_margins_read_the_buyer_and_its_distributor_in_one_query(db):
     assert (margins[0], margins[1].pk, margins[2]) == (Decimal("1.25"), distributor.pk, Decimal("3.00"))
     assert sale_margins(buyer=distributor) == (Decimal("3.00"), None, Decimal("0.00"))
     assert sale_margins(buyer=lone) == (Decimal("0.00"), None, Decimal("0.00"))
+
+
+def test_a_callbacks_reference_names_its_purchase_with_plan_and_operator(accepted):
+    with CaptureQueriesContext(connection) as queries:
+        found = services.purchase_by_reference(accepted.reference)
+        operator = found.plan.provider.code
+    assert len(queries) == 1
+    assert (found.pk, operator) == (accepted.pk, accepted.plan.provider.code)
+    assert _fields(found) == _fields(Purchase.objects.get(pk=accepted.pk))
+    for unknown in (f"P{accepted.pk + 1000}", "P", "Pabc", f"X{accepted.pk}", "P" + "9" * 19):
+        with pytest.raises(services.NotFound):
+            services.purchase_by_reference(unknown)
