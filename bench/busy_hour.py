@@ -36,10 +36,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CLIENTS = 32
 GATEWAY_LATENCY_MS = 1000
-WORKER_CONCURRENCY = 64
+# Operator calls one worker process keeps in flight (BUSY_HOUR_WORKER_CONCURRENCY; the issue asks >= 64).
+# 128: with 64, the tasks moved in step (their database work one after another, then their second with
+# the operator together) and one process settled 35 purchases/s; with 128, 46/s (bench/README.md).
+WORKER_CONCURRENCY = int(os.environ.get("BUSY_HOUR_WORKER_CONCURRENCY", 128))
 # The worker shares this machine's two cores with gunicorn. BUSY_HOUR_WORKER_NICE runs it at a lower
 # priority: the acceptances gain, settling takes longer (README, "Task queue"; bench/README.md).
-WORKER_NICE = int(os.environ.get("BUSY_HOUR_WORKER_NICE", 0))
+WORKER_NICE = int(os.environ.get("BUSY_HOUR_WORKER_NICE", 10))
 # Which modes to run (both by default; one, to iterate on it): BUSY_HOUR_MODES=polling.
 MODES = tuple(mode for mode in os.environ.get("BUSY_HOUR_MODES", "polling,callbacks").split(",") if mode)
 FINAL_WITHIN_SECONDS = 30

@@ -314,6 +314,23 @@ def busy_hour_table(results):
                 "clean" if checks["ledger_clean"] else "NOT CLEAN",
             ]
             rows.append(f"| {mode} | {phase.replace('_', ' ')} | " + " | ".join(cells) + " |")
+    cpu_rows = []
+    for mode in ("polling", "callbacks"):
+        cpu = (busy.get(mode) or {}).get("measured", {}).get("cpu_ms_per_request")
+        for kind in ("transfer", "purchase") if cpu else ():
+            tiers = cpu.get(kind) or {}
+            cells = [f"{tiers.get(tier, 0):.1f}" for tier in ("web", "worker", "database")]
+            cpu_rows.append(f"| {mode} | {kind} | " + " | ".join(cells) + f" | {sum(tiers.values()):.1f} |")
+    if cpu_rows:
+        rows += [
+            "",
+            "CPU per request in the measured phase, ms (a purchase's until it is final: the worker's and "
+            "the database's work runs on after the load):",
+            "",
+            "| mode | request | web | worker | database | all |",
+            "| --- | --- | ---: | ---: | ---: | ---: |",
+            *cpu_rows,
+        ]
     return "\n".join(rows)
 
 
