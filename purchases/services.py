@@ -259,6 +259,10 @@ def _fulfil(*, purchase_id, gateway=None, sent_before=None) -> tuple[Purchase | 
         result = _ask(gateway=gateway, request=request, purchase_id=purchase_id)
         if result is None:
             return purchase, None, False
+    if result.status == GatewayResult.PENDING and not result.operator_reference and not purchase.failure_reason:
+        # Still pending and nothing to note (in callback mode, every send): the settling transaction
+        # would lock the purchase only to write back what it holds. A callback or a status check settles it.
+        return purchase, result, False
     purchase, settled_now = db_threads.run(_apply_gateway_result, purchase_id=purchase_id, result=result)
     return purchase, result, settled_now
 
