@@ -97,6 +97,8 @@ def main():
     statuses.clear()
     if args.queries:
         print_queries(call, next(environs(1)))
+        print(f"answered {statuses}")
+        statuses.clear()
     prepared = list(environs(args.requests))
     # CPU time by default: a wall-clock profile charges the database's answer (and the commit's
     # flush) to `cursor.execute`, hiding what the Python side costs.

@@ -28,7 +28,7 @@ def enqueue_now(task, **kwargs) -> bool:
     except Exception as exc:  # noqa: BLE001 - broker down or unreachable: a sweep sends it again later
         # A broker that is down is an outage operators expect to read about in one line per message (at
         # the busy hour that is thousands of messages); anything else keeps its traceback.
-        unreachable = isinstance(exc, (OperationalError, OSError))
+        unreachable = isinstance(exc, (OperationalError, ConnectionError, TimeoutError))
         logger.warning(
             "could not enqueue %s(%s): %s; a periodic sweep will retry",
             task.name,

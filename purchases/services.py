@@ -239,7 +239,9 @@ def fulfil_purchase(*, purchase_id, gateway=None, sent_before=None) -> Purchase 
     status, but only about a send that must have ended (sent before `sent_before`, by default
     PURCHASE_STATUS_CHECK_AFTER_SECONDS ago); a send still in flight elsewhere is left to its run.
     The gateway is called with no transaction open and no connection held (core.db_threads). Returns
-    the purchase, or None if it is not PENDING (already final) or does not exist."""
+    the purchase, or None if it is not PENDING (already final) or does not exist; when nothing was
+    settled or noted (a send still running elsewhere, a "pending" answer with nothing new) it is the
+    purchase as read before the call."""
     return _fulfil(purchase_id=purchase_id, gateway=gateway, sent_before=sent_before)[0]
 
 
@@ -259,7 +261,8 @@ def _fulfil(*, purchase_id, gateway=None, sent_before=None) -> tuple[Purchase | 
         result = _ask(gateway=gateway, request=request, purchase_id=purchase_id)
         if result is None:
             return purchase, None, False
-    if result.status == GatewayResult.PENDING and not result.operator_reference and not purchase.failure_reason:
+    reference_known = result.operator_reference[:100] in ("", purchase.operator_reference)
+    if result.status == GatewayResult.PENDING and reference_known and not purchase.failure_reason:
         # Still pending and nothing to note (in callback mode, every send): the settling transaction
         # would lock the purchase only to write back what it holds. A callback or a status check settles it.
         return purchase, result, False
@@ -691,7 +694,7 @@ _PURCHASE_FOR_KEY = PrecompiledQuery(
 def _sellable_plan(plan_id) -> RechargePlan:
     try:
         plan_pk = int(plan_id)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         plan_pk = None
     found = _PLAN_WITH_PROVIDER.fetch(plan_pk) if plan_pk is not None and 0 < plan_pk < 2**63 else []
     plan = found[0] if found else None

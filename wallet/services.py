@@ -768,6 +768,10 @@ def _lock_pending(transfer, extra_user_ids=()):
         wallet_ids = Transfer.objects.filter(pk=transfer.pk).values_list("from_wallet_id", "to_wallet_id").get()
     wallets = {wallet.pk: wallet for wallet in wallets_for_update(wallet_ids=wallet_ids, user_ids=extra_user_ids)}
     pending = Transfer.objects.select_for_update().get(pk=transfer.pk)
+    if (pending.from_wallet_id, pending.to_wallet_id) != tuple(wallet_ids):
+        # Only a caller's copy changed in memory can say otherwise; posting by it would leave a locked
+        # wallet's balance unmoved (an unlocked wallet is taken for a system wallet).
+        raise ValueError(f"Transfer {pending.pk}: the copy given names other wallets than the journal's row.")
     if pending.status != Status.PENDING:
         raise TransferNotPending(pk=pending.pk, status=pending.status)
     return pending, wallets
@@ -791,6 +795,8 @@ def _move(
     """Check and apply one transfer between wallets the caller has locked (system wallets are not
     locked and never rewritten). Everything is checked before the first write. The initiator is
     `initiated_by` (a user) or, where the caller has only its id, `initiated_by_id`."""
+    if initiated_by is not None and initiated_by_id is not None:
+        raise TypeError("Give the initiator as initiated_by or initiated_by_id, not both.")
     if source.pk == destination.pk:
         raise SameWallet()
     if not source.is_system and source.available < amount:

@@ -39,3 +39,11 @@ def test_anything_else_keeps_its_traceback(caplog):
     assert enqueue_now(Task(TypeError("Object of type Decimal is not JSON serializable")), purchase_id=9) is False
     (record,) = caplog.records
     assert record.exc_info is not None and record.exc_info[0] is TypeError
+
+
+def test_a_broken_configuration_is_not_taken_for_an_outage(caplog):
+    caplog.set_level(logging.WARNING, logger="core.queue")
+    missing = FileNotFoundError(2, "No such file or directory", "/etc/ssl/broker-ca.pem")
+    assert enqueue_now(Task(missing), purchase_id=10) is False
+    (record,) = caplog.records
+    assert record.exc_info is not None and record.exc_info[0] is FileNotFoundError

@@ -84,11 +84,17 @@ def test_threads_building_at_once_each_get_a_whole_set():
 
     def build():
         start.wait()
-        results.append(list(Raced().fields))
+        serializer = Raced()
+        fields = serializer.fields
+        results.append((list(fields), serializer, list(fields.values())))
 
     threads = [threading.Thread(target=build) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert results == [["id", "balance", "held", "currency"]] * 8
+    assert [names for names, _, _ in results] == [["id", "balance", "held", "currency"]] * 8
+    every_field = [field for _, _, fields in results for field in fields]
+    assert len({id(field) for field in every_field}) == 8 * 4, "no two serializers share a field"
+    for _, serializer, fields in results:
+        assert all(field.parent is serializer for field in fields)

@@ -53,3 +53,10 @@ def test_pending_clears_a_reason_left_on_a_pending_purchase(accepted):
     Purchase.objects.filter(pk=accepted.pk).update(failure_reason="an earlier note")
     services.fulfil_purchase(purchase_id=accepted.pk, gateway=PendingGateway())
     assert Purchase.objects.get(pk=accepted.pk).failure_reason == ""
+
+
+def test_pending_repeating_the_known_operator_reference_is_the_claim_alone(accepted):
+    Purchase.objects.filter(pk=accepted.pk).update(operator_reference="OP-77")
+    with CaptureQueriesContext(connection) as queries:
+        services.fulfil_purchase(purchase_id=accepted.pk, gateway=PendingGateway(operator_reference="OP-77"))
+    assert [q["sql"].split()[0] for q in queries] == ["UPDATE", "SELECT"]

@@ -92,7 +92,7 @@ def test_a_key_names_the_buyers_own_purchase_only(accepted):
     assert services._PURCHASE_FOR_KEY.fetch(accepted.distributor_id, "k-1") == []
 
 
-@pytest.mark.parametrize("plan_id", ["abc", None, "", 0, -5, 2**63, "9" * 30, "1.5"])
+@pytest.mark.parametrize("plan_id", ["abc", None, "", 0, -5, 2**63, "9" * 30, "1.5", float("inf"), float("nan")])
 def test_a_plan_id_that_names_no_plan_is_plan_not_found_not_an_error(plan, plan_id):
     with pytest.raises(services.PlanNotFound):
         services._sellable_plan(plan_id)
