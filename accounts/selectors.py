@@ -56,7 +56,7 @@ def find_user(*, user_id=None, email=None, phone_number=None, field="user") -> U
     elif email is not None:
         found, what = User.objects.filter(email__iexact=email.strip()).first(), f"email {email}"
     else:
-        found = next(iter(_VERIFIED_HOLDER.fetch(phone_number)), None)
+        found = _VERIFIED_HOLDER.first(phone_number)
         what = f"phone number {phone_number}"
     if found is None:
         raise UserNotFound(field=field, what=what)

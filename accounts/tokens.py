@@ -102,10 +102,10 @@ def _user_with_wallet(**lookup):
         raise users.DoesNotExist from exc
     if not -(2**63) <= pk < 2**63:  # as the ORM answers an id no bigint can hold: nobody
         raise users.DoesNotExist
-    found = _USER_WITH_WALLET.fetch(pk)
-    if not found:
+    found = _USER_WITH_WALLET.first(pk)
+    if found is None:
         raise users.DoesNotExist
-    return found[0]
+    return found
 
 
 class VersionedTokenRefreshSerializer(TokenRefreshSerializer):

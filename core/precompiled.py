@@ -46,6 +46,11 @@ class PrecompiledQuery:
             rows = cursor.fetchall()
         return [shape(row) for row in rows]
 
+    def first(self, *values, using="default"):
+        """The first instance `fetch` returns, or None (for queries of one row at most)."""
+        found = self.fetch(*values, using=using)
+        return found[0] if found else None
+
     def _compile(self, using):
         queryset = self._build(*self._markers)
         compiler = queryset.query.get_compiler(using=using)

@@ -293,8 +293,7 @@ def _claim_for_sending(*, purchase_id):
     claimed = Purchase.objects.filter(pk=purchase_id, status=Status.PENDING, sent_at__isnull=True).update(
         sent_at=now, updated_at=now
     )
-    found = _PENDING_PURCHASE.fetch(purchase_id)
-    purchase = found[0] if found else None
+    purchase = _PENDING_PURCHASE.first(purchase_id)
     return purchase, bool(claimed) and purchase is not None
 
 
@@ -344,10 +343,9 @@ def _apply_gateway_result(*, purchase_id, result) -> tuple[Purchase, bool]:
     """(the purchase, whether this call settled it)."""
     # Every exception leaves this block: the posting inside needs no savepoint of its own.
     with all_or_nothing():
-        found = _PURCHASE_FOR_SETTLING.fetch(purchase_id)
-        if not found:
+        purchase = _PURCHASE_FOR_SETTLING.first(purchase_id)
+        if purchase is None:
             raise Purchase.DoesNotExist(f"No purchase {purchase_id}.")
-        purchase = found[0]
         if purchase.status != Status.PENDING:
             return purchase, False
         now = timezone.now()
@@ -423,8 +421,7 @@ def purchase_by_reference(reference) -> Purchase:
     number = text[1:] if text[:1] == "P" else ""
     purchase = None
     if number.isascii() and number.isdigit() and len(number) < 19:
-        found = _PURCHASE_WITH_PLAN.fetch(int(number))
-        purchase = found[0] if found else None
+        purchase = _PURCHASE_WITH_PLAN.first(int(number))
     if purchase is None:
         raise NotFound("No purchase with this reference.", field="reference")
     return purchase
@@ -696,8 +693,7 @@ def _sellable_plan(plan_id) -> RechargePlan:
         plan_pk = int(plan_id)
     except (TypeError, ValueError, OverflowError):
         plan_pk = None
-    found = _PLAN_WITH_PROVIDER.fetch(plan_pk) if plan_pk is not None and 0 < plan_pk < 2**63 else []
-    plan = found[0] if found else None
+    plan = _PLAN_WITH_PROVIDER.first(plan_pk) if plan_pk is not None and 0 < plan_pk < 2**63 else None
     if plan is None:
         raise PlanNotFound(field="plan_id", pk=plan_id)
     if not plan.is_active or not plan.provider.is_active:
@@ -708,8 +704,7 @@ def _sellable_plan(plan_id) -> RechargePlan:
 def _purchase_for_key(*, buyer, key, plan_id, number):
     """The buyer's purchase under `key`, if any; PurchaseKeyReused if it was for another plan or
     another number (`number` as the client wrote it, read in the operator's country)."""
-    found = _PURCHASE_FOR_KEY.fetch(buyer.pk, key)
-    existing = found[0] if found else None
+    existing = _PURCHASE_FOR_KEY.first(buyer.pk, key)
     if existing is not None and (
         str(existing.plan_id) != str(plan_id)
         or not same_number(number, existing.mobile_number, region=existing.plan.provider.country)

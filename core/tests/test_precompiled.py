@@ -125,3 +125,10 @@ def test_a_system_wallet_is_never_locked_as_a_user_wallet():
             locked = services.wallets_for_update(user_ids=[person.pk], wallet_ids=wallet_ids)
         assert treasury.pk not in [wallet.pk for wallet in locked]
         assert person.wallet.pk in [wallet.pk for wallet in locked]
+
+
+def test_first_is_the_one_row_or_none():
+    person = ClientFactory()
+    query = PrecompiledQuery(lambda marker: User.objects.filter(pk=marker), -1)
+    assert _fields(query.first(person.pk)) == _fields(User.objects.get(pk=person.pk))
+    assert query.first(person.pk + 1000) is None
