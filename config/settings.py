@@ -10,6 +10,7 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -415,6 +416,10 @@ RECHARGE_CALLBACK_SECRET = os.environ.get("RECHARGE_CALLBACK_SECRET", "")
 # and PENDING purchases are settled by status checks), and after how long.
 RECHARGE_SANDBOX_CALLBACK_URL = os.environ.get("RECHARGE_SANDBOX_CALLBACK_URL", "")
 RECHARGE_SANDBOX_CALLBACK_DELAY_MS = env_int("RECHARGE_SANDBOX_CALLBACK_DELAY_MS", 500)
+# The queue the sandbox's callback deliveries go to (empty: the default queue, so `make worker` delivers
+# them). A real aggregator calls back from its own machines: the benchmark names a queue here and runs
+# the sandbox's deliveries in a process of their own, off the worker it measures.
+RECHARGE_SANDBOX_CALLBACK_QUEUE = os.environ.get("RECHARGE_SANDBOX_CALLBACK_QUEUE", "")
 # A purchase sent this long ago whose outcome is still unknown is asked about (check_status), never
 # sent again: its send must have ended (the gateway timeout) with a margin.
 PURCHASE_STATUS_CHECK_AFTER_SECONDS = env_int(
@@ -460,6 +465,13 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL or TESTING
 CELERY_TASK_EAGER_PROPAGATES = False  # an eager task's failure is logged, never the request's answer
 CELERY_TASK_IGNORE_RESULT = True  # state lives in the database rows the tasks change
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "recharge")
+# Settling what an operator called back with is the last step of a purchase already sent. Queued behind
+# the busy hour's sends (one FIFO queue, each send a second on the operator), it waited for every send
+# enqueued before it, and nothing became final until the sends ran out. On a queue of its own, which
+# every worker consumes beside the default one (kombu takes from the two in turn), it does not.
+CELERY_SETTLE_QUEUE = f"{CELERY_TASK_DEFAULT_QUEUE}.settle"
+CELERY_TASK_QUEUES = (Queue(CELERY_TASK_DEFAULT_QUEUE), Queue(CELERY_SETTLE_QUEUE))
+CELERY_TASK_ROUTES = {"purchases.apply_operator_callback": {"queue": CELERY_SETTLE_QUEUE}}
 # At-least-once: a message is acknowledged after its task ran, so a worker killed mid-task leaves it to
 # be delivered again (the tasks are idempotent). Redis hands an unacknowledged message to another
 # worker after the visibility timeout: it must exceed the longest task (a gateway call) and the

@@ -10,6 +10,7 @@ has a periodic sweep that enqueues again whatever was left behind.
 import functools
 import logging
 
+from django.conf import settings
 from django.db import transaction
 from kombu.exceptions import OperationalError
 
@@ -38,3 +39,20 @@ def enqueue_now(task, **kwargs) -> bool:
         )
         return False
     return True
+
+
+def queue_depth(queue=None):
+    """Messages waiting in `queue` (the default queue if None), on Redis or RabbitMQ, or None with no
+    broker or if it cannot be reached now."""
+    if not settings.CELERY_BROKER_URL:
+        return None
+    from config.celery import app
+
+    try:
+        with app.connection_for_read(settings.CELERY_BROKER_URL, connect_timeout=2) as connection:
+            return connection.default_channel.queue_declare(
+                queue=queue or settings.CELERY_TASK_DEFAULT_QUEUE, passive=True
+            ).message_count
+    except Exception:  # noqa: BLE001 - a scrape or a sweep must not fail because the broker is down
+        logger.warning("the task queue's depth could not be read", exc_info=True)
+        return None

@@ -1,15 +1,12 @@
 """The purchases' figures for Prometheus (core/metrics.py), read at each scrape."""
 
-import logging
-
 from django.conf import settings
 from django.db.models import Count, Min
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
+from core.queue import queue_depth
 from purchases.models import Purchase
-
-logger = logging.getLogger(__name__)
 
 
 class PurchaseCollector:
@@ -27,25 +24,11 @@ class PurchaseCollector:
             value=(timezone.now() - oldest).total_seconds() if oldest else 0,
         )
 
-        depth = queue_depth()
-        if depth is not None:
+        queues = (settings.CELERY_TASK_DEFAULT_QUEUE, settings.CELERY_SETTLE_QUEUE)
+        depths = {name: queue_depth(name) for name in queues}
+        if any(depth is not None for depth in depths.values()):
             queue = GaugeMetricFamily("recharge_queue_depth", "Messages waiting in the task queue.", labels=["queue"])
-            queue.add_metric([settings.CELERY_TASK_DEFAULT_QUEUE], depth)
+            for name, depth in depths.items():
+                if depth is not None:
+                    queue.add_metric([name], depth)
             yield queue
-
-
-def queue_depth():
-    """Messages waiting in the task queue (Redis or RabbitMQ), or None with no broker or if it cannot
-    be reached now."""
-    if not settings.CELERY_BROKER_URL:
-        return None
-    from config.celery import app
-
-    try:
-        with app.connection_for_read(settings.CELERY_BROKER_URL, connect_timeout=2) as connection:
-            return connection.default_channel.queue_declare(
-                queue=settings.CELERY_TASK_DEFAULT_QUEUE, passive=True
-            ).message_count
-    except Exception:  # noqa: BLE001 - a scrape must not fail because the broker is down
-        logger.warning("metrics: the task queue's depth could not be read", exc_info=True)
-        return None

@@ -21,6 +21,9 @@ from config.celery import app
 c = app.conf
 print(json.dumps({"eager": c.task_always_eager, "broker": c.broker_url, "acks_late": c.task_acks_late,
                   "visibility": c.broker_transport_options.get("visibility_timeout"),
+                  "consumed": sorted(app.amqp.queues),
+                  "callbacks_to": app.amqp.router.route({}, "purchases.apply_operator_callback")["queue"].name,
+                  "sends_to": app.amqp.router.route({}, "purchases.fulfil_purchase")["queue"].name,
                   "transport": app.connection_for_write().transport_cls if c.broker_url else None}))
 """
 
@@ -44,6 +47,13 @@ def test_without_a_broker_tasks_run_eagerly_in_the_enqueuing_process():
 def test_a_broker_url_sends_tasks_to_workers_with_late_acknowledgement(url, transport):
     conf = celery_conf(CELERY_BROKER_URL=url)
     assert (conf["eager"], conf["broker"], conf["acks_late"], conf["transport"]) == (False, url, True, transport)
+
+
+def test_operator_callbacks_are_settled_from_a_queue_of_their_own_that_every_worker_consumes():
+    # Behind the busy hour's sends in one FIFO queue, a callback waited for every send queued before it.
+    conf = celery_conf(CELERY_BROKER_URL="redis://127.0.0.1:6379/1", CELERY_QUEUE="shop")
+    assert (conf["sends_to"], conf["callbacks_to"]) == ("shop", "shop.settle")
+    assert conf["consumed"] == ["shop", "shop.settle"]  # a worker started without -Q takes both
 
 
 def test_the_visibility_timeout_outlasts_the_gateway_timeout():

@@ -56,7 +56,7 @@ def test_a_scrape_with_the_token_shows_latency_purchases_by_status_and_pending_h
 def test_the_queue_depth_is_read_from_the_broker(settings):
     import redis
 
-    from purchases.metrics import queue_depth
+    from core.queue import queue_depth
     from tests.live import broker_for_tests
 
     url = broker_for_tests()
@@ -70,8 +70,29 @@ def test_the_queue_depth_is_read_from_the_broker(settings):
         client.delete("metrics-test-queue")
 
 
+def test_a_scrape_shows_the_depth_of_the_send_queue_and_of_the_settle_queue(settings):
+    import redis
+
+    from tests.live import broker_for_tests
+
+    url = broker_for_tests()
+    settings.METRICS_TOKEN = TOKEN
+    settings.CELERY_BROKER_URL = url
+    settings.CELERY_TASK_DEFAULT_QUEUE, settings.CELERY_SETTLE_QUEUE = "metrics-sends", "metrics-sends.settle"
+    client = redis.Redis.from_url(url)
+    client.delete("metrics-sends", "metrics-sends.settle")
+    client.lpush("metrics-sends", "a", "b", "c")
+    client.lpush("metrics-sends.settle", "d")
+    try:
+        text = _scrape(TOKEN).content.decode()
+    finally:
+        client.delete("metrics-sends", "metrics-sends.settle")
+    assert 'recharge_queue_depth{queue="metrics-sends"} 3.0' in text
+    assert 'recharge_queue_depth{queue="metrics-sends.settle"} 1.0' in text
+
+
 def test_an_unreachable_broker_leaves_the_queue_depth_out(settings):
-    from purchases.metrics import queue_depth
+    from core.queue import queue_depth
 
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"
     assert queue_depth() is None
