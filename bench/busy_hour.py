@@ -51,6 +51,11 @@ BROKER_DOWN_SECONDS = 10
 TARGET_RATIO = 0.5
 TARGET_P95_RATIO = 1.5
 CALLBACK_SECRET = "busy-hour-callback-secret-0123456789"
+# In callback mode the sandbox plays the aggregator, whose callbacks a real one sends from its own
+# machines: its deliveries go to this queue, served by a process of their own ("the operator"), so
+# that the one worker process measured does only the project's work.
+OPERATOR_QUEUE = "busy-hour-sandbox-operator"
+OPERATOR_CONCURRENCY = 32
 
 
 def _free_port():
@@ -89,18 +94,23 @@ class Broker:
 
 
 class Celery:
-    """`celery worker` (one process, a thread pool) or `celery beat`, with the stack's environment."""
+    """`celery worker` (one process, a thread pool), `celery beat`, or the sandbox operator's worker
+    (role "operator": a worker on OPERATOR_QUEUE only), with the stack's environment."""
 
     def __init__(self, role, env, log_path):
         self.role, self.env, self.log_path = role, env, log_path
         self.process = None
 
     def start(self):
-        command = [sys.executable, "-m", "celery", "-A", "config", self.role, "--loglevel", "WARNING"]
-        if self.role == "worker":
+        role = "worker" if self.role == "operator" else self.role
+        command = [sys.executable, "-m", "celery", "-A", "config", role, "--loglevel", "WARNING"]
+        if role == "worker":
+            concurrency = OPERATOR_CONCURRENCY if self.role == "operator" else WORKER_CONCURRENCY
             command = ["nice", "-n", str(WORKER_NICE), *command] if WORKER_NICE else command
-            command += ["--pool", "threads", "--concurrency", str(WORKER_CONCURRENCY), "--without-gossip"]
-            command += ["--without-mingle", "--hostname", f"busy-hour-{os.getpid()}@%h"]
+            command += ["--pool", "threads", "--concurrency", str(concurrency), "--without-gossip"]
+            command += ["--without-mingle", "--hostname", f"busy-hour-{self.role}-{os.getpid()}@%h"]
+            if self.role == "operator":
+                command += ["--queues", OPERATOR_QUEUE]
         else:
             command += ["--schedule", str(Path(self.log_path).with_suffix(".schedule"))]
         log = open(self.log_path, "a")  # noqa: SIM115 - closed with the process
@@ -147,6 +157,7 @@ def stack_environment(*, mode, broker_url, port):
     if mode == "callbacks":
         env["RECHARGE_SANDBOX_CALLBACK_URL"] = f"http://127.0.0.1:{port}/api/purchases/callbacks/sandbox/"
         env["RECHARGE_SANDBOX_CALLBACK_DELAY_MS"] = "200"
+        env["RECHARGE_SANDBOX_CALLBACK_QUEUE"] = OPERATOR_QUEUE
     return env
 
 
@@ -154,17 +165,18 @@ def stack_environment(*, mode, broker_url, port):
 
 
 class CpuMeter:
-    """CPU seconds spent by the web tier (every process of gunicorn's session), the worker process and
-    PostgreSQL (every `postgres` process), read from /proc: on two cores the targets are a question of
-    what each purchase costs where, and the report says it per request."""
+    """CPU seconds spent by the web tier (every process of gunicorn's session), the worker process,
+    PostgreSQL (every `postgres` process) and, in callback mode, the sandbox operator's process, read
+    from /proc: on two cores the targets are a question of what each purchase costs where, and the
+    report says it per request."""
 
     TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
-    def __init__(self, *, server, worker):
-        self.server, self.worker = server, worker
+    def __init__(self, *, server, worker, operator=None):
+        self.server, self.worker, self.operator = server, worker, operator
 
     def read(self):
-        totals = {"web": 0.0, "worker": 0.0, "database": 0.0}
+        totals = {"web": 0.0, "worker": 0.0, "database": 0.0, "operator": 0.0}
         for entry in os.scandir("/proc"):
             if not entry.name.isdigit():
                 continue
@@ -180,6 +192,8 @@ class CpuMeter:
                 totals["web"] += seconds
             elif self.worker.process is not None and pid == self.worker.process.pid:
                 totals["worker"] += seconds
+            elif self.operator is not None and self.operator.process is not None and pid == self.operator.process.pid:
+                totals["operator"] += seconds
             elif name == "postgres":
                 totals["database"] += seconds
         return totals
@@ -201,14 +215,19 @@ def last_purchase_id():
     return Purchase.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
 
 
-def wait_until_final(after_id, *, timeout):
-    """Seconds until every purchase with id > `after_id` is final (None if some are still PENDING)."""
+def wait_until_final(after_id, *, timeout, backlog=None):
+    """Seconds until every purchase with id > `after_id` is final (None if some are still PENDING).
+    `backlog`, a list, gets (seconds, purchases still PENDING) about every 5 s: how fast it drained."""
     from purchases.models import Purchase
 
     started = time.monotonic()
+    noted = None
     while True:
         pending = Purchase.objects.filter(pk__gt=after_id, status=Purchase.Status.PENDING).count()
         elapsed = time.monotonic() - started
+        if backlog is not None and (noted is None or elapsed - noted >= 5 or pending == 0):
+            backlog.append((round(elapsed, 1), pending))
+            noted = elapsed
         if pending == 0:
             return elapsed
         if elapsed > timeout:
@@ -259,13 +278,16 @@ def run_mode(*, mode, fixture, folder, run_load, server_class, duration, log):
     server = server_class(workers=2, threads=4, env=env, port=port)
     worker = Celery("worker", env, folder / f"busy-hour-{mode}-worker.log")
     beat = Celery("beat", env, folder / f"busy-hour-{mode}-beat.log")
+    operator = Celery("operator", env, folder / f"busy-hour-{mode}-operator.log") if mode == "callbacks" else None
     fixture_path = folder / f".fixture-busy-hour-{mode}.json"
     fixture_path.write_text(json.dumps({**fixture, "base_url": server.url}))
     result = {"mode": mode}
-    cpu = CpuMeter(server=server, worker=worker)
+    cpu = CpuMeter(server=server, worker=worker, operator=operator)
     try:
         worker.start()
         beat.start()
+        if operator is not None:
+            operator.start()
 
         # 1. measured: transfers, then purchases, on the same server, same clients.
         start = cpu.read()
@@ -273,12 +295,14 @@ def run_mode(*, mode, fixture, folder, run_load, server_class, duration, log):
         between = cpu.read()
         before = last_purchase_id()
         purchases = run_load(fixture_path, "purchases", CLIENTS, duration)
-        final_after = wait_until_final(before, timeout=RECOVERY_WAIT_SECONDS)
+        backlog = []
+        final_after = wait_until_final(before, timeout=RECOVERY_WAIT_SECONDS, backlog=backlog)
         settled = cpu.read()
         result["measured"] = {
             "transfers": transfers,
             "purchases": purchases,
             "final_after_seconds": final_after,
+            "backlog_after_load": backlog,
             "checks": phase_checks(before, purchases),
             # A purchase's worker and database time runs on past the load, until it is final.
             "cpu_ms_per_request": {
@@ -290,7 +314,8 @@ def run_mode(*, mode, fixture, folder, run_load, server_class, duration, log):
             f"  busy hour ({mode}): transfers {transfers['rps']:.0f}/s p95 {transfers['p95_ms']:.0f} ms; "
             f"purchases accepted {purchases['rps']:.0f}/s p95 {purchases['p95_ms']:.0f} ms, "
             f"{purchases['errors']} errors; all final {final_after if final_after is None else round(final_after, 1)} "
-            f"s after the load; CPU ms per request {result['measured']['cpu_ms_per_request']}; "
+            f"s after the load (still pending, by second: {backlog}); "
+            f"CPU ms per request {result['measured']['cpu_ms_per_request']}; "
             f"{result['measured']['checks']}"
         )
 
@@ -314,9 +339,10 @@ def run_mode(*, mode, fixture, folder, run_load, server_class, duration, log):
         result["broker_stopped"] = _disturbed(run_load, fixture_path, duration, stop_broker)
         log(f"  busy hour ({mode}), broker stopped {BROKER_DOWN_SECONDS} s mid-load: {result['broker_stopped']}")
     finally:
-        for part in (beat, worker, server, broker):
-            with contextlib.suppress(Exception):
-                part.stop()
+        for part in (beat, worker, operator, server, broker):
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    part.stop()
     return result
 
 

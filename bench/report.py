@@ -319,16 +319,17 @@ def busy_hour_table(results):
         cpu = (busy.get(mode) or {}).get("measured", {}).get("cpu_ms_per_request")
         for kind in ("transfer", "purchase") if cpu else ():
             tiers = cpu.get(kind) or {}
-            cells = [f"{tiers.get(tier, 0):.1f}" for tier in ("web", "worker", "database")]
+            cells = [f"{tiers.get(tier, 0):.1f}" for tier in ("web", "worker", "database", "operator")]
             cpu_rows.append(f"| {mode} | {kind} | " + " | ".join(cells) + f" | {sum(tiers.values()):.1f} |")
     if cpu_rows:
         rows += [
             "",
             "CPU per request in the measured phase, ms (a purchase's until it is final: the worker's and "
-            "the database's work runs on after the load):",
+            "the database's work runs on after the load; the operator: the sandbox's callback deliveries, in a "
+            "process of their own in callback mode, as a real aggregator's run on its machines):",
             "",
-            "| mode | request | web | worker | database | all |",
-            "| --- | --- | ---: | ---: | ---: | ---: |",
+            "| mode | request | web | worker | database | operator | all |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
             *cpu_rows,
         ]
     return "\n".join(rows)

@@ -231,9 +231,11 @@ def _received(*, reference):
 def _schedule_callback(reference):
     from purchases import tasks
 
-    countdown = settings.RECHARGE_SANDBOX_CALLBACK_DELAY_MS / 1000
+    options = {"countdown": settings.RECHARGE_SANDBOX_CALLBACK_DELAY_MS / 1000}
+    if settings.RECHARGE_SANDBOX_CALLBACK_QUEUE:
+        options["queue"] = settings.RECHARGE_SANDBOX_CALLBACK_QUEUE
     try:
-        tasks.deliver_sandbox_callback.apply_async(kwargs={"reference": reference}, countdown=countdown)
+        tasks.deliver_sandbox_callback.apply_async(kwargs={"reference": reference}, **options)
     except Exception:  # noqa: BLE001 - broker down: the purchase's status check still settles it
         logger.warning("sandbox: could not schedule the callback of %s", reference, exc_info=True)
 

@@ -469,3 +469,16 @@ def test_in_callback_mode_a_recharge_answers_pending(settings, monkeypatch):
 
     assert result.status == "PENDING"
     assert scheduled == [{"kwargs": {"reference": "P424242"}, "countdown": 0.5}]
+
+
+def test_in_callback_mode_the_callbacks_go_to_the_sandbox_queue_when_one_is_named(settings, monkeypatch):
+    from purchases import tasks
+
+    scheduled = []
+    monkeypatch.setattr(tasks.deliver_sandbox_callback, "apply_async", lambda **kw: scheduled.append(kw))
+    settings.RECHARGE_SANDBOX_CALLBACK_URL = "http://127.0.0.1:9/unused/"
+    settings.RECHARGE_SANDBOX_CALLBACK_QUEUE = "sandbox-operator"
+
+    SandboxGateway().recharge(_request())
+
+    assert scheduled == [{"kwargs": {"reference": "P424242"}, "countdown": 0.5, "queue": "sandbox-operator"}]
