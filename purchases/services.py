@@ -39,7 +39,7 @@ from core.idempotency import IdempotencyKeyReused
 from core.money import ZERO, percentage_of
 from core.phone import mobile_number_text, normalize_mobile_number, same_number
 from core.precompiled import PrecompiledQuery
-from core.queue import enqueue_after_commit, enqueue_now
+from core.queue import enqueue_after_commit, enqueue_now, queue_depth
 from core.roles import UserType
 from core.transactions import all_or_nothing
 from plans.models import RechargePlan
@@ -636,9 +636,19 @@ def enqueue_pending_purchases(*, unsent_after=None, sent_after=None, limit=1000)
     down at acceptance, or a worker died before sending) and for those sent but unsettled (sent more
     than `sent_after` ago, PURCHASE_STATUS_CHECK_AFTER_SECONDS by default: their status is asked).
     Enqueueing twice is harmless (fulfilment sends at most once, settles once), so several machines
-    may run it. Returns how many were enqueued."""
+    may run it. Returns how many were enqueued.
+
+    While messages are still waiting in the queue it enqueues nothing: the workers are behind, the
+    purchases not yet sent are most likely among those messages, and each copy added would be one
+    more task for them to get through (at the busy hour a sweep every few seconds queued thousands).
+    What was left behind is enqueued by the first sweep after the queue drains (FIFO: it would have
+    waited behind the same messages anyway)."""
     from purchases import tasks  # tasks import this module
 
+    waiting = queue_depth()  # None: no broker (tasks run in process), or it cannot say
+    if waiting:
+        logger.info("sweep: %s messages still waiting in the queue; nothing enqueued this time", waiting)
+        return 0
     unsent_after = timedelta(seconds=settings.PURCHASE_RESEND_AFTER_SECONDS) if unsent_after is None else unsent_after
     sent_after = default_settle_age() if sent_after is None else sent_after
     ids = list(_left_behind(now=timezone.now(), unsent_after=unsent_after, sent_after=sent_after)[:limit])

@@ -468,6 +468,18 @@ def test_the_sweep_uses_the_ages_it_is_given_and_never_the_creation_time_of_a_se
     assert queued == [unsent, sent]
 
 
+@pytest.mark.parametrize(("waiting", "enqueued"), [(None, 1), (0, 1), (1, 0), (2500, 0)])
+def test_the_sweep_waits_while_messages_are_still_queued(accept, queued, monkeypatch, waiting, enqueued):
+    # Behind a backlog, the purchases not yet sent are most likely still in the queue: a copy of each,
+    # every few seconds, was thousands of tasks more for a worker already behind.
+    unsent = accept()
+    queued.clear()
+    monkeypatch.setattr(services, "queue_depth", lambda: waiting)  # None: no broker, or it cannot say
+
+    assert services.enqueue_pending_purchases(unsent_after=NOW, sent_after=NOW) == enqueued
+    assert queued == [unsent] * enqueued
+
+
 def test_the_sweep_enqueues_at_most_1000_purchases_a_run_the_oldest_first(buyer, plan, queued):
     long_ago = timezone.now() - timedelta(minutes=10)
     Purchase.objects.bulk_create(
