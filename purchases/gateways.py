@@ -215,7 +215,11 @@ def _receive(*, request, status, operator_reference):
         "operator_reference": operator_reference if status == GatewayResult.SUCCESS else "",
     }
     try:
-        with transaction.atomic():
+        if not transaction.get_connection().in_atomic_block:
+            # A worker's database thread, in autocommit: the INSERT commits by itself (one statement,
+            # not BEGIN, INSERT, COMMIT), and a duplicate's error leaves nothing to roll back.
+            return SandboxRecharge.objects.create(reference=request.reference, **fields)
+        with transaction.atomic():  # a savepoint, so that a duplicate does not spoil the caller's transaction
             return SandboxRecharge.objects.create(reference=request.reference, **fields)
     except IntegrityError:
         SandboxRecharge.objects.filter(reference=request.reference).update(times_received=F("times_received") + 1)

@@ -422,6 +422,28 @@ def test_the_sandbox_remembers_what_it_received_and_counts_a_second_receipt():
     assert SandboxRecharge.objects.get(reference="P424242").times_received == 2
 
 
+@pytest.mark.django_db(transaction=True)
+def test_on_a_workers_database_thread_a_receipt_commits_by_itself_and_a_second_is_still_counted(monkeypatch):
+    # A worker's database threads run in autocommit: BEGIN and COMMIT around the one INSERT were two
+    # round trips per recharge, on the threads every purchase queues for.
+    from django.db import connection
+
+    create = SandboxRecharge.objects.create
+    autocommit = []
+
+    def recording_create(**fields):
+        autocommit.append(connection.get_autocommit())
+        return create(**fields)
+
+    monkeypatch.setattr(SandboxRecharge.objects, "create", recording_create)
+    gateway = SandboxGateway()
+    gateway.recharge(_request())
+    gateway.recharge(_request())
+
+    assert autocommit == [True, True]
+    assert SandboxRecharge.objects.get(reference="P424242").times_received == 2
+
+
 def test_a_reversal_in_the_sandbox_is_remembered_and_only_for_a_successful_recharge():
     gateway = SandboxGateway()
     gateway.recharge(_request())
