@@ -108,6 +108,8 @@ class MoneyField(serializers.Field):
             "example": "150.50",
         }
 
+    copied_shallow = True  # it only holds settings (core/serializers.py)
+
     def __init__(self, *, max_amount=None, **kwargs):
         self.max_amount = max_amount
         super().__init__(**kwargs)

@@ -98,3 +98,44 @@ def test_threads_building_at_once_each_get_a_whole_set():
     assert len({id(field) for field in every_field}) == 8 * 4, "no two serializers share a field"
     for _, serializer, fields in results:
         assert all(field.parent is serializer for field in fields)
+
+
+def test_fields_holding_only_settings_are_copied_shallow_and_bound_apart():
+    # A deep copy runs the field's __init__ again; a shallow one is enough where binding only sets
+    # the copy's own attributes: the template's fields stay unbound, each instance's point to it.
+    first, second = PurchaseSerializer(), PurchaseSerializer()
+    first_fields, second_fields = first.fields, second.fields
+    template = PurchaseSerializer.__dict__["_fields_template"]
+    for name, field in first_fields.items():
+        assert field is not second_fields[name] and field is not template[name]
+        assert (field.parent, second_fields[name].parent) == (first, second)
+        assert (field.field_name, second_fields[name].field_name) == (name, name)
+        assert template[name].field_name is None, "the template stays unbound"
+        assert field.source_attrs is not second_fields[name].source_attrs
+
+
+def test_a_shallow_copy_is_used_only_for_fields_that_hold_settings(monkeypatch):
+    import copy as copy_module
+    from types import SimpleNamespace
+
+    from core import serializers as module
+
+    deep = []
+
+    def deepcopy(field):
+        deep.append(type(field))
+        return copy_module.deepcopy(field)
+
+    monkeypatch.setattr(module, "copy", SimpleNamespace(copy=copy_module.copy, deepcopy=deepcopy))
+
+    class WithNested(FieldsOnceModelSerializer):
+        nested = OnceWalletSerializer(source="*", read_only=True)
+        tags = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+        class Meta:
+            model = Wallet
+            fields = ["id", "balance", "currency", "nested", "tags"]
+
+    WithNested().fields
+
+    assert deep == [OnceWalletSerializer, serializers.ListField]
