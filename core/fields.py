@@ -10,6 +10,8 @@ class ChoiceDisplayField(serializers.CharField):
     `CharField(source="get_circle_display")` gives the same value, but DRF inspects the signature of
     a callable source on every row it serializes, which was a sixth of a plan list's time."""
 
+    copied_shallow = True  # it only holds settings (core/serializers.py)
+
     def __init__(self, choice_field, **kwargs):
         self.choice_field = choice_field
         super().__init__(read_only=True, **kwargs)

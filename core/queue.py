@@ -4,7 +4,9 @@ A task enqueued inside a transaction that then rolls back would run for rows tha
 worse, would run before the rows are visible to the worker). `enqueue_after_commit` defers the send
 to the commit (at once outside a transaction). If the broker cannot take the message then, the work
 is already committed: the failure is logged and the caller still gets its answer; each kind of work
-has a periodic sweep that enqueues again whatever was left behind.
+has a periodic sweep that enqueues again whatever was left behind (purchases: see
+`purchases.services.enqueue_pending_purchases`, which reads `queue_depth` to hold back copies of
+messages that are most likely still waiting).
 """
 
 import functools
@@ -12,7 +14,7 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
-from kombu.exceptions import OperationalError
+from kombu.exceptions import ChannelError, OperationalError
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,19 @@ def queue_depth(queue=None):
             return connection.default_channel.queue_declare(
                 queue=queue or settings.CELERY_TASK_DEFAULT_QUEUE, passive=True
             ).message_count
+    except ChannelError as error:
+        if _no_such_queue(error):
+            # Redis deletes a list once it is empty (and RabbitMQ has no queue until a worker
+            # declared it): nothing is waiting.
+            return 0
+        logger.warning("the task queue's depth could not be read", exc_info=True)
+        return None
     except Exception:  # noqa: BLE001 - a scrape or a sweep must not fail because the broker is down
         logger.warning("the task queue's depth could not be read", exc_info=True)
         return None
+
+
+def _no_such_queue(error) -> bool:
+    # kombu's virtual transports (Redis) give the reply code as the string "404"; py-amqp's NotFound
+    # (RabbitMQ) as the integer class attribute `code`.
+    return str(getattr(error, "reply_code", None) or getattr(error, "code", "")) == "404"

@@ -13,30 +13,39 @@ import copy
 
 from rest_framework import fields, relations, serializers
 
-# Fields whose state, once built, is only read: binding one to its serializer sets attributes of its
-# own (name, parent, source), so a shallow copy is a field of its own. DRF's deep copy calls the
-# field's __init__ again with its arguments: on a purchase's answer that was a tenth of the request's
-# CPU (bench/profile_request.py purchases). Anything else (a nested serializer, a list or dict field,
-# a many-related field: fields holding fields) is deep-copied as DRF does. A field class of ours that
-# only holds settings says so with `copied_shallow = True`.
-_READ_ONLY_STATE = (
-    fields.BooleanField,
-    fields.CharField,
-    fields.ChoiceField,
-    fields.DateField,
-    fields.DateTimeField,
-    fields.DecimalField,
-    fields.FloatField,
-    fields.IntegerField,
-    fields.ReadOnlyField,
-    fields.SerializerMethodField,
-    fields.UUIDField,
-    relations.PrimaryKeyRelatedField,
+# Fields whose state, once built, is only read (DRF 3.18): binding one to its serializer sets
+# attributes of its own (name, parent, label, source), so a shallow copy is a field of its own. DRF's
+# deep copy calls the field's __init__ again with its arguments, per serializer instance. Anything else
+# (a nested serializer, a list or dict field, a many-related field: fields holding fields) is
+# deep-copied as DRF does. The classes are named exactly, not with their subclasses (one could hold
+# state of its own); a class of ours that only holds settings says so itself with
+# `copied_shallow = True`. What a shallow copy shares with the template (its validators list, its
+# error messages) must never be changed in place: a serializer that wants other validators for one
+# instance assigns a new list, as DRF's own code does.
+_READ_ONLY_STATE = frozenset(
+    {
+        fields.BigIntegerField,
+        fields.BooleanField,
+        fields.CharField,
+        fields.ChoiceField,
+        fields.DateField,
+        fields.DateTimeField,
+        fields.DecimalField,
+        fields.EmailField,
+        fields.FloatField,
+        fields.IntegerField,
+        fields.ReadOnlyField,
+        fields.SerializerMethodField,
+        fields.SlugField,
+        fields.UUIDField,
+        relations.PrimaryKeyRelatedField,
+    }
 )
 
 
 def _copy(field):
-    if isinstance(field, _READ_ONLY_STATE) or getattr(field, "copied_shallow", False):
+    kind = type(field)
+    if kind in _READ_ONLY_STATE or kind.__dict__.get("copied_shallow", False):
         return copy.copy(field)
     return copy.deepcopy(field)
 

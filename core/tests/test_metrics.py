@@ -1,7 +1,9 @@
 """GET /metrics: Prometheus figures, protected in production."""
 
 import pytest
+from amqp.exceptions import AccessRefused, NotFound
 from django.test import Client
+from kombu.exceptions import ChannelError
 
 from purchases.models import Purchase
 from purchases.services import purchase_recharge
@@ -89,6 +91,35 @@ def test_a_scrape_shows_the_depth_of_the_send_queue_and_of_the_settle_queue(sett
         client.delete("metrics-sends", "metrics-sends.settle")
     assert 'recharge_queue_depth{queue="metrics-sends"} 3.0' in text
     assert 'recharge_queue_depth{queue="metrics-sends.settle"} 1.0' in text
+
+
+def test_an_empty_queue_is_zero_deep_and_no_warning(settings, caplog):
+    # Redis deletes a list once it is empty: its passive declare answers 404, which means nothing waits.
+    import redis
+
+    from core.queue import queue_depth
+    from tests.live import broker_for_tests
+
+    url = broker_for_tests()
+    settings.CELERY_BROKER_URL = url
+    redis.Redis.from_url(url).delete("metrics-empty-queue")
+
+    assert queue_depth("metrics-empty-queue") == 0
+    assert not [record for record in caplog.records if record.levelname == "WARNING"]
+
+
+@pytest.mark.parametrize(
+    ("error", "missing"),
+    [
+        (NotFound("NOT_FOUND - no queue"), True),  # RabbitMQ
+        (ChannelError("NOT_FOUND", (50, 10), "Channel.queue_declare", "404"), True),  # kombu's Redis
+        (AccessRefused("ACCESS_REFUSED"), False),
+    ],
+)
+def test_only_a_404_from_the_broker_means_no_such_queue(error, missing):
+    from core.queue import _no_such_queue
+
+    assert _no_such_queue(error) is missing
 
 
 def test_an_unreachable_broker_leaves_the_queue_depth_out(settings):

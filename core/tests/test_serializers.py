@@ -100,9 +100,8 @@ def test_threads_building_at_once_each_get_a_whole_set():
         assert all(field.parent is serializer for field in fields)
 
 
-def test_fields_holding_only_settings_are_copied_shallow_and_bound_apart():
-    # A deep copy runs the field's __init__ again; a shallow one is enough where binding only sets
-    # the copy's own attributes: the template's fields stay unbound, each instance's point to it.
+def test_each_instance_binds_fields_of_its_own_and_the_template_stays_unbound():
+    # Whether copied deep or shallow, binding sets only the copy's own attributes.
     first, second = PurchaseSerializer(), PurchaseSerializer()
     first_fields, second_fields = first.fields, second.fields
     template = PurchaseSerializer.__dict__["_fields_template"]
@@ -128,14 +127,22 @@ def test_a_shallow_copy_is_used_only_for_fields_that_hold_settings(monkeypatch):
 
     monkeypatch.setattr(module, "copy", SimpleNamespace(copy=copy_module.copy, deepcopy=deepcopy))
 
+    class UpperCaseField(serializers.CharField):  # a subclass could hold state: deep, unless it says
+        pass
+
+    class LabelField(serializers.CharField):
+        copied_shallow = True
+
     class WithNested(FieldsOnceModelSerializer):
         nested = OnceWalletSerializer(source="*", read_only=True)
         tags = serializers.ListField(child=serializers.CharField(), read_only=True)
+        shouted = UpperCaseField(source="currency", read_only=True)
+        label = LabelField(source="currency", read_only=True)
 
         class Meta:
             model = Wallet
-            fields = ["id", "balance", "currency", "nested", "tags"]
+            fields = ["id", "balance", "currency", "nested", "tags", "shouted", "label"]
 
     WithNested().fields
 
-    assert deep == [OnceWalletSerializer, serializers.ListField]
+    assert deep == [OnceWalletSerializer, serializers.ListField, UpperCaseField]
