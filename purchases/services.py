@@ -630,6 +630,10 @@ def settle_pending_purchases(*, older_than=None, limit=None, gateway=None) -> Se
     return report
 
 
+# How many times PURCHASE_RESEND_AFTER_SECONDS a purchase may wait unsent while the queue has a backlog.
+BACKLOG_PATIENCE = 10
+
+
 def enqueue_pending_purchases(*, unsent_after=None, sent_after=None, limit=1000) -> int:
     """The periodic sweep (beat): enqueue fulfilment again for PENDING purchases whose task was lost
     (never sent, older than `unsent_after`, PURCHASE_RESEND_AFTER_SECONDS by default: the broker was
@@ -638,18 +642,18 @@ def enqueue_pending_purchases(*, unsent_after=None, sent_after=None, limit=1000)
     Enqueueing twice is harmless (fulfilment sends at most once, settles once), so several machines
     may run it. Returns how many were enqueued.
 
-    While messages are still waiting in the queue it enqueues nothing: the workers are behind, the
-    purchases not yet sent are most likely among those messages, and each copy added would be one
-    more task for them to get through (at the busy hour a sweep every few seconds queued thousands).
-    What was left behind is enqueued by the first sweep after the queue drains (FIFO: it would have
-    waited behind the same messages anyway)."""
+    While messages are still waiting in the queue, a purchase never sent is enqueued again only once
+    it is BACKLOG_PATIENCE times older than that: the workers are behind, it is most likely among
+    those messages, and each copy would be one more task for them to get through (at the busy hour a
+    sweep every few seconds queued a copy of thousands). One really lost is still sent, later. Sent
+    purchases whose outcome is unknown are not in the queue, and are asked about as always."""
     from purchases import tasks  # tasks import this module
 
+    unsent_after = timedelta(seconds=settings.PURCHASE_RESEND_AFTER_SECONDS) if unsent_after is None else unsent_after
     waiting = queue_depth()  # None: no broker (tasks run in process), or it cannot say
     if waiting:
-        logger.info("sweep: %s messages still waiting in the queue; nothing enqueued this time", waiting)
-        return 0
-    unsent_after = timedelta(seconds=settings.PURCHASE_RESEND_AFTER_SECONDS) if unsent_after is None else unsent_after
+        logger.info("sweep: %s messages still waiting in the queue; only long-unsent purchases are resent", waiting)
+        unsent_after *= BACKLOG_PATIENCE
     sent_after = default_settle_age() if sent_after is None else sent_after
     ids = list(_left_behind(now=timezone.now(), unsent_after=unsent_after, sent_after=sent_after)[:limit])
     return sum(enqueue_now(tasks.fulfil_purchase, purchase_id=purchase_id) for purchase_id in ids)

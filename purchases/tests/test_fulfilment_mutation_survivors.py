@@ -468,16 +468,33 @@ def test_the_sweep_uses_the_ages_it_is_given_and_never_the_creation_time_of_a_se
     assert queued == [unsent, sent]
 
 
-@pytest.mark.parametrize(("waiting", "enqueued"), [(None, 1), (0, 1), (1, 0), (2500, 0)])
-def test_the_sweep_waits_while_messages_are_still_queued(accept, queued, monkeypatch, waiting, enqueued):
-    # Behind a backlog, the purchases not yet sent are most likely still in the queue: a copy of each,
-    # every few seconds, was thousands of tasks more for a worker already behind.
-    unsent = accept()
+@pytest.mark.parametrize(
+    ("waiting", "unsent_for", "resent"),
+    [
+        (None, 60, True),  # no broker, or it cannot say: as always
+        (0, 60, True),
+        (1, 60, False),  # behind a backlog it is most likely still in the queue
+        (2500, 60, False),
+        (2500, 299, False),
+        (2500, 301, True),  # ten times the usual wait: really lost, sent after all
+    ],
+)
+def test_behind_a_backlog_the_sweep_resends_only_long_unsent_purchases_and_still_asks_about_sent_ones(
+    accept, queued, monkeypatch, settings, waiting, unsent_for, resent
+):
+    # A copy of every purchase not yet sent, every few seconds, was thousands of tasks more for a
+    # worker already behind; a sent purchase whose outcome is unknown is not in the queue at all.
+    settings.PURCHASE_RESEND_AFTER_SECONDS = 30
+    settings.PURCHASE_STATUS_CHECK_AFTER_SECONDS = 60
+    unsent, sent = accept(), accept()
+    age_purchase(unsent, created=timedelta(seconds=unsent_for))
+    age_purchase(sent, created=timedelta(minutes=10), sent=timedelta(minutes=2))
     queued.clear()
-    monkeypatch.setattr(services, "queue_depth", lambda: waiting)  # None: no broker, or it cannot say
+    monkeypatch.setattr(services, "queue_depth", lambda: waiting)
 
-    assert services.enqueue_pending_purchases(unsent_after=NOW, sent_after=NOW) == enqueued
-    assert queued == [unsent] * enqueued
+    services.enqueue_pending_purchases()
+
+    assert sorted(queued) == sorted([unsent, sent] if resent else [sent])
 
 
 def test_the_sweep_enqueues_at_most_1000_purchases_a_run_the_oldest_first(buyer, plan, queued):
