@@ -131,7 +131,7 @@ class SandboxGateway(BaseGateway):
         self._wait()
         calls_back = bool(settings.RECHARGE_SANDBOX_CALLBACK_URL) and final != GatewayResult.PENDING
         if calls_back:
-            _schedule_callback(record.reference)
+            _schedule_callback(record.reference, status=record.status, operator_reference=record.operator_reference)
         if number == self.TIMEOUT_THEN_SUCCESS:
             raise GatewayTimeout("No answer from the aggregator in time (sandbox).")
         if calls_back:
@@ -232,27 +232,35 @@ def _received(*, reference):
     return SandboxRecharge.objects.filter(reference=reference).first()
 
 
-def _schedule_callback(reference):
+def _schedule_callback(reference, **news):
+    """The callback of `reference`, sent later by a task. `news` (status, operator_reference) is what
+    it reports, as an aggregator's message carries it; without it the task reads the record when it
+    runs (a reversal)."""
     from purchases import tasks
 
     options = {"countdown": settings.RECHARGE_SANDBOX_CALLBACK_DELAY_MS / 1000}
     if settings.RECHARGE_SANDBOX_CALLBACK_QUEUE:
         options["queue"] = settings.RECHARGE_SANDBOX_CALLBACK_QUEUE
     try:
-        tasks.deliver_sandbox_callback.apply_async(kwargs={"reference": reference}, **options)
+        tasks.deliver_sandbox_callback.apply_async(kwargs={"reference": reference, **news}, **options)
     except Exception:  # noqa: BLE001 - broker down: the purchase's status check still settles it
         logger.warning("sandbox: could not schedule the callback of %s", reference, exc_info=True)
 
 
-def callback_body(*, reference) -> bytes | None:
-    """The JSON body the sandbox calls back with for `reference` (None: nothing final to report)."""
-    record = _received(reference=reference)
-    if record is None or record.status == GatewayResult.PENDING:
+def callback_body(*, reference, status=None, operator_reference="") -> bytes | None:
+    """The JSON body the sandbox calls back with for `reference` (None: nothing final to report):
+    `status` and `operator_reference` if given, else what its record holds now."""
+    if status is None:
+        record = _received(reference=reference)
+        if record is None:
+            return None
+        status, operator_reference = record.status, record.operator_reference
+    if status == GatewayResult.PENDING:
         return None
     body = {
-        "reference": record.reference,
-        "status": record.status,
-        "operator_reference": record.operator_reference,
+        "reference": reference,
+        "status": status,
+        "operator_reference": operator_reference,
         "message": "Sandbox callback.",
     }
     return json.dumps(body, separators=(",", ":")).encode()
@@ -262,16 +270,20 @@ class CallbackNotDelivered(Exception):
     """The callback URL did not answer 2xx: the task retries."""
 
 
-def deliver_sandbox_callback(*, reference) -> bool:
-    """POST the signed final status of `reference` to RECHARGE_SANDBOX_CALLBACK_URL. True if it was
-    delivered (2xx); raises CallbackNotDelivered (retried) on any other answer or a network error."""
+def deliver_sandbox_callback(*, reference, status=None, operator_reference="") -> bool:
+    """POST the signed final status of `reference` to RECHARGE_SANDBOX_CALLBACK_URL (`status` and
+    `operator_reference` if given, else its record's). True if it was delivered (2xx); raises
+    CallbackNotDelivered (retried) on any other answer or a network error."""
     from django.utils import timezone
 
     from core import signatures
     from purchases.models import SandboxRecharge
 
     url = settings.RECHARGE_SANDBOX_CALLBACK_URL
-    body = _run_db(callback_body, reference=reference)
+    if status is None:
+        body = _run_db(callback_body, reference=reference)
+    else:
+        body = callback_body(reference=reference, status=status, operator_reference=operator_reference)
     if not url or body is None:
         return False
     secret = callback_secrets()[0] if callback_secrets() else ""

@@ -56,6 +56,7 @@ def apply_operator_callback(reference, status, operator_reference="", message=""
     retry_backoff_max=30,
     retry_jitter=True,
 )
-def deliver_sandbox_callback(reference):
-    """The sandbox operator calling back with a recharge's final status (callback mode)."""
-    return gateways.deliver_sandbox_callback(reference=reference)
+def deliver_sandbox_callback(reference, status=None, operator_reference=""):
+    """The sandbox operator calling back with a recharge's final status (callback mode): the one the
+    message carries, or (none: a reversal) its record's."""
+    return gateways.deliver_sandbox_callback(reference=reference, status=status, operator_reference=operator_reference)
