@@ -278,13 +278,20 @@ def plot(results, titles, path):
     plt.close(figure)
 
 
+def _threads(concurrency):
+    """A worker's thread count, or one per mode ("polling 256, callbacks 128")."""
+    if isinstance(concurrency, dict):
+        return ", ".join(f"{mode} {count}" for mode, count in concurrency.items())
+    return str(concurrency)
+
+
 def busy_hour_table(results):
     """Scenario 9 (bench/busy_hour.py): its own stacks, one row per mode and phase."""
     busy = results.get("busy_hour")
     if not busy:
         return ""
     rows = [
-        f"### 9. Busy hour: gunicorn 2x4, one worker process ({busy['worker_concurrency']} threads, "
+        f"### 9. Busy hour: gunicorn 2x4, one worker process ({_threads(busy['worker_concurrency'])} threads, "
         f"nice {busy.get('worker_nice', 0)}), the sandbox at {busy['gateway_latency_ms']} ms, "
         f"{busy['clients']} clients",
         "",
