@@ -92,3 +92,107 @@ def _row_shaper(compiler, db):
         return instance
 
     return shape
+
+
+class PrecompiledInsert:
+    """`INSERT` of one row of `model` into the columns of `field_names`, returning its primary key,
+    compiled to SQL once per process and database. Each call prepares its values as the ORM's own
+    insert does (each field's `get_db_prep_save` on the calling connection, so a datetime, a decimal
+    or a JSON value reaches every database in the form it expects) and returns the new row's pk.
+
+    No `pre_save` runs: a field with `auto_now_add` or a default must be given its value."""
+
+    def __init__(self, model, *field_names):
+        self._model = model
+        self._field_names = field_names
+        self._compiled = {}
+
+    def insert(self, *values, using="default"):
+        connection = connections[using]
+        plan = self._compiled.get((using, connection.vendor))
+        if plan is None:
+            plan = self._compiled[(using, connection.vendor)] = self._compile(using)
+        sql, fields, returning_params = plan
+        params = [field.get_db_prep_save(value, connection) for field, value in zip(fields, values, strict=True)]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return connection.ops.fetch_returned_insert_columns(cursor, returning_params)[0]
+
+    def _compile(self, using):
+        from django.db.models.sql import InsertQuery
+
+        meta = self._model._meta
+        if not connections[using].features.can_return_columns_from_insert:
+            raise NotImplementedError("a precompiled insert needs INSERT ... RETURNING")
+        fields = [meta.get_field(name) for name in self._field_names]
+        query = InsertQuery(self._model)
+        query.insert_values(fields, [self._model()])
+        compiler = query.get_compiler(using=using)
+        compiler.returning_fields = [meta.pk]
+        [(sql, _params)] = compiler.as_sql()
+        return sql, fields, compiler.returning_params
+
+
+class PrecompiledUpdate:
+    """`UPDATE` of the columns of `set_names` on the rows matching `filter(**{name: value})` for each
+    of `where_names` (exact lookups), compiled to SQL once per process and database. `update(set
+    values..., where values...)` returns how many rows changed. Values are prepared as the ORM's own
+    update does: `get_db_prep_save` for what is set, `get_db_prep_value` for what is matched."""
+
+    def __init__(self, model, *, set_names, where_names):
+        self._model = model
+        self._set_names, self._where_names = tuple(set_names), tuple(where_names)
+        self._compiled = {}
+
+    def update(self, *values, using="default") -> int:
+        connection = connections[using]
+        plan = self._compiled.get((using, connection.vendor))
+        if plan is None:
+            plan = self._compiled[(using, connection.vendor)] = self._compile(using)
+        sql, set_fields, where_fields, where_positions, count = plan
+        set_values, where_values = values[: len(set_fields)], values[len(set_fields) :]
+        params = [
+            field.get_db_prep_save(value, connection) for field, value in zip(set_fields, set_values, strict=True)
+        ]
+        params += [None] * (count - len(params))
+        for field, position, value in zip(where_fields, where_positions, where_values, strict=True):
+            params[position] = field.get_db_prep_value(value, connection)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.rowcount
+
+    def _compile(self, using):
+        from django.db.models.sql import UpdateQuery
+
+        meta = self._model._meta
+        connection = connections[using]
+        set_fields = [meta.get_field(name) for name in self._set_names]
+        where_fields = [meta.get_field(name) for name in self._where_names]
+        markers = [_marker_for(field, index) for index, field in enumerate(where_fields)]
+        queryset = self._model._base_manager.filter(**dict(zip(self._where_names, markers, strict=True)))
+        query = queryset.query.chain(UpdateQuery)
+        # Not None: for None the compiler writes `= NULL`, leaving no parameter to fill.
+        query.add_update_values({field.name: _marker_for(field, 0) for field in set_fields})
+        sql, params = query.get_compiler(using=using).as_sql()
+        params = list(params)
+        positions = []
+        for field, marker in zip(where_fields, markers, strict=True):
+            prepared = field.get_db_prep_value(marker, connection)
+            found = [index for index, param in enumerate(params) if index >= len(set_fields) and param == prepared]
+            if len(found) != 1:
+                raise ValueError(f"{field.name}'s marker must reach the SQL exactly once, found {len(found)}: {params}")
+            positions.append(found[0])
+        return sql, set_fields, where_fields, positions, len(params)
+
+
+def _marker_for(field, index):
+    """A value of the field's kind that no real call matches on, distinct for each field."""
+    from datetime import UTC, datetime, timedelta
+
+    from django.db import models
+
+    if isinstance(field, models.DateTimeField):
+        return datetime(1901, 1, 1, tzinfo=UTC) + timedelta(seconds=index)
+    if isinstance(field, (models.IntegerField, models.AutoField, models.BigAutoField)) or field.primary_key:
+        return -1 - index
+    return f"\x00precompiled-marker-{index}"

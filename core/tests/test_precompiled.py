@@ -132,3 +132,88 @@ def test_first_is_the_one_row_or_none():
     query = PrecompiledQuery(lambda marker: User.objects.filter(pk=marker), -1)
     assert _fields(query.first(person.pk)) == _fields(User.objects.get(pk=person.pk))
     assert query.first(person.pk + 1000) is None
+
+
+# --- writes: the idempotency key's claim and stored answer --------------------------------------
+
+
+def _record_row(pk):
+    from core.models import IdempotencyRecord
+
+    return _fields(IdempotencyRecord.objects.get(pk=pk))
+
+
+def _comparable(row):
+    # Its own id and key; created_at is auto_now_add, which the ORM sets to the time of the call.
+    return {**row, "id": None, "key": None, "created_at": None}
+
+
+def test_a_precompiled_insert_writes_the_row_the_orm_writes_and_refuses_a_duplicate_as_it_does():
+    from datetime import UTC, datetime
+
+    from django.db import IntegrityError
+
+    from core.models import IdempotencyRecord
+    from core.precompiled import PrecompiledInsert
+
+    person = ClientFactory()
+    at = datetime(2026, 12, 1, 8, 59, 3, 123456, tzinfo=UTC)
+    insert = PrecompiledInsert(
+        IdempotencyRecord, "user", "key", "endpoint", "fingerprint", "state", "created_at", "locked_at"
+    )
+    fields = {"endpoint": "POST x", "fingerprint": "f" * 64, "state": "IN_PROGRESS", "created_at": at, "locked_at": at}
+
+    pk = insert.insert(person.pk, "key-1", *fields.values())
+    orm = IdempotencyRecord.objects.create(user=person, key="key-2", **fields)
+
+    ours, theirs = _record_row(pk), _record_row(orm.pk)
+    assert _comparable(ours) == _comparable(theirs)
+    assert ours["locked_at"] == ours["created_at"] == at and ours["user_id"] == person.pk
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert.insert(person.pk, "key-1", *fields.values())
+
+
+def test_a_precompiled_update_changes_what_the_orm_update_changes_with_the_same_values():
+    from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
+
+    from core.models import IdempotencyRecord
+    from core.precompiled import PrecompiledUpdate
+
+    person = ClientFactory()
+    locked = datetime(2026, 12, 1, 8, 0, 0, 654321, tzinfo=UTC)
+    rows = [
+        IdempotencyRecord.objects.create(
+            user=person, key=f"k{i}", endpoint="e", fingerprint="f", created_at=locked, locked_at=locked
+        ).pk
+        for i in range(3)
+    ]
+    update = PrecompiledUpdate(
+        IdempotencyRecord,
+        set_names=("state", "response_status", "response_body", "completed_at"),
+        where_names=("id", "state", "locked_at"),
+    )
+    body = {"amount": Decimal("150.50"), "at": locked, "lines": [{"n": 1}, None], "text": '₹ "quoted"'}
+    done = locked + timedelta(seconds=1)
+    answer = ("COMPLETED", 201, body, done)
+
+    assert update.update(*answer, rows[0], "IN_PROGRESS", locked) == 1
+    orm = IdempotencyRecord.objects.filter(pk=rows[1], state="IN_PROGRESS", locked_at=locked).update(
+        state="COMPLETED", response_status=201, response_body=body, completed_at=done
+    )
+    assert orm == 1
+    assert _comparable(_record_row(rows[0])) == _comparable(_record_row(rows[1]))
+    assert _record_row(rows[0])["response_body"] == {
+        "amount": "150.50",
+        "at": "2026-12-01T08:00:00.654Z",
+        **{"lines": [{"n": 1}, None], "text": '₹ "quoted"'},
+    }
+    # Another lock time, or a state already moved on, matches nothing.
+    assert update.update(*answer, rows[2], "IN_PROGRESS", locked + timedelta(microseconds=1)) == 0
+    assert update.update(*answer, rows[0], "IN_PROGRESS", locked) == 0
+    assert _record_row(rows[2])["state"] == "IN_PROGRESS"
+    # None is stored as SQL NULL, as the ORM stores it.
+    assert update.update("COMPLETED", None, None, None, rows[2], "IN_PROGRESS", locked) == 1
+    assert IdempotencyRecord.objects.filter(
+        pk=rows[2], response_body__isnull=True, response_status__isnull=True
+    ).exists()
