@@ -275,7 +275,7 @@ def _fulfil(*, purchase_id, gateway=None, sent_before=None) -> tuple[Purchase | 
 _PENDING_PURCHASE = PrecompiledQuery(
     lambda marker: Purchase.objects.select_related("plan__provider").filter(pk=marker, status=Status.PENDING)[:1], -1
 )
-_PURCHASE_WITH_PLAN = PrecompiledQuery(  # a callback's: read once by the web tier, once by the worker
+_PURCHASE_WITH_PLAN = PrecompiledQuery(  # a callback's, read by the web tier (and by a reversal)
     lambda marker: Purchase.objects.select_related("plan__provider").filter(pk=marker).order_by()[:1], -1
 )
 _PURCHASE_FOR_SETTLING = PrecompiledQuery(
@@ -417,14 +417,23 @@ class CallbackOutcome:
 
 def purchase_by_reference(reference) -> Purchase:
     """The purchase an operator names by our reference ("P<id>", recharge_request), or NotFound."""
+    purchase = _PURCHASE_WITH_PLAN.first(_purchase_id_of(reference))
+    if purchase is None:
+        raise _no_such_reference()
+    return purchase
+
+
+def _purchase_id_of(reference) -> int:
+    """The id in our reference "P<id>" (NotFound if it is not one of ours)."""
     text = str(reference or "")
     number = text[1:] if text[:1] == "P" else ""
-    purchase = None
-    if number.isascii() and number.isdigit() and len(number) < 19:
-        purchase = _PURCHASE_WITH_PLAN.first(int(number))
-    if purchase is None:
-        raise NotFound("No purchase with this reference.", field="reference")
-    return purchase
+    if not (number.isascii() and number.isdigit() and len(number) < 19):
+        raise _no_such_reference()
+    return int(number)
+
+
+def _no_such_reference():
+    return NotFound("No purchase with this reference.", field="reference")
 
 
 def receive_operator_callback(*, reference, status, operator_reference="", message="") -> CallbackOutcome:
@@ -488,11 +497,15 @@ def apply_operator_callback(*, reference, status, operator_reference="", message
     nothing either and raises CallbackConflict; it is logged as an error, for operators to look at
     (an operator that recharged a purchase we voided needs a person). NotFound for an unknown
     reference."""
-    purchase = purchase_by_reference(reference)
     if status == "REVERSED":
-        return _apply_reversal(purchase=purchase, message=message)
+        return _apply_reversal(purchase=purchase_by_reference(reference), message=message)
     result = GatewayResult(status, operator_reference=operator_reference or "", message=message or "")
-    purchase, settled = _apply_gateway_result(purchase_id=purchase.pk, result=result)
+    try:
+        # Straight to the purchase under its lock: a read before it (one per callback, on the worker
+        # that settles them all) would only have told what the lock's read tells.
+        purchase, settled = _apply_gateway_result(purchase_id=_purchase_id_of(reference), result=result)
+    except Purchase.DoesNotExist:
+        raise _no_such_reference() from None
     if settled or purchase.status == status:
         return CallbackOutcome(purchase=purchase, applied=settled)
     _log_callback_conflict(reference=reference, reported=status, current=purchase.status)

@@ -120,6 +120,32 @@ def test_an_unknown_reference_is_404(api_client, reference):
         assert response.status_code == 404
 
 
+@pytest.mark.parametrize("reference", ["P999999999", "X1", "P", "P-1", "P1e3", "", "P99999999999999999999"])
+@pytest.mark.parametrize("status", ["SUCCESS", "FAILED", "REVERSED"])
+def test_the_worker_applying_a_callback_for_an_unknown_reference_finds_no_purchase(reference, status):
+    with pytest.raises(services.NotFound):
+        services.apply_operator_callback(reference=reference, status=status)
+
+
+def test_the_worker_reads_the_purchase_once_to_settle_a_callback_under_its_lock(shop, plan):
+    # The settlement reads it under the lock; a read before it, one per callback on the worker that
+    # settles them all, told nothing more.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    purchase = _buy(shop[0], plan, SandboxGateway.PENDING_FOREVER)
+
+    with CaptureQueriesContext(connection) as queries:
+        outcome = services.apply_operator_callback(
+            reference=f"P{purchase.pk}", status="SUCCESS", operator_reference="OP9"
+        )
+
+    assert (outcome.applied, outcome.purchase.status) == (True, "SUCCESS")
+    reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('SELECT "purchases_purchase"')]
+    assert len(reads) == 1
+    assert_ledger_clean()
+
+
 def test_an_unknown_gateway_is_404(api_client):
     assert (
         _callback(
