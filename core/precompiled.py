@@ -10,7 +10,7 @@ Django's own iterator does (the same converters, `from_db`, and select_related p
 database. `tests` hold it to the plain queryset's answer.
 """
 
-from django.db import connections
+from django.db import connections, transaction
 from django.db.models.query import get_related_populators
 from django.db.transaction import TransactionManagementError
 
@@ -114,7 +114,8 @@ class PrecompiledInsert:
             plan = self._compiled[(using, connection.vendor)] = self._compile(using)
         sql, fields, returning_params = plan
         params = [field.get_db_prep_save(value, connection) for field, value in zip(fields, values, strict=True)]
-        with connection.cursor() as cursor:
+        # As the ORM's own insert: a failed statement marks the caller's transaction for rollback.
+        with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
             cursor.execute(sql, params)
             return connection.ops.fetch_returned_insert_columns(cursor, returning_params)[0]
 
@@ -125,11 +126,14 @@ class PrecompiledInsert:
         if not connections[using].features.can_return_columns_from_insert:
             raise NotImplementedError("a precompiled insert needs INSERT ... RETURNING")
         fields = [meta.get_field(name) for name in self._field_names]
+        _one_plain_parameter_each(fields)
         query = InsertQuery(self._model)
         query.insert_values(fields, [self._model()])
         compiler = query.get_compiler(using=using)
         compiler.returning_fields = [meta.pk]
-        [(sql, _params)] = compiler.as_sql()
+        [(sql, params)] = compiler.as_sql()
+        if len(params) != len(fields):
+            raise ValueError(f"expected one parameter per field, got {params}")
         return sql, fields, compiler.returning_params
 
 
@@ -151,13 +155,15 @@ class PrecompiledUpdate:
             plan = self._compiled[(using, connection.vendor)] = self._compile(using)
         sql, set_fields, where_fields, where_positions, count = plan
         set_values, where_values = values[: len(set_fields)], values[len(set_fields) :]
+        if any(value is None for value in where_values):
+            raise ValueError("a precompiled update matches on values, never on None (the ORM writes IS NULL)")
         params = [
             field.get_db_prep_save(value, connection) for field, value in zip(set_fields, set_values, strict=True)
         ]
         params += [None] * (count - len(params))
         for field, position, value in zip(where_fields, where_positions, where_values, strict=True):
             params[position] = field.get_db_prep_value(value, connection)
-        with connection.cursor() as cursor:
+        with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.rowcount
 
@@ -168,6 +174,7 @@ class PrecompiledUpdate:
         connection = connections[using]
         set_fields = [meta.get_field(name) for name in self._set_names]
         where_fields = [meta.get_field(name) for name in self._where_names]
+        _one_plain_parameter_each(set_fields)
         markers = [_marker_for(field, index) for index, field in enumerate(where_fields)]
         queryset = self._model._base_manager.filter(**dict(zip(self._where_names, markers, strict=True)))
         query = queryset.query.chain(UpdateQuery)
@@ -175,6 +182,8 @@ class PrecompiledUpdate:
         query.add_update_values({field.name: _marker_for(field, 0) for field in set_fields})
         sql, params = query.get_compiler(using=using).as_sql()
         params = list(params)
+        if len(params) != len(set_fields) + len(where_fields):
+            raise ValueError(f"expected one parameter per field set and matched, got {params}")
         positions = []
         for field, marker in zip(where_fields, markers, strict=True):
             prepared = field.get_db_prep_value(marker, connection)
@@ -183,6 +192,14 @@ class PrecompiledUpdate:
                 raise ValueError(f"{field.name}'s marker must reach the SQL exactly once, found {len(found)}: {params}")
             positions.append(found[0])
         return sql, set_fields, where_fields, positions, len(params)
+
+
+def _one_plain_parameter_each(fields):
+    """The compiled SQL must take each value as one plain `%s` (a field with a placeholder of its
+    own, such as BinaryField's, would take it in another form)."""
+    for field in fields:
+        if hasattr(field, "get_placeholder"):
+            raise ValueError(f"{field.name} has a placeholder of its own: not for a precompiled statement")
 
 
 def _marker_for(field, index):

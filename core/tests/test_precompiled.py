@@ -169,6 +169,9 @@ def test_a_precompiled_insert_writes_the_row_the_orm_writes_and_refuses_a_duplic
     ours, theirs = _record_row(pk), _record_row(orm.pk)
     assert _comparable(ours) == _comparable(theirs)
     assert ours["locked_at"] == ours["created_at"] == at and ours["user_id"] == person.pk
+    # Stored in the database's own form: matched exactly by the ORM's lookup (on SQLite a datetime is
+    # text, and one written in another form would read back the same but never match).
+    assert IdempotencyRecord.objects.filter(pk=pk, locked_at=at, created_at=at).exists()
     with pytest.raises(IntegrityError), transaction.atomic():
         insert.insert(person.pk, "key-1", *fields.values())
 
@@ -202,6 +205,7 @@ def test_a_precompiled_update_changes_what_the_orm_update_changes_with_the_same_
         state="COMPLETED", response_status=201, response_body=body, completed_at=done
     )
     assert orm == 1
+    assert IdempotencyRecord.objects.filter(pk=rows[0], completed_at=done).exists()
     assert _comparable(_record_row(rows[0])) == _comparable(_record_row(rows[1]))
     assert _record_row(rows[0])["response_body"] == {
         "amount": "150.50",
@@ -217,3 +221,27 @@ def test_a_precompiled_update_changes_what_the_orm_update_changes_with_the_same_
     assert IdempotencyRecord.objects.filter(
         pk=rows[2], response_body__isnull=True, response_status__isnull=True
     ).exists()
+
+
+def test_a_failed_precompiled_write_marks_the_transaction_for_rollback_as_the_orm_does():
+    from django.db import DatabaseError
+
+    from core.models import IdempotencyRecord
+    from core.precompiled import PrecompiledUpdate
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    record = IdempotencyRecord.objects.create(
+        user=ClientFactory(), key="k", endpoint="e", fingerprint="f", created_at=now, locked_at=now
+    )
+    update = PrecompiledUpdate(IdempotencyRecord, set_names=("response_status",), where_names=("id",))
+    marked = []
+    with pytest.raises(DatabaseError), transaction.atomic():
+        try:
+            update.update(-5, record.pk)  # a positive small integer column refuses -5
+        finally:
+            marked.append(transaction.get_connection().needs_rollback)
+    assert marked == [True]
+    with pytest.raises(ValueError, match="never on None"):
+        update.update(200, None)
