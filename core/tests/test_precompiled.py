@@ -225,11 +225,10 @@ def test_a_precompiled_update_changes_what_the_orm_update_changes_with_the_same_
 
 def test_a_failed_precompiled_write_marks_the_transaction_for_rollback_as_the_orm_does():
     from django.db import DatabaseError
+    from django.utils import timezone
 
     from core.models import IdempotencyRecord
     from core.precompiled import PrecompiledUpdate
-
-    from django.utils import timezone
 
     now = timezone.now()
     record = IdempotencyRecord.objects.create(
