@@ -350,14 +350,15 @@ def _apply_gateway_result(*, purchase_id, result) -> tuple[Purchase, bool]:
             return purchase, False
         now = timezone.now()
         settled = result.status in (GatewayResult.SUCCESS, GatewayResult.FAILED)
+        # Read before the margins of a failed sale are zeroed below.
+        hold = _hold_of(purchase) if settled else None
+        payouts = _payouts(purchase) if result.status == GatewayResult.SUCCESS else ()
         if result.status == GatewayResult.SUCCESS:
-            ledger.post_transfer(transfer=_hold_of(purchase), payouts=_payouts(purchase))
             purchase.status = Status.SUCCESS
             purchase.operator_reference = result.operator_reference[:100]
             purchase.failure_reason = ""
             purchase.completed_at = now
         elif result.status == GatewayResult.FAILED:
-            ledger.void_transfer(transfer=_hold_of(purchase))
             purchase.status = Status.FAILED
             purchase.failure_reason = (result.message or "The operator refused the recharge.")[:255]
             purchase.completed_at = now
@@ -366,6 +367,10 @@ def _apply_gateway_result(*, purchase_id, result) -> tuple[Purchase, bool]:
         else:
             purchase.operator_reference = (result.operator_reference or purchase.operator_reference)[:100]
             purchase.failure_reason = ""
+        # The purchase (locked above) is written before the wallets are locked, and the ledger's
+        # statements come last: a sale's distributor wallet is locked by every sale of its retailers,
+        # from its lock to the COMMIT, so nothing that does not need it runs in between (the busy
+        # hour's settling waited on that lock). A refusal from the ledger rolls all of it back.
         purchase.save(
             update_fields=[
                 "status",
@@ -377,6 +382,10 @@ def _apply_gateway_result(*, purchase_id, result) -> tuple[Purchase, bool]:
                 "updated_at",
             ]
         )
+        if result.status == GatewayResult.SUCCESS:
+            ledger.post_transfer(transfer=hold, payouts=payouts)
+        elif result.status == GatewayResult.FAILED:
+            ledger.void_transfer(transfer=hold)
         return purchase, settled
 
 

@@ -577,3 +577,22 @@ def test_in_callback_mode_the_callbacks_go_to_the_sandbox_queue_when_one_is_name
             "queue": "sandbox-operator",
         }
     ]
+
+
+def test_a_settlement_writes_the_purchase_before_it_locks_the_wallets(shop, plan):
+    # Every sale of a distributor's retailers locks its wallet (the margin), from the lock to the
+    # COMMIT: the purchase's own UPDATE runs before it, not while the wallets are held.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    purchase = _buy(shop[0], plan, SandboxGateway.PENDING_FOREVER)
+
+    with CaptureQueriesContext(connection) as queries:
+        services.apply_operator_callback(reference=f"P{purchase.pk}", status="SUCCESS", operator_reference="OP9")
+
+    statements = [q["sql"] for q in queries.captured_queries]
+    purchase_update = next(i for i, sql in enumerate(statements) if sql.startswith('UPDATE "purchases_purchase"'))
+    wallet_lock = next(i for i, sql in enumerate(statements) if 'FROM "wallet_wallet"' in sql)
+    assert purchase_update < wallet_lock
+    assert not any(sql.startswith('UPDATE "purchases_purchase"') for sql in statements[wallet_lock:])
+    assert_ledger_clean()
