@@ -9,10 +9,12 @@ A purchase is a two-phase transfer around a call to the operator gateway:
 2. fulfilment, in a worker (`purchases.tasks.fulfil_purchase`): mark the purchase sent (committed
    before the call: from then on a send may have happened), call the gateway with the purchase's
    stable reference, with no transaction open and no row locked;
-3. one transaction: lock the Purchase row, re-check it is still PENDING, then either post the
-   hold and pay the commissions (`post_transfer`) and mark it SUCCESS, or void the hold
-   (`void_transfer`) and mark it FAILED. An answer of "pending", a timeout or an unexpected
-   error leaves the hold in place; a status check settles it later.
+3. one transaction: lock the Purchase row, re-check it is still PENDING, then either mark it
+   SUCCESS and post the hold and pay the commissions (`post_transfer`), or mark it FAILED and void
+   the hold (`void_transfer`): the purchase is written first, so that the wallets, locked by the
+   ledger, are held for its statements only; a refusal from the ledger rolls back both. An answer
+   of "pending", a timeout or an unexpected error leaves the hold in place; a status check settles
+   it later.
 
 Delivery is at least once, so fulfilment runs safely any number of times: a purchase is sent at
 most once (the conditional update of `sent_at`); a run that finds it already sent asks the gateway's

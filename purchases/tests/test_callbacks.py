@@ -579,7 +579,8 @@ def test_in_callback_mode_the_callbacks_go_to_the_sandbox_queue_when_one_is_name
     ]
 
 
-def test_a_settlement_writes_the_purchase_before_it_locks_the_wallets(shop, plan):
+@pytest.mark.parametrize("status", ["SUCCESS", "FAILED"])
+def test_a_settlement_writes_the_purchase_before_it_locks_the_wallets(shop, plan, status):
     # Every sale of a distributor's retailers locks its wallet (the margin), from the lock to the
     # COMMIT: the purchase's own UPDATE runs before it, not while the wallets are held.
     from django.db import connection
@@ -588,11 +589,39 @@ def test_a_settlement_writes_the_purchase_before_it_locks_the_wallets(shop, plan
     purchase = _buy(shop[0], plan, SandboxGateway.PENDING_FOREVER)
 
     with CaptureQueriesContext(connection) as queries:
-        services.apply_operator_callback(reference=f"P{purchase.pk}", status="SUCCESS", operator_reference="OP9")
+        services.apply_operator_callback(reference=f"P{purchase.pk}", status=status, operator_reference="OP9")
 
     statements = [q["sql"] for q in queries.captured_queries]
     purchase_update = next(i for i, sql in enumerate(statements) if sql.startswith('UPDATE "purchases_purchase"'))
     wallet_lock = next(i for i, sql in enumerate(statements) if 'FROM "wallet_wallet"' in sql)
     assert purchase_update < wallet_lock
     assert not any(sql.startswith('UPDATE "purchases_purchase"') for sql in statements[wallet_lock:])
+    assert_ledger_clean()
+
+
+@pytest.mark.parametrize("status", ["SUCCESS", "FAILED"])
+def test_a_ledger_refusal_rolls_back_the_purchase_written_before_it(shop, plan, status):
+    # The purchase is written before the ledger locks the wallets: if the ledger then refuses (here the
+    # hold is no longer pending), the purchase must stay as it was, commissions included.
+    from wallet import selectors as wallet_selectors
+    from wallet.services import TransferNotPending
+
+    purchase = _buy(shop[0], plan, SandboxGateway.PENDING_FOREVER)
+    before = Purchase.objects.get(pk=purchase.pk)
+    ledger.void_transfer(transfer=wallet_selectors.purchase_transfer(reference=purchase.reference))
+
+    with pytest.raises(TransferNotPending):
+        services.apply_operator_callback(reference=f"P{purchase.pk}", status=status, operator_reference="OP9")
+
+    after = Purchase.objects.get(pk=purchase.pk)
+    fields = (
+        "status",
+        "operator_reference",
+        "failure_reason",
+        "completed_at",
+        "buyer_commission",
+        "distributor_commission",
+    )
+    assert [getattr(after, name) for name in fields] == [getattr(before, name) for name in fields]
+    assert after.status == "PENDING"
     assert_ledger_clean()
