@@ -244,3 +244,29 @@ def test_a_failed_precompiled_write_marks_the_transaction_for_rollback_as_the_or
     assert marked == [True]
     with pytest.raises(ValueError, match="never on None"):
         update.update(200, None)
+
+
+# --- an account by email (iexact) or id: find_user ------------------------------------------------
+
+
+def test_an_account_by_email_is_found_as_the_orm_finds_it_in_any_case_and_wildcards_are_literal():
+    # SQLite compares iexact with LIKE: an underscore or a percent sign in the address must match
+    # only itself, as the ORM escapes it, never any character.
+    ClientFactory(email="axbyc@example.com")  # first: an unescaped LIKE would find it before the other
+    exact = ClientFactory(email="a_b%c@example.com")
+    for asked in ("a_b%c@example.com", "A_B%C@EXAMPLE.COM", "  a_b%c@example.com "):
+        assert find_user(email=asked) == exact
+        assert User.objects.filter(email__iexact=asked.strip()).get() == exact
+    for missing in ("a_b%c@example.co", "axb%c@example.com", "a%", "%", "_"):
+        assert not User.objects.filter(email__iexact=missing).exists()
+        with pytest.raises(UserNotFound):
+            find_user(email=missing)
+
+
+def test_an_account_by_id_is_found_in_one_query_and_an_unknown_id_is_user_not_found():
+    person = RetailerFactory()
+    with CaptureQueriesContext(connection) as queries:
+        assert find_user(user_id=person.pk) == person
+    assert len(queries) == 1
+    with pytest.raises(UserNotFound):
+        find_user(user_id=person.pk + 1000)
