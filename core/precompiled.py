@@ -8,6 +8,10 @@ marker values in place of the real ones, keeps the compiler's SQL and its descri
 and on each call only substitutes the values, executes, and builds the model instances exactly as
 Django's own iterator does (the same converters, `from_db`, and select_related populators), on any
 database. `tests` hold it to the plain queryset's answer.
+
+`PrecompiledInsert` and `PrecompiledUpdate` do the same for the two writes every keyed request makes
+(core.idempotency): the statement is compiled once, and each value is prepared by its field on the
+calling connection, as the ORM's own insert and update prepare it.
 """
 
 from django.db import connections, transaction
