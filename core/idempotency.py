@@ -32,7 +32,7 @@ from rest_framework.response import Response
 from core.errors import DatabaseUnavailable, DomainError, OutcomeUnknown
 from core.models import IdempotencyRecord
 from core.precompiled import PrecompiledInsert, PrecompiledUpdate
-from core.transactions import all_or_nothing
+from core.transactions import all_or_nothing, own_statement
 
 logger = logging.getLogger(__name__)
 
@@ -148,17 +148,11 @@ _STORE_ANSWER = PrecompiledUpdate(
 
 
 def _insert_claim(*, user, key, endpoint, fingerprint, locked_at):
-    """The claim must be committed before the request runs, so that a concurrent duplicate sees it.
-    Outside any transaction (production) the INSERT commits by itself: one statement, not BEGIN,
-    INSERT, COMMIT. Inside a caller's transaction (a test's), a savepoint keeps a duplicate key's
-    IntegrityError from poisoning it."""
+    """The claim must be committed before the request runs, so that a concurrent duplicate sees it:
+    in production the INSERT commits by itself (`own_statement`); a duplicate key is IntegrityError."""
     state = IdempotencyRecord.State.IN_PROGRESS
-    values = (user.pk, key, endpoint, fingerprint, state, locked_at, locked_at)
-    if not transaction.get_connection().in_atomic_block:
-        pk = _CLAIM.insert(*values)
-    else:
-        with transaction.atomic():
-            pk = _CLAIM.insert(*values)
+    with own_statement():
+        pk = _CLAIM.insert(user.pk, key, endpoint, fingerprint, state, locked_at, locked_at)
     record = IdempotencyRecord(
         pk=pk,
         user=user,

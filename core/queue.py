@@ -55,14 +55,11 @@ def queue_depth(queue=None):
             return connection.default_channel.queue_declare(
                 queue=queue or settings.CELERY_TASK_DEFAULT_QUEUE, passive=True
             ).message_count
-    except ChannelError as error:
-        if _no_such_queue(error):
+    except Exception as error:  # noqa: BLE001 - a scrape or a sweep must not fail because the broker is down
+        if isinstance(error, ChannelError) and _no_such_queue(error):
             # Redis deletes a list once it is empty (and RabbitMQ has no queue until a worker
             # declared it): nothing is waiting.
             return 0
-        logger.warning("the task queue's depth could not be read", exc_info=True)
-        return None
-    except Exception:  # noqa: BLE001 - a scrape or a sweep must not fail because the broker is down
         logger.warning("the task queue's depth could not be read", exc_info=True)
         return None
 

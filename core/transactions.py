@@ -27,6 +27,20 @@ def all_or_nothing():
             _depth.reset(token)
 
 
+@contextlib.contextmanager
+def own_statement():
+    """Around one write whose failure the caller catches and goes on from (a duplicate key, say).
+    Outside a transaction (a worker's database thread, a request in autocommit) the statement commits
+    by itself: one round trip, not BEGIN, statement, COMMIT, and a failure leaves nothing to roll
+    back. Inside a caller's transaction (a test's) it is a savepoint, so that the failure does not
+    spoil the caller's transaction."""
+    if not connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        yield
+
+
 def innermost_is_all_or_nothing() -> bool:
     """Whether the innermost open atomic block is an `all_or_nothing()` block."""
     depth = _depth.get()

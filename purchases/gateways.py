@@ -202,9 +202,10 @@ def _run_db(fn, **kwargs):
 def _receive(*, request, status, operator_reference):
     """Record a recharge the sandbox received; a second receipt of the same reference is counted (a
     real operator that dedupes would ignore it: the count proves whether it ever happened)."""
-    from django.db import IntegrityError, transaction
+    from django.db import IntegrityError
     from django.db.models import F
 
+    from core.transactions import own_statement
     from purchases.models import SandboxRecharge
 
     fields = {
@@ -215,11 +216,7 @@ def _receive(*, request, status, operator_reference):
         "operator_reference": operator_reference if status == GatewayResult.SUCCESS else "",
     }
     try:
-        if not transaction.get_connection().in_atomic_block:
-            # A worker's database thread, in autocommit: the INSERT commits by itself (one statement,
-            # not BEGIN, INSERT, COMMIT), and a duplicate's error leaves nothing to roll back.
-            return SandboxRecharge.objects.create(reference=request.reference, **fields)
-        with transaction.atomic():  # a savepoint, so that a duplicate does not spoil the caller's transaction
+        with own_statement():  # on a worker's database thread: one INSERT that commits by itself
             return SandboxRecharge.objects.create(reference=request.reference, **fields)
     except IntegrityError:
         SandboxRecharge.objects.filter(reference=request.reference).update(times_received=F("times_received") + 1)
