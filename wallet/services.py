@@ -365,33 +365,24 @@ def post_transfer(*, transfer, payouts=()) -> tuple[Transfer, list[Transfer]]:
         pending, wallets = _lock_pending(transfer, extra_user_ids=[payout.user_id for payout in payouts])
         now = timezone.now()
         source, destination = wallets.get(pending.from_wallet_id), wallets.get(pending.to_wallet_id)
+        changed = []
         # The money moves now, so this is where the row joins each wallet's chain of balances
         # (its number and balance after are those at posting, not at the hold).
         if source is not None:
             source.held -= pending.amount
             pending.from_entry = _change_balance(source, -pending.amount)
-            _store_balance(source, now)
+            changed.append(source)
         if destination is not None:
             pending.to_entry = _change_balance(destination, pending.amount)
-            _store_balance(destination, now)
+            changed.append(destination)
         pending.status = Status.POSTED
         pending.from_balance_after = source.balance if source is not None else None
         pending.to_balance_after = destination.balance if destination is not None else None
         pending.updated_at = pending.finalized_at = now
-        pending.save(
-            update_fields=[
-                "status",
-                "from_balance_after",
-                "to_balance_after",
-                "from_entry",
-                "to_entry",
-                "updated_at",
-                "finalized_at",
-            ]
-        )
         by_user = {wallet.user_id: wallet for wallet in wallets.values()}
-        paid = [
-            _move(
+        new_rows = []
+        for payout in payouts:
+            row, paid_wallets = _checked_move(
                 source=system_wallet(code=payout.source),
                 destination=_user_wallet(by_user, payout.user_id),
                 amount=payout.amount,
@@ -401,9 +392,21 @@ def post_transfer(*, transfer, payouts=()) -> tuple[Transfer, list[Transfer]]:
                 reference=pending.reference,
                 now=now,
             )
-            for payout in payouts
-        ]
+            new_rows.append(row)
+            changed += paid_wallets
+        paid = _write(wallets=changed, now=now, changed_row=pending, changed_fields=_POSTED_FIELDS, new_rows=new_rows)
         return pending, paid
+
+
+_POSTED_FIELDS = (
+    "status",
+    "from_balance_after",
+    "to_balance_after",
+    "from_entry",
+    "to_entry",
+    "updated_at",
+    "finalized_at",
+)
 
 
 def void_transfer(*, transfer) -> Transfer:
@@ -414,10 +417,14 @@ def void_transfer(*, transfer) -> Transfer:
         source = wallets.get(pending.from_wallet_id)
         if source is not None:
             source.held -= pending.amount
-            _store_balance(source, now)
         pending.status = Status.VOIDED
         pending.updated_at = pending.finalized_at = now
-        pending.save(update_fields=["status", "updated_at", "finalized_at"])
+        _write(
+            wallets=[source] if source is not None else [],
+            now=now,
+            changed_row=pending,
+            changed_fields=("status", "updated_at", "finalized_at"),
+        )
         return pending
 
 
@@ -777,12 +784,21 @@ def _lock_pending(transfer, extra_user_ids=()):
     return pending, wallets
 
 
-def _move(
+def _move(*, now=None, **move) -> Transfer:
+    """Check and apply one transfer between wallets the caller has locked (system wallets are not
+    locked and never rewritten): `_checked_move`, then its one write."""
+    now = now or timezone.now()
+    row, changed = _checked_move(now=now, **move)
+    return _write(wallets=changed, now=now, new_rows=[row])[0]
+
+
+def _checked_move(
     *,
     source,
     destination,
     amount,
     kind,
+    now,
     status=Status.POSTED,
     remarks="",
     initiated_by=None,
@@ -790,18 +806,17 @@ def _move(
     reference=None,
     idempotency_key=None,
     refund_of=None,
-    now=None,
-) -> Transfer:
-    """Check and apply one transfer between wallets the caller has locked (system wallets are not
-    locked and never rewritten). Everything is checked before the first write. The initiator is
-    `initiated_by` (a user) or, where the caller has only its id, `initiated_by_id`."""
+) -> tuple[dict, list[Wallet]]:
+    """Check one transfer and apply it to the locked wallets in memory: (the journal row's fields,
+    the user wallets it changed). Nothing is written, so a caller checks all its moves before its
+    first write. The initiator is `initiated_by` (a user) or, where the caller has only its id,
+    `initiated_by_id`."""
     if initiated_by is not None and initiated_by_id is not None:
         raise TypeError("Give the initiator as initiated_by or initiated_by_id, not both.")
     if source.pk == destination.pk:
         raise SameWallet()
     if not source.is_system and source.available < amount:
         raise InsufficientFunds(available=f"{source.available:.2f}", amount=f"{amount:.2f}")
-    now = now or timezone.now()
     row = _journal_fields(
         source=source,
         destination=destination,
@@ -818,7 +833,7 @@ def _move(
     changed = [source] if not source.is_system else []
     if not destination.is_system and status == Status.POSTED:
         changed.append(destination)
-    return _post(row=row, wallets=changed, now=now)
+    return row, changed
 
 
 def _journal_fields(*, source, destination, amount, kind, status=Status.POSTED, remarks="", now, **links) -> dict:
@@ -859,43 +874,67 @@ def _change_balance(wallet, amount) -> int:
     return wallet.last_entry
 
 
-# On PostgreSQL a posting (the balances of its locked wallets and its journal row) is written by one
-# statement instead of one UPDATE per wallet and an INSERT: two fewer round trips on every money request
-# while its wallets are locked. The ORM path stays for SQLite; both are held to the same journal and
-# balances by wallet/tests/test_posting_paths.py. Every check runs before either path writes.
+# On PostgreSQL a ledger operation's writes (the balances of its locked wallets, the journal row it
+# finalises, the rows it inserts) are one statement instead of one UPDATE per wallet, an UPDATE and an
+# INSERT per row: every write of a settlement in one round trip while its wallets are locked (a busy
+# distributor's wallet is locked by every sale of its retailers). The ORM path stays for SQLite; both
+# are held to the same journal and balances by wallet/tests/test_posting_paths.py. Every check runs
+# before either path writes.
 ONE_STATEMENT_POSTING = True
 
 
-def _post(*, row, wallets, now) -> Transfer:
-    """Store the locked `wallets`' balances (already changed in memory) and insert the journal row
-    (`row`: its fields)."""
+def _write(*, wallets, now, changed_row=None, changed_fields=(), new_rows=()) -> list[Transfer]:
+    """Store the locked `wallets`' balances (already changed in memory), then `changed_fields` of the
+    journal row `changed_row`, then insert `new_rows` (each a row's fields). Returns the new rows."""
+    # A wallet changed twice (a buyer paid its own margin) is stored once, with its final values.
+    wallets = list({wallet.pk: wallet for wallet in wallets}.values())
     if ONE_STATEMENT_POSTING and connection.vendor == "postgresql":
-        return _post_in_one_statement(row=row, wallets=wallets, now=now)
+        return _write_in_one_statement(
+            wallets=wallets, now=now, changed_row=changed_row, changed_fields=changed_fields, new_rows=new_rows
+        )
     for wallet in wallets:
         _store_balance(wallet, now)
-    return Transfer.objects.create(**row)
+    if changed_row is not None:
+        changed_row.save(update_fields=changed_fields)
+    return [Transfer.objects.create(**row) for row in new_rows]
 
 
 # The PostgreSQL-only statements live in functions of their own (this one, _store_balances_in_one_statement
 # and _balances_update): mutation testing on SQLite (docs/mutation.md) then finds no test reaching them and
 # leaves their mutants to the run on PostgreSQL, instead of running the whole suite for each to no avail.
-def _post_in_one_statement(*, row, wallets, now) -> Transfer:
-    row = Transfer(**row)
+def _write_in_one_statement(*, wallets, now, changed_row, changed_fields, new_rows) -> list[Transfer]:
+    # Data-modifying WITH parts all run, once, whether the main statement reads them or not; the INSERT,
+    # if any, is the main statement, so that it returns the new rows' ids (in the order of VALUES).
     quote = connection.ops.quote_name
-    fields = [field for field in Transfer._meta.concrete_fields if not field.primary_key]
-    insert = (  # the model's own table and column names; every value is a parameter
-        f"INSERT INTO {quote(Transfer._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "  # noqa: S608
-        f"VALUES ({', '.join(['%s'] * len(fields))}) RETURNING {quote(Transfer._meta.pk.column)}"
-    )
-    params = [field.get_db_prep_save(getattr(row, field.attname), connection) for field in fields]
+    table, pk = quote(Transfer._meta.db_table), quote(Transfer._meta.pk.column)
+    statements = []  # (sql, params); the model's own table and column names, every value a parameter
     if wallets:
-        update, update_params = _balances_update(wallets, now)
-        insert, params = f"WITH balances AS ({update} RETURNING wallet.id) {insert}", [*update_params, *params]
+        statements.append(_balances_update(wallets, now))
+    if changed_row is not None:
+        fields = [Transfer._meta.get_field(name) for name in changed_fields]
+        assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+        params = [field.get_db_prep_save(getattr(changed_row, field.attname), connection) for field in fields]
+        statements.append((f"UPDATE {table} SET {assignments} WHERE {pk} = %s", [*params, changed_row.pk]))  # noqa: S608
+    rows = [Transfer(**fields) for fields in new_rows]
+    if rows:
+        fields = [field for field in Transfer._meta.concrete_fields if not field.primary_key]
+        columns = ", ".join(quote(field.column) for field in fields)
+        values = ", ".join([f"({', '.join(['%s'] * len(fields))})"] * len(rows))
+        params = [field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows for field in fields]
+        statements.append((f"INSERT INTO {table} ({columns}) VALUES {values} RETURNING {pk}", params))  # noqa: S608
+    if not statements:
+        return rows
+    *parts, (sql, params) = statements
+    if parts:
+        sql = "WITH " + ", ".join(f"write_{index} AS ({part})" for index, (part, _) in enumerate(parts)) + " " + sql
+        params = [*(value for _, part_params in parts for value in part_params), *params]
     with connection.cursor() as cursor:
-        cursor.execute(insert, params)
-        row.pk = cursor.fetchone()[0]
-    row._state.adding, row._state.db = False, connection.alias
-    return row
+        cursor.execute(sql, params)
+        ids = [pk for (pk,) in cursor.fetchall()] if rows else []
+    for row, row_pk in zip(rows, ids, strict=True):
+        row.pk = row_pk
+        row._state.adding, row._state.db = False, connection.alias
+    return rows
 
 
 def _balances_update(wallets, now):

@@ -55,8 +55,15 @@ def run(operations, people, admin):
                 held.append(services.hold_funds(user=people[a], amount=amount))
             elif name == "post" and held:
                 transfer = held.pop(operation[1] % len(held))
-                commission = services.Payout(user_id=transfer.from_wallet.user_id, amount=Decimal("0.05"))
-                posted.append(services.post_transfer(transfer=transfer, payouts=[commission])[0])
+                # Both margins of a sale: the buyer's own (its wallet changed twice by one posting)
+                # and another person's, as a distributor's.
+                buyer = transfer.from_wallet.user_id
+                other = next(person.pk for person in people if person.pk != buyer)
+                margins = [
+                    services.Payout(user_id=buyer, amount=Decimal("0.05")),
+                    services.Payout(user_id=other, amount=Decimal("0.02")),
+                ]
+                posted.append(services.post_transfer(transfer=transfer, payouts=margins)[0])
             elif name == "void" and held:
                 services.void_transfer(transfer=held.pop(operation[1] % len(held)))
             elif name == "refund" and posted:

@@ -57,6 +57,16 @@ def test_a_failure_writing_the_journal_row_rolls_back_both_balances(monkeypatch,
     assert ledger_snapshot() == before
 
 
+def _corrupt_new_rows(monkeypatch):
+    """Make every journal row the ledger inserts carry a negative amount, past the service's checks."""
+    original = services._write
+
+    def corrupted(*, new_rows=(), **write):
+        return original(new_rows=[{**row, "amount": Decimal("-1.00")} for row in new_rows], **write)
+
+    monkeypatch.setattr(services, "_write", corrupted)
+
+
 @pytest.mark.postgres
 def test_a_journal_row_the_database_refuses_leaves_the_balances_its_statement_updated(monkeypatch, fund):
     """The one-statement posting: the balances and the row are one statement, so a row refused by a
@@ -64,16 +74,30 @@ def test_a_journal_row_the_database_refuses_leaves_the_balances_its_statement_up
     sender, receiver = ClientFactory(), ClientFactory()
     fund(sender, "50.00")
     before = ledger_snapshot()
-    original = services._post
-
-    def corrupted(*, row, wallets, now):
-        row["amount"] = Decimal("-1.00")
-        return original(row=row, wallets=wallets, now=now)
-
-    monkeypatch.setattr(services, "_post", corrupted)
+    _corrupt_new_rows(monkeypatch)
     with pytest.raises(IntegrityError):
         services.transfer_funds(sender=sender, receiver=receiver, amount="20.00")
     assert ledger_snapshot() == before
+
+
+@pytest.mark.postgres
+def test_a_margin_row_the_database_refuses_leaves_the_hold_pending_and_the_balances_as_they_were(monkeypatch, fund):
+    """A settlement's writes (the buyer's balance, the posted hold, the margins' rows) are one
+    statement: a margin's row refused by a CHECK leaves the hold PENDING and no balance changed."""
+    buyer, distributor = ClientFactory(), ClientFactory()
+    fund(buyer, "50.00")
+    hold = services.hold_funds(user=buyer, amount="20.00")
+    before = ledger_snapshot()
+    _corrupt_new_rows(monkeypatch)
+    margins = [
+        services.Payout(user_id=buyer.pk, amount=Decimal("0.40")),
+        services.Payout(user_id=distributor.pk, amount=Decimal("0.10")),
+    ]
+    with pytest.raises(IntegrityError):
+        services.post_transfer(transfer=hold, payouts=margins)
+    assert ledger_snapshot() == before
+    hold.refresh_from_db()
+    assert hold.status == Transfer.Status.PENDING
 
 
 def test_a_posted_purchase_is_refunded_at_most_once(fund):
