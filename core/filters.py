@@ -18,8 +18,11 @@ class FiltersOnlyWhenAsked:
 
     page_parameters = frozenset({"cursor", "page", "page_size"})
 
+    def asks_only_for_a_page(self) -> bool:
+        return set(self.request.query_params) <= self.page_parameters
+
     def filter_queryset(self, queryset):
-        if set(self.request.query_params) <= self.page_parameters:
+        if self.asks_only_for_a_page():
             ordering = getattr(self, "ordering", None)
             return queryset.order_by(*ordering) if ordering else queryset
         return super().filter_queryset(queryset)

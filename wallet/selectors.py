@@ -65,6 +65,19 @@ def own_wallet(*, user) -> Wallet:
     return wallet_of(user=user)
 
 
+def own_wallet_if_single_scope(*, user):
+    """A retailer's or client's own wallet, all it may see of wallets (`wallets_in_scope`), as `own_wallet`
+    reads it; None for wider scopes (an admin, a distributor) and for a user without a wallet."""
+    if is_admin(user) or user.user_type == UserType.DISTRIBUTOR:
+        return None
+    if type(user).wallet.is_cached(user) and getattr(user, "wallet", None) is None:
+        return None
+    try:
+        return own_wallet(user=user)
+    except Wallet.DoesNotExist:
+        return None
+
+
 def wallets_in_scope(*, user):
     """User wallets `user` may see, with their owners."""
     return Wallet.objects.filter(users_in_scope(viewer=user, through="user__"), user__isnull=False).select_related(

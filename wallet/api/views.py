@@ -97,6 +97,16 @@ class WalletListView(FiltersOnlyWhenAsked, generics.ListAPIView):
     def get_queryset(self):
         return selectors.wallets_in_scope(user=self.request.user)
 
+    def list(self, request, *args, **kwargs):
+        # A retailer's or client's scope is its own wallet: asked for no filter, the list is that one
+        # wallet, the one authentication loaded (as every read of it: as of the request's start), paged
+        # as a list of one. The COUNT and the page's query, and compiling them, were half its CPU.
+        wallet = selectors.own_wallet_if_single_scope(user=request.user)
+        if wallet is None or not self.asks_only_for_a_page():
+            return super().list(request, *args, **kwargs)
+        page = self.paginate_queryset([wallet])
+        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+
 
 @method_decorator(
     name="get",

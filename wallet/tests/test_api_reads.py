@@ -78,6 +78,47 @@ def test_retailers_and_clients_see_only_their_own_wallet(request, auth_client, r
     assert [row["user"]["id"] for row in rows] == [user.pk]
 
 
+@pytest.mark.parametrize("role", ["retailer", "client_user"])
+def test_a_one_wallet_scope_lists_its_wallet_with_no_query_but_the_tokens_user(
+    request, auth_client, role, world, monkeypatch
+):
+    """A retailer's or client's list is its own wallet, the one authentication loaded: no COUNT, no
+    page query, and the very body the queried list answers (its envelope, fields and balance)."""
+    user = request.getfixturevalue(role)
+    api = auth_client(user)
+    with CaptureQueriesContext(connection) as queries:
+        listed = api.get(url("wallet-list"))
+    assert listed.status_code == 200
+    assert len(queries) == 1 and "wallet_wallet" in queries[0]["sql"]
+
+    from wallet import selectors
+
+    monkeypatch.setattr(selectors, "own_wallet_if_single_scope", lambda *, user: None)
+    with CaptureQueriesContext(connection) as queries:
+        queried = api.get(url("wallet-list"))
+    assert len(queries) == 3  # the token's user, the COUNT, the page
+    assert listed.json() == queried.json()
+    assert listed.json()["count"] == 1 and listed.json()["results"][0]["user"]["id"] == user.pk
+
+
+def test_a_one_wallet_scope_pages_and_filters_as_the_queried_list_does(auth_client, retailer, world):
+    api = auth_client(retailer)
+    assert api.get(url("wallet-list"), {"page_size": 1}).json()["count"] == 1
+    beyond = api.get(url("wallet-list"), {"page": 2})
+    assert beyond.status_code == 404 and beyond.json()["code"] == "not_found"
+    assert api.get(url("wallet-list"), {"page": "x"}).status_code == 400
+    # A filter is the queried list's: it can leave nothing.
+    assert api.get(url("wallet-list"), {"search": "nobody-has-this-name"}).json()["count"] == 0
+    assert api.get(url("wallet-list"), {"search": retailer.username}).json()["count"] == 1
+
+
+def test_a_distributor_lists_by_query_its_own_wallet_and_its_retailers(auth_client, distributor, retailer, world):
+    api = auth_client(distributor)
+    with CaptureQueriesContext(connection) as queries:
+        rows = api.get(url("wallet-list")).json()["results"]
+    assert len(queries) == 3 and len(rows) == 2
+
+
 def test_a_wallet_outside_the_callers_scope_is_404(auth_client, distributor, world):
     foreign = world["other_retailer"].wallet
     response = auth_client(distributor).get(url("wallet-detail", pk=foreign.pk))
