@@ -71,6 +71,7 @@ def main():
     parser.add_argument("--timer", default="cpu", choices=["cpu", "wall"], help="what the profile charges")
     parser.add_argument("--twin", metavar="FIXTURE", help="profile the naive twin with a bench run's fixture")
     parser.add_argument("--queries", action="store_true", help="print the SQL of one request, after the warm-up")
+    parser.add_argument("--by-origin", action="store_true", help="CPU per request by whose code runs it")
     args = parser.parse_args()
 
     if args.twin:
@@ -114,8 +115,53 @@ def main():
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     print(f"{args.scenario}: {args.requests} requests, statuses {statuses}")
     print(f"per request: {1000 * cpu / args.requests:.2f} ms CPU, {1000 * wall / args.requests:.2f} ms wall")
-    if profiler:
+    if profiler and args.by_origin:
+        print_by_origin(pstats.Stats(profiler), requests=args.requests, own="the twin" if args.twin else "the project")
+    elif profiler:
         pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
+
+
+# Whose code a request's CPU runs in, by the file of each function (its own time, `tottime`): the part a
+# Django + DRF + simplejwt + psycopg2 request pays whatever its view does, against the part its own code
+# adds. First match wins; C functions (`{method 'execute' of 'psycopg2...cursor' objects}`) have no file
+# and are told by their name.
+ORIGINS = (
+    ("psycopg2 (the driver: sending, parsing answers)", ("psycopg2",)),
+    ("simplejwt + PyJWT (the token)", ("/rest_framework_simplejwt/", "/jwt/")),
+    ("DRF (request, parsers, serializers, renderers)", ("/rest_framework/",)),
+    ("Django (handler, middleware, ORM, HTTP)", ("/django/",)),
+    ("other libraries", ("site-packages",)),
+)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def origin_of(filename, function_name, *, own):
+    """The group of ORIGINS a profiled function belongs to; `own` names the code of the repository
+    (the project, or the twin under bench/naive/) but this script's own loop; anything else is Python
+    itself (the standard library, builtins)."""
+    where = f"{filename} {function_name}"
+    for name, markers in ORIGINS:
+        if any(marker in where for marker in markers):
+            return name
+    if filename == str(Path(__file__).resolve()):
+        return "this script's loop"
+    if filename.startswith(str(ROOT)):
+        return f"{own}'s own code"
+    return "Python (standard library, builtins)"
+
+
+def print_by_origin(stats, *, requests, own):
+    totals = {}
+    for (filename, _line, function_name), (_calls, _primitive, own_time, _cumulative, _callers) in stats.stats.items():
+        origin = origin_of(filename, function_name, own=own)
+        totals[origin] = totals.get(origin, 0.0) + own_time
+    whole = sum(totals.values()) or 1.0
+    print("\n| whose code | ms CPU per request (profiled) | share |\n| --- | ---: | ---: |")
+    for origin, seconds in sorted(totals.items(), key=lambda item: -item[1]):
+        print(f"| {origin} | {1000 * seconds / requests:.2f} | {100 * seconds / whole:.0f} % |")
+    print(f"| all | {1000 * whole / requests:.2f} | 100 % |")
 
 
 def print_queries(call, environ):

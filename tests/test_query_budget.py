@@ -38,7 +38,7 @@ BUDGET = {
     "payouts": 11,
 }
 # Elsewhere than on PostgreSQL (the SQLite demo; `make mutate`) a posting is written by the ORM path of
-# wallet.services._post: one UPDATE per user wallet and the journal row's INSERT, instead of one
+# wallet.services._write: one UPDATE per user wallet and the journal row's INSERT, instead of one
 # statement. So one query more per user wallet posted (a bulk payout writes its batches alike on both).
 USER_WALLETS_POSTED = {
     "transfer": 2,
