@@ -25,10 +25,11 @@ def _twin_run(results, scenario, level):
 
 
 def _twin_ratio(results, scenario, level):
-    """The project's requests per second over its naive twin's, measured side by side."""
+    """The project's requests per second over its naive twin's, measured side by side; None where the
+    twin answered errors (a twin that fails fast is no measure)."""
     twin = _twin_run(results, scenario, level)
     run = results["runs"].get(scenario, {}).get(level)
-    if not twin or not run or not twin["rps"]:
+    if not twin or not run or not twin["rps"] or twin.get("errors"):
         return None
     return run["rps"] / twin["rps"]
 
@@ -88,10 +89,14 @@ def verdicts(results, targets, verify_target_seconds):
                 judge(check["verify"]["ok"], f"{scenario} @ {level}: verify_ledger clean")
     for scenario, minimum in TWIN_TARGETS.items():
         for level, run in results["runs"].get(scenario, {}).items():
+            twin = _twin_run(results, scenario, level)
+            if twin and twin.get("errors"):  # a comparison with a twin that fails fast would mean nothing
+                first = (twin.get("error_samples") or [""])[0].split(":")[0]
+                judge(False, f"{scenario} @ {level}: the naive twin answered {twin['errors']} errors ({first})")
+                continue
             ratio = _twin_ratio(results, scenario, level)
             if ratio is None:
                 continue
-            twin = _twin_run(results, scenario, level)
             target(ratio >= minimum, f"{scenario} @ {level}: {ratio:.2f}x the naive twin (target >= {minimum}x)")
             target(
                 run["p99_ms"] <= twin["p99_ms"],

@@ -548,6 +548,9 @@ def main():
     output = Path(args.output)
     population_file = output / ".population.json"
     twin_fixture_path = output / ".fixture-naive.json"
+    # Before anything is dropped: a reuse with the wrong --output must not cost the twin's database.
+    if args.reuse_db and not population_file.exists():
+        raise SystemExit(f"--reuse-db needs the {population_file} of the run that seeded it (same --output)")
     if not args.reuse_db:
         recreate_database(database_url)
         if with_twin:
@@ -575,8 +578,6 @@ def main():
     results["machine"] = machine()
     results["load_before"] = os.getloadavg()
     output.mkdir(parents=True, exist_ok=True)
-    if args.reuse_db and not population_file.exists():
-        raise SystemExit(f"--reuse-db needs the {population_file} of the run that seeded it (same --output)")
     if args.reuse_db:
         population = Population(**json.loads(population_file.read_text()))
         log("reusing the seeded database")
