@@ -178,7 +178,7 @@ class CpuMeter:
 
     TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
-    def __init__(self, *, server, worker, operator=None):
+    def __init__(self, *, server, worker=None, operator=None):
         self.server, self.worker, self.operator = server, worker, operator
 
     def read(self):
@@ -196,7 +196,7 @@ class CpuMeter:
             seconds = (int(fields[11]) + int(fields[12])) / self.TICK
             if session == self.server.process.pid:
                 totals["web"] += seconds
-            elif self.worker.process is not None and pid == self.worker.process.pid:
+            elif self.worker is not None and self.worker.process is not None and pid == self.worker.process.pid:
                 totals["worker"] += seconds
             elif self.operator is not None and self.operator.process is not None and pid == self.operator.process.pid:
                 totals["operator"] += seconds

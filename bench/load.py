@@ -45,6 +45,11 @@ class Scenarios:
             headers["Idempotency-Key"] = uuid.uuid4().hex
         return headers
 
+    def floor(self):
+        # Anonymous, one `SELECT 1`, the whole middleware stack and DRF's dispatch: what any request of
+        # this stack costs on this machine, with nothing of ours to make cheaper.
+        return "GET", "/api/health/", {}, None, 200
+
     def balance(self):
         token = self.rng.choice(self.f["client_tokens"])
         return "GET", self.f["paths"]["balance"], _bearer(token), None, 200

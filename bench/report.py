@@ -202,6 +202,27 @@ def ceiling_table(results, titles):
     return "\n".join(rows)
 
 
+def cpu_table(results, titles):
+    """CPU milliseconds per answered request by where it ran, the project's beside its twin's (bench/run.py,
+    run_load_metered): the two cores are shared, so requests per second follow their sum."""
+    rows = [
+        "| scenario | clients | web | database | load generator | twin: web | database | load generator |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    parts = ("web", "database", "load generator")
+    for scenario, runs in results["runs"].items():
+        for level, run in runs.items():
+            spent = run.get("cpu_ms_per_request")
+            if not spent:
+                continue
+            twin = _twin_run(results, scenario, level) or {}
+            twin_spent = twin.get("cpu_ms_per_request") if not twin.get("errors") else None
+            theirs = [f"{twin_spent[part]:.1f}" if twin_spent else "" for part in parts]
+            ours = [f"{spent[part]:.1f}" for part in parts]
+            rows.append(f"| {titles[scenario]} | {level} | {' | '.join(ours)} | {' | '.join(theirs)} |")
+    return "\n".join(rows) if len(rows) > 2 else ""
+
+
 def extras_table(results):
     """Keyed against unkeyed transfers, and the bulk payout against single transfers."""
     rows = ["| measure | value |", "| --- | ---: |"]
@@ -212,6 +233,16 @@ def extras_table(results):
             f"| transfers @ {level}: unkeyed {unkeyed[level]['rps']:.0f} req/s, keyed {keyed[level]['rps']:.0f} req/s; "
             f"a keyed transfer costs | {cost:.2f}x |"
         )
+    # Issue 16 asks where the floor is when a ratio cannot be reached: a transfer costs at least the
+    # floor's request (gunicorn, the load generator, Django and DRF's dispatch, one query), so it can
+    # be at most this many times as fast as the twin's, had everything of its own cost nothing.
+    for level, floor in sorted(results["runs"].get("floor", {}).items()):
+        twin = _twin_run(results, "transfers", level)
+        if twin and twin["rps"] and not twin.get("errors"):
+            rows.append(
+                f"| the floor @ {level}: {floor['rps']:.0f} req/s, the twin's transfer {twin['rps']:.0f} req/s; the "
+                f"most a transfer of this stack could be x twin | {floor['rps'] / twin['rps']:.2f}x |"
+            )
     for level, run in sorted(results["runs"].get("topups", {}).items()):
         if "credit_p50_ms" in run:
             rows.append(
@@ -380,6 +411,11 @@ def render(results, titles, verdict_lines):
         "connection's health check.",
         "",
         extras_table(results),
+        "",
+        "CPU milliseconds per answered request, by where it ran (the server's processes, PostgreSQL's, the load "
+        "generator's; the warm-up second included), read from /proc around each run:",
+        "",
+        cpu_table(results, titles),
         "",
         "App / ceiling = the application's requests per second / pgbench's transactions per second for the same "
         "work in raw SQL (bench/pgbench/), at the same concurrency, on the same server, in the same run.",

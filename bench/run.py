@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/recharge_bench"
 SCENARIOS = {
     # name: (title, moves money, pgbench ceiling script, the naive twin's scenario mirroring it)
+    "floor": ("0. the floor: an anonymous DRF view and one SELECT 1 (GET /api/health/)", False, None, None),
     "balance": ("1. balance read", False, None, "balance"),
     "transfers": ("2. transfers, random pairs, with Idempotency-Key", True, None, "transfers"),
     "transfers_unkeyed": ("2b. transfers, random pairs, no Idempotency-Key", True, None, "transfers"),
@@ -285,6 +286,30 @@ def run_load(fixture_path, scenario, concurrency, duration):
     ]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
+
+
+def run_load_metered(server, fixture_path, scenario, concurrency, duration):
+    """run_load, with the CPU milliseconds each answered request cost the server (every process of its
+    gunicorn), PostgreSQL (every `postgres` process) and the load generator: where a request's cost
+    lies outside the application's Python, which a profile in one process does not see."""
+    import resource
+
+    from bench.busy_hour import CpuMeter
+
+    meter = CpuMeter(server=server)
+    before, children = meter.read(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    load = run_load(fixture_path, scenario, concurrency, duration)
+    after, children_after = meter.read(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    answered = load["succeeded_including_warmup"]
+    if answered:
+        spent = CpuMeter.per_request(before, after, answered)
+        generator = (children_after.ru_utime + children_after.ru_stime) - (children.ru_utime + children.ru_stime)
+        load["cpu_ms_per_request"] = {
+            "web": spent["web"],
+            "database": spent["database"],
+            "load generator": round(generator * 1000 / answered, 1),
+        }
+    return load
 
 
 def run_pgbench(database_url, script, concurrency, duration, variables):
@@ -645,7 +670,7 @@ def main():
                 log(f"    single hot-wallet transfers @ 1: {single['rps']:.0f} req/s, p50 {single['p50_ms']:.1f} ms")
             for level in scenario_levels:
                 before = journal_counts()
-                load = run_load(fixture_path, scenario, level, args.duration)
+                load = run_load_metered(server, fixture_path, scenario, level, args.duration)
                 check = {}
                 if moves_money:
                     check["exactly_once"] = money_check(
@@ -672,7 +697,7 @@ def main():
                     log(f"    {sample}")
                 if twin is not None and twin_scenario and level not in results["twin_runs"].get(twin_scenario, {}):
                     # Right after the project's run at the same level: both see the same machine.
-                    twin_load = run_load(twin_fixture_path, twin_scenario, level, args.duration)
+                    twin_load = run_load_metered(twin, twin_fixture_path, twin_scenario, level, args.duration)
                     results["twin_runs"].setdefault(twin_scenario, {})[level] = twin_load
                     log(
                         f"    naive twin @ {level}: {twin_load['rps']:.0f} req/s, p99 {twin_load['p99_ms']:.1f} ms, "
