@@ -5,12 +5,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.report import cpu_table, extras_table, verdicts  # noqa: E402
+from bench.report import cpu_table, extras_table, markdown_table, verdicts  # noqa: E402
 
 
 def _run(rps, p99, errors=0):
     samples = ["GET /wallet/balance/ -> 500: <!doctype html>"] if errors else []
-    return {"rps": rps, "p99_ms": p99, "errors": errors, "requests": 1000, "error_samples": samples}
+    return {
+        "rps": rps,
+        "p50_ms": p99 / 2,
+        "p95_ms": p99,
+        "p99_ms": p99,
+        "errors": errors,
+        "requests": 1000,
+        "error_samples": samples,
+    }
 
 
 def _results(twin_errors):
@@ -58,3 +66,10 @@ def test_the_cpu_table_sets_each_request_beside_the_twins_where_the_twin_answere
     )
     results["twin_runs"]["balance"][8]["errors"] = 5
     assert "| 1. balance read | 8 | 1.5 | 0.4 | 0.3 |  |  |  |" in cpu_table(results, {"balance": "1. balance read"})
+
+
+def test_the_results_table_gives_no_ratio_to_a_twin_that_answered_errors():
+    titles = {"balance": "1. balance read"}
+    assert markdown_table(_results(twin_errors=0), titles).splitlines()[-1].endswith("| 1.50 |")
+    row = markdown_table(_results(twin_errors=9000), titles).splitlines()[-1]
+    assert row.endswith("|  |") and "1.50" not in row and "0.33" not in row

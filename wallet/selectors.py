@@ -70,9 +70,7 @@ def own_wallet_if_single_scope(*, user):
     reads it; None for wider scopes (an admin, a distributor) and for a user without a wallet."""
     if is_admin(user) or user.user_type == UserType.DISTRIBUTOR:
         return None
-    if type(user).wallet.is_cached(user) and getattr(user, "wallet", None) is None:
-        return None
-    try:
+    try:  # a user without a wallet: RelatedObjectDoesNotExist, cached or read, is Wallet.DoesNotExist
         return own_wallet(user=user)
     except Wallet.DoesNotExist:
         return None

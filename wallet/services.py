@@ -839,7 +839,7 @@ def _checked_move(
 def _journal_fields(*, source, destination, amount, kind, status=Status.POSTED, remarks="", now, **links) -> dict:
     """Apply `amount` to the locked wallets in memory and return the journal row's fields, with the
     balances after it: a posted transfer moves the balance, a pending one raises the sender's hold.
-    The one place both `_move` and `pay_out_in_bulk` do the arithmetic; the callers check and store."""
+    The one place both `_checked_move` and `_post_many` do the arithmetic; the callers check and store."""
     from_entry = to_entry = None
     if not source.is_system:
         if status == Status.POSTED:

@@ -75,6 +75,20 @@ def test_previous_goes_back_to_the_same_page(auth_client, busy):
     assert [row["id"] for row in back["results"]] == [row["id"] for row in first["results"]]
 
 
+def test_following_previous_from_the_last_page_returns_the_same_pages(auth_client, busy):
+    """`previous` reads the oldest rows above the cursor (wallet.selectors.history_window, `after`):
+    walked back from the last page, every page is the one `next` gave."""
+    api = auth_client(busy["retailer"])
+    forward = walk(api, f"{PATH}?cursor=&page_size=3", page_size=3)
+    assert len(forward) >= 4
+    backward, url = [], forward[-1]["previous"]
+    while url:
+        body = api.get(url).json()
+        backward.append(body)
+        url = body["previous"]
+    assert [ids([page]) for page in reversed(backward)] == [ids([page]) for page in forward[:-1]]
+
+
 def test_a_deep_page_costs_the_same_queries_as_the_first(auth_client, busy):
     api = auth_client(busy["retailer"])
     pages = walk(api, f"{PATH}?cursor=&page_size=3", page_size=3)

@@ -1,7 +1,8 @@
 """The two ways a posting is written, held to the same result (hypothesis).
 
-On PostgreSQL a posting's balances and journal row are one SQL statement (wallet.services._write);
-the ORM path (one UPDATE per wallet, then the INSERT) is what SQLite runs. The same random sequence
+On PostgreSQL a ledger operation's writes (its wallets' balances, the row it finalises, the rows it
+inserts) are one SQL statement (wallet.services._write_in_one_statement); the ORM path (one UPDATE per
+wallet, the finalised row's UPDATE, one INSERT per row) is what SQLite runs. The same random sequence
 of ledger operations, run once through each path, must leave identical journals (every field but
 ids and timestamps), identical balances, held amounts and chain numbers, and the same refusals.
 """

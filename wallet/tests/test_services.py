@@ -67,10 +67,10 @@ def _corrupt_new_rows(monkeypatch):
     monkeypatch.setattr(services, "_write", corrupted)
 
 
-@pytest.mark.postgres
 def test_a_journal_row_the_database_refuses_leaves_the_balances_its_statement_updated(monkeypatch, fund):
-    """The one-statement posting: the balances and the row are one statement, so a row refused by a
-    CHECK (a negative amount smuggled past the service's checks) leaves no balance changed."""
+    """A posting's writes (on PostgreSQL one statement, wallet.services._write) stand or fall together:
+    a row refused by a CHECK (a negative amount smuggled past the service's checks) leaves no balance
+    changed."""
     sender, receiver = ClientFactory(), ClientFactory()
     fund(sender, "50.00")
     before = ledger_snapshot()
@@ -80,10 +80,10 @@ def test_a_journal_row_the_database_refuses_leaves_the_balances_its_statement_up
     assert ledger_snapshot() == before
 
 
-@pytest.mark.postgres
 def test_a_margin_row_the_database_refuses_leaves_the_hold_pending_and_the_balances_as_they_were(monkeypatch, fund):
-    """A settlement's writes (the buyer's balance, the posted hold, the margins' rows) are one
-    statement: a margin's row refused by a CHECK leaves the hold PENDING and no balance changed."""
+    """A settlement's writes (the buyer's balance, the posted hold, the margins' rows; on PostgreSQL one
+    statement) stand or fall together: a margin's row refused by a CHECK leaves the hold PENDING and no
+    balance changed."""
     buyer, distributor = ClientFactory(), ClientFactory()
     fund(buyer, "50.00")
     hold = services.hold_funds(user=buyer, amount="20.00")
@@ -279,3 +279,21 @@ def test_system_wallets_are_looked_up_once_and_forgotten_when_a_flush_deletes_th
     assert not Wallet.objects.filter(pk=first.pk).exists()
     again = services.system_wallet(code=SystemWallet.TREASURY)
     assert Wallet.objects.filter(pk=again.pk, system_code=SystemWallet.TREASURY).exists()
+
+
+def test_a_settlement_returns_each_margin_as_the_row_stored(fund):
+    """The new rows' ids come back from one multi-row INSERT on PostgreSQL: each returned margin is the
+    journal row stored for it (its recipient and amount), in the order the payouts were given."""
+    buyer, distributor = ClientFactory(), ClientFactory()
+    fund(buyer, "50.00")
+    hold = services.hold_funds(user=buyer, amount="20.00")
+    margins = [
+        services.Payout(user_id=distributor.pk, amount=Decimal("0.10")),
+        services.Payout(user_id=buyer.pk, amount=Decimal("0.40")),
+    ]
+    _, paid = services.post_transfer(transfer=hold, payouts=margins)
+    stored = [Transfer.objects.select_related("to_wallet").get(pk=row.pk) for row in paid]
+    assert [(row.to_wallet.user_id, row.amount) for row in stored] == [(m.user_id, m.amount) for m in margins]
+    assert [(row.to_wallet_id, row.amount, row.to_entry) for row in paid] == [
+        (row.to_wallet_id, row.amount, row.to_entry) for row in stored
+    ]
