@@ -15,14 +15,15 @@ calling connection, as the ORM's own insert and update prepare it.
 """
 
 from django.db import connections, transaction
-from django.db.models.query import get_related_populators
+from django.db.models.query import ModelIterable, ValuesListIterable, get_related_populators
 from django.db.transaction import TransactionManagementError
 
 
 class PrecompiledQuery:
     """`build(*markers)` returns the queryset; each marker must reach the SQL as one parameter of its
     own (a value no real call passes, such as a negative id). `fetch(*values)` returns the model
-    instances the queryset would, for `values` in place of the markers.
+    instances the queryset would, for `values` in place of the markers (for a `values_list()`
+    queryset, each row's values as a tuple).
 
     Only for lookups that pass the value to the database as it is (`exact`, `in`), unless
     `prepare(connection, *values)` returns the values as the lookup would pass them: `iexact`,
@@ -71,22 +72,23 @@ class PrecompiledQuery:
             if len(found) != 1:
                 raise ValueError(f"marker {marker!r} must reach the SQL exactly once, found {len(found)}: {params}")
             positions.append(found[0])
-        return sql, positions, params, _row_shaper(compiler, using), queryset.query.select_for_update
+        if queryset._iterable_class not in (ModelIterable, ValuesListIterable):
+            raise ValueError("a precompiled query is a queryset of models, or a values_list() of fields")
+        values = queryset._iterable_class is ValuesListIterable
+        shaper = _row_shaper(compiler, using, values=values)
+        return sql, positions, params, shaper, queryset.query.select_for_update
 
 
-def _row_shaper(compiler, db):
-    """What django.db.models.query.ModelIterable does with one row, for this compiled query. The
-    converters get the calling thread's connection, never the one that compiled the query."""
+def _row_shaper(compiler, db, *, values=False):
+    """What django.db.models.query.ModelIterable does with one row, for this compiled query (with
+    `values`, for a `values_list()` of model fields: the row's values, as a tuple). The converters get
+    the calling thread's connection, never the one that compiled the query."""
     select, klass_info = compiler.select, compiler.klass_info
-    if compiler.annotation_col_map:
+    if compiler.query.annotations or (compiler.annotation_col_map and not values):
         raise ValueError("a precompiled query loads model columns only")
-    model = klass_info["model"]
-    start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
-    init_list = [column[0].target.attname for column in select[start:end]]
-    populators = get_related_populators(klass_info, select, db)
     converters = list(compiler.get_converters([column[0] for column in select]).items())
 
-    def shape(row):
+    def converted(row):
         if converters:
             connection = connections[db]
             row = list(row)
@@ -95,6 +97,17 @@ def _row_shaper(compiler, db):
                 for function in functions:
                     value = function(value, expression, connection)
                 row[position] = value
+        return row
+
+    if values:  # values_list(): no model to build
+        return lambda row: tuple(converted(row))
+    model = klass_info["model"]
+    start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+    init_list = [column[0].target.attname for column in select[start:end]]
+    populators = get_related_populators(klass_info, select, db)
+
+    def shape(row):
+        row = converted(row)
         instance = model.from_db(db, init_list, row[start:end])
         for populator in populators:
             populator.populate(row, instance)

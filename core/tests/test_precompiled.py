@@ -270,3 +270,32 @@ def test_an_account_by_id_is_found_in_one_query_and_an_unknown_id_is_user_not_fo
     assert len(queries) == 1
     with pytest.raises(UserNotFound):
         find_user(user_id=person.pk + 1000)
+
+
+def test_a_precompiled_values_list_answers_the_querysets_rows_with_its_converters():
+    from decimal import Decimal
+
+    from wallet.models import Transfer
+
+    admin, people = ClientFactory(), [ClientFactory(), ClientFactory()]
+    for amount, person in zip(("1.50", "2.25"), people, strict=True):
+        services.fund_wallet(user=person, amount=amount, initiated_by=admin)
+
+    def rows(wallet_id):
+        return Transfer.objects.filter(to_wallet_id=wallet_id).order_by("-pk").values_list("pk", "amount", "created_at")
+
+    query = PrecompiledQuery(rows, -1)
+    for person in people:
+        expected = list(rows(person.wallet.pk))
+        assert query.fetch(person.wallet.pk) == expected
+        assert isinstance(expected[0][1], Decimal)  # the amount converted as the ORM converts it
+
+
+@pytest.mark.parametrize("shape", ["flat", "values"])
+def test_only_models_or_a_values_list_of_fields_are_precompiled(shape):
+    def build(marker):
+        queryset = Wallet.objects.filter(pk=marker)
+        return queryset.values_list("pk", flat=True) if shape == "flat" else queryset.values("pk")
+
+    with pytest.raises(ValueError, match="values_list"):
+        PrecompiledQuery(build, -1).fetch(1)

@@ -167,3 +167,22 @@ def test_a_page_asking_for_no_filter_skips_the_filter_backends_and_one_that_asks
     filtered = api.get(f"{PATH}?page_size=50&kind=TRANSFER&amount_max=0.50").json()
     assert consulted == [{"page_size": "50", "kind": "TRANSFER", "amount_max": "0.50"}]
     assert {row["amount"] for row in filtered["results"]} == {"0.50"}
+
+
+def test_a_window_beyond_the_largest_page_is_answered_but_never_kept(auth_client, busy, settings):
+    """A cursor's offset makes any limit: such windows are compiled per request, so that no request can
+    grow the kept queries (wallet.selectors._precompiled_sides)."""
+    from wallet import selectors
+
+    wallet_id = busy["retailer"].wallet.pk
+    selectors._precompiled_sides.clear()
+    small = selectors.history_window(queryset=Transfer.objects.all(), wallet_id=wallet_id, limit=3)
+    large = selectors.history_window(
+        queryset=Transfer.objects.all(), wallet_id=wallet_id, limit=settings.MAX_PAGE_SIZE + 2
+    )
+    expected = list(
+        Transfer.objects.filter(Q(from_wallet_id=wallet_id) | Q(to_wallet_id=wallet_id)).values_list("pk", flat=True)
+    )
+    assert set(large.values_list("pk", flat=True)) == set(expected)
+    assert len(small) <= 6 and set(small.values_list("pk", flat=True)) <= set(expected)
+    assert sorted(key[2] for key in selectors._precompiled_sides) == [3, 3]
