@@ -229,6 +229,17 @@ def cpu_table(results, titles):
     return "\n".join(rows) if len(rows) > 2 else ""
 
 
+def cpu_section(results, titles):
+    table = cpu_table(results, titles)
+    if not table:
+        return []
+    caption = (
+        "CPU milliseconds per answered request, by where it ran (the server's processes, PostgreSQL's, the load "
+        "generator's; the warm-up second included), read from /proc around each run:"
+    )
+    return [caption, "", table, ""]
+
+
 def extras_table(results):
     """Keyed against unkeyed transfers, and the bulk payout against single transfers."""
     rows = ["| measure | value |", "| --- | ---: |"]
@@ -418,11 +429,7 @@ def render(results, titles, verdict_lines):
         "",
         extras_table(results),
         "",
-        "CPU milliseconds per answered request, by where it ran (the server's processes, PostgreSQL's, the load "
-        "generator's; the warm-up second included), read from /proc around each run:",
-        "",
-        cpu_table(results, titles),
-        "",
+        *cpu_section(results, titles),
         "App / ceiling = the application's requests per second / pgbench's transactions per second for the same "
         "work in raw SQL (bench/pgbench/), at the same concurrency, on the same server, in the same run.",
         "",
