@@ -24,14 +24,14 @@ from wallet import services
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # endpoint: queries with an Idempotency-Key
-# A load into a client wallet (transfer, credit, add-to-wallet here) sums the wallet's loads this month
-# for its limits (wallet/limits.py): one query more than into a business wallet.
+# A load into a client wallet (transfer, credit, add-to-wallet here) checks the wallet's limits with the
+# month's loads its locked row keeps (wallet/limits.py): no query more than into a business wallet.
 BUDGET = {
-    "transfer": 9,
-    "credit": 8,
+    "transfer": 8,
+    "credit": 7,
     "debit": 7,
     # The admin's own wallet in the answer is the one authentication loaded: no query of its own.
-    "add-to-wallet": 9,
+    "add-to-wallet": 8,
     "debit-from-wallet": 8,
     # The acceptance only (validate, create, hold, enqueue): the operator is called by a worker.
     "purchase": 11,

@@ -52,6 +52,8 @@ class WalletAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "held",
         "currency",
         "last_entry",
+        "month_loads",
+        "month_loads_since",
         "created_at",
         "updated_at",
         "move_money",

@@ -36,6 +36,16 @@ class Wallet(models.Model):
     last_entry = models.BigIntegerField(
         default=0, help_text="Number of the last journal entry that changed this balance (0: none yet)."
     )
+    # The posted loads (wallet.limits.LOAD_KINDS) of the calendar month that starts at month_loads_since,
+    # the month of the wallet's latest load: kept by the ledger under the wallet's lock, so that a limit
+    # check reads it with the wallet instead of summing the month's journal on every load and every
+    # client's balance read. verify_ledger holds it to the journal.
+    month_loads = models.DecimalField(
+        **MONEY, default=Decimal("0.00"), help_text="Loads received in the month starting at month_loads_since."
+    )
+    month_loads_since = models.DateTimeField(
+        null=True, blank=True, help_text="Start of the month month_loads counts (null: no load counted yet)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -28,9 +28,10 @@ from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import DecimalField, F, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import DecimalField, Exists, F, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, Round
 
+from wallet.limits import LOAD_KINDS, month_start
 from wallet.models import Transfer, Wallet
 
 ZERO = Decimal("0.00")
@@ -155,6 +156,46 @@ def _verify(*, chunk_size, keep, on_mismatch) -> LedgerReport:
         .order_by("pk")
         .values("pk", "balance", "held"),
         lambda w: f"wallet #{w['pk']} balance {_m(w['balance'])} held {_m(w['held'])}",
+    )
+    # The month's loads a wallet keeps (wallet.limits.loaded_this_month) = its posted loads since the
+    # month it counts; a wallet counting none has had no load since the month began.
+    loads = Transfer.objects.filter(to_wallet=OuterRef("pk"), status=Status.POSTED, kind__in=LOAD_KINDS).order_by()
+    journal_loads = Round(
+        Coalesce(
+            Subquery(
+                loads.filter(created_at__gte=OuterRef("month_loads_since"))
+                .values("to_wallet")
+                .annotate(total=Sum("amount"))
+                .values("total"),
+                output_field=MONEY,
+            ),
+            Value(ZERO),
+            output_field=MONEY,
+        ),
+        2,
+        output_field=MONEY,
+    )
+    run(
+        "each user wallet's loads this month = its posted loads since the month it counts",
+        wallet_count,
+        user_wallets.filter(month_loads_since__isnull=False)
+        .annotate(journal_loads=journal_loads)
+        .exclude(month_loads=F("journal_loads"))
+        .order_by("pk")
+        .values("pk", "month_loads", "month_loads_since", "journal_loads"),
+        lambda w: (
+            f"wallet #{w['pk']} counts {_m(w['month_loads'])} loaded since {w['month_loads_since']}, "
+            f"its journal {_m(w['journal_loads'])}"
+        ),
+    )
+    run(
+        "a user wallet counting no month's loads has none this month",
+        wallet_count,
+        user_wallets.filter(month_loads_since__isnull=True)
+        .filter(Q(~Q(month_loads=0)) | Exists(loads.filter(created_at__gte=month_start())))
+        .order_by("pk")
+        .values("pk", "month_loads"),
+        lambda w: f"wallet #{w['pk']} counts no month, yet {_m(w['month_loads'])} or loads this month",
     )
     run(
         "system wallets keep no stored balance (theirs is derived from the journal)",

@@ -206,9 +206,8 @@ def check_load_limits(*, wallet, amount, largest=None, side="receiving", month_l
     limit, and the per-transaction limit (checked against `largest`, the biggest single credit, when
     `amount` totals several). `wallet` must be a user wallet locked by the caller in this
     transaction, so that concurrent loads are checked one after the other against the stored balance
-    and the journal. Costs no query for an unlimited wallet, one aggregate with a monthly limit
-    (none if the caller passes `month_loaded`, as the bulk path does for all its receivers at once).
-    Refunds and commissions are not loads: their paths never call this."""
+    and the month's loads the wallet row keeps (wallet.limits.loaded_this_month): no query. Refunds
+    and commissions are not loads: their paths never call this."""
     from wallet import limits as rules
 
     if wallet.is_system:
@@ -227,7 +226,7 @@ def check_load_limits(*, wallet, amount, largest=None, side="receiving", month_l
             field="amount", wallet=named, limit=f"{limits.max_balance:.2f}", headroom=f"{room:.2f}"
         )
     if limits.monthly_load is not None:
-        loaded = rules.loaded_this_month(wallet_id=wallet.pk) if month_loaded is None else month_loaded
+        loaded = rules.loaded_this_month(wallet=wallet) if month_loaded is None else month_loaded
         if loaded + amount > limits.monthly_load:
             room = max(limits.monthly_load - loaded, Decimal("0.00"))
             raise MonthlyLoadLimitExceeded(
@@ -374,6 +373,7 @@ def post_transfer(*, transfer, payouts=()) -> tuple[Transfer, list[Transfer]]:
             changed.append(source)
         if destination is not None:
             pending.to_entry = _change_balance(destination, pending.amount)
+            _count_load(destination, pending.amount, kind=pending.kind, created_at=pending.created_at)
             changed.append(destination)
         pending.status = Status.POSTED
         pending.from_balance_after = source.balance if source is not None else None
@@ -744,24 +744,13 @@ def _ensure_active(*, paying=(), receiving=()):
 
 
 def _check_bulk_load_limits(*, receivers, payments):
-    """check_load_limits for every receiver of a bulk payment, with one query for all their month's loads."""
-    from wallet import limits as rules
-
+    """check_load_limits for every receiver of a bulk payment, each with all its lines at once."""
     received = {}
     for user_id, amount in payments:
         received.setdefault(user_id, []).append(amount)
-    limited = {user_id: wallet for user_id, wallet in receivers.items() if not rules.limits_for(wallet.user).unlimited}
-    if not limited:
-        return
-    loaded = rules.loaded_this_month_by_wallet(wallet_ids=[wallet.pk for wallet in limited.values()])
-    for user_id, wallet in limited.items():
+    for user_id, wallet in receivers.items():
         amounts = received[user_id]
-        check_load_limits(
-            wallet=wallet,
-            amount=sum(amounts, Decimal("0.00")),
-            largest=max(amounts),
-            month_loaded=loaded.get(wallet.pk, Decimal("0.00")),
-        )
+        check_load_limits(wallet=wallet, amount=sum(amounts, Decimal("0.00")), largest=max(amounts))
 
 
 def _lock_pending(transfer, extra_user_ids=()):
@@ -848,6 +837,7 @@ def _journal_fields(*, source, destination, amount, kind, status=Status.POSTED, 
             source.held += amount
     if not destination.is_system and status == Status.POSTED:
         to_entry = _change_balance(destination, amount)
+        _count_load(destination, amount, kind=kind, created_at=now)
     return dict(
         from_wallet=source,
         to_wallet=destination,
@@ -864,6 +854,22 @@ def _journal_fields(*, source, destination, amount, kind, status=Status.POSTED, 
         finalized_at=now if status != Status.PENDING else None,
         **links,
     )
+
+
+def _count_load(wallet, amount, *, kind, created_at):
+    """Add a posted load of `amount` (created at `created_at`) to the month's loads a locked user wallet
+    keeps (wallet.limits.loaded_this_month), as summing the journal would count it: by the month of
+    its row's created_at. The first load of a new month starts the count again; a load dated before
+    the month counted (a hold posted after its month ended) belongs to no month still counted."""
+    from wallet import limits as rules
+
+    if kind not in rules.LOAD_KINDS:
+        return
+    month = rules.month_start(created_at)
+    if wallet.month_loads_since is None or wallet.month_loads_since < month:
+        wallet.month_loads, wallet.month_loads_since = amount, month
+    elif wallet.month_loads_since == month:
+        wallet.month_loads += amount
 
 
 def _change_balance(wallet, amount) -> int:
@@ -942,12 +948,18 @@ def _balances_update(wallets, now):
     table = connection.ops.quote_name(Wallet._meta.db_table)
     for wallet in wallets:
         wallet.updated_at = now
-    values = ", ".join(["(%s::bigint, %s::numeric, %s::numeric, %s::bigint)"] * len(wallets))
-    params = [value for w in wallets for value in (w.pk, w.balance, w.held, w.last_entry)]
+    values = ", ".join(
+        ["(%s::bigint, %s::numeric, %s::numeric, %s::bigint, %s::numeric, %s::timestamptz)"] * len(wallets)
+    )
+    params = [
+        value for w in wallets for value in (w.pk, w.balance, w.held, w.last_entry, w.month_loads, w.month_loads_since)
+    ]
     # The table's own name and one placeholder group per wallet; every value is a parameter.
     sql = (
         f"UPDATE {table} AS wallet SET balance = new.balance, held = new.held, last_entry = new.last_entry, "  # noqa: S608
-        f"updated_at = %s FROM (VALUES {values}) AS new (id, balance, held, last_entry) WHERE wallet.id = new.id"
+        "month_loads = new.month_loads, month_loads_since = new.month_loads_since, "
+        f"updated_at = %s FROM (VALUES {values}) AS new (id, balance, held, last_entry, month_loads, "
+        "month_loads_since) WHERE wallet.id = new.id"
     )
     return sql, [now, *params]
 
@@ -963,12 +975,17 @@ def _store_balances(wallets, now):
     table = connection.ops.quote_name(Wallet._meta.db_table)
     for wallet in wallets:
         wallet.updated_at = now
-    sql = f"UPDATE {table} SET balance = %s, held = %s, last_entry = %s, updated_at = %s WHERE id = %s"  # noqa: S608
+    sql = (
+        f"UPDATE {table} SET balance = %s, held = %s, last_entry = %s, month_loads = %s, "  # noqa: S608
+        "month_loads_since = %s, updated_at = %s WHERE id = %s"
+    )
     params = [
         (
             connection.ops.adapt_decimalfield_value(w.balance, 14, 2),
             connection.ops.adapt_decimalfield_value(w.held, 14, 2),
             w.last_entry,
+            connection.ops.adapt_decimalfield_value(w.month_loads, 14, 2),
+            connection.ops.adapt_datetimefield_value(w.month_loads_since),
             connection.ops.adapt_datetimefield_value(now),
             w.pk,
         )
@@ -985,5 +1002,10 @@ def _store_balances_in_one_statement(wallets, now):
 
 def _store_balance(wallet, now):
     Wallet.objects.filter(pk=wallet.pk).update(
-        balance=wallet.balance, held=wallet.held, last_entry=wallet.last_entry, updated_at=now
+        balance=wallet.balance,
+        held=wallet.held,
+        last_entry=wallet.last_entry,
+        month_loads=wallet.month_loads,
+        month_loads_since=wallet.month_loads_since,
+        updated_at=now,
     )

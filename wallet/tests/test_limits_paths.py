@@ -56,5 +56,5 @@ def test_the_sql_and_the_orm_paths_sum_the_same_loads(fund, monkeypatch):
             assert Decimal(limits._loaded_since_sql(wallet_id=wallet_id, since=since) or 0) == expected
             assert Decimal(limits._loaded_since_orm(wallet_id=wallet_id, since=since) or 0) == expected
     # The rows above, counted by hand: 11 + 5 + 13 this month; 40 + 7 more since last month.
-    assert limits.loaded_this_month(wallet_id=client.wallet.pk) == Decimal("29.00")
+    assert limits.loaded_this_month(wallet=Wallet.objects.get(pk=client.wallet.pk)) == Decimal("29.00")
     assert expected_loads(client.wallet.pk, this_month - timedelta(days=40)) == Decimal("76.00")

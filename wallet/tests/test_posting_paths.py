@@ -101,7 +101,12 @@ def snapshot(people):
         )
         for row in Transfer.objects.order_by("pk")
     ]
-    wallets = [Wallet.objects.filter(user=user).values_list("balance", "held", "last_entry").get() for user in people]
+    wallets = [
+        Wallet.objects.filter(user=user)
+        .values_list("balance", "held", "last_entry", "month_loads", "month_loads_since")
+        .get()
+        for user in people
+    ]
     return journal, wallets
 
 
