@@ -41,7 +41,12 @@ class Wallet(models.Model):
     # check reads it with the wallet instead of summing the month's journal on every load and every
     # client's balance read. verify_ledger holds it to the journal.
     month_loads = models.DecimalField(
-        **MONEY, default=Decimal("0.00"), help_text="Loads received in the month starting at month_loads_since."
+        **MONEY,
+        default=Decimal("0.00"),
+        # Also the column's default: a server still running the code from before this field (a rolling
+        # deployment) opens wallets without naming it.
+        db_default=Decimal("0.00"),
+        help_text="Loads received in the month starting at month_loads_since.",
     )
     month_loads_since = models.DateTimeField(
         null=True, blank=True, help_text="Start of the month month_loads counts (null: no load counted yet)."

@@ -486,6 +486,46 @@ def take_back_payouts(*, payouts, transfer, initiated_by=None) -> list[tuple[Pay
         return taken
 
 
+def recount_month_loads(*, batch_size=1000) -> int:
+    """Set every user wallet's kept month loads (Wallet.month_loads since month_loads_since) to what its
+    journal says for the current month, and return how many changed. For after a rolling deployment of
+    the migration that added them (servers still on the old code posted loads without counting them)
+    or a change of TIME_ZONE (the month's first instant moved). In batches, each batch's wallets locked
+    in id order, as every ledger operation locks them, and summed in one grouped query. Safe to repeat."""
+    from django.db.models import Sum
+
+    from wallet import limits as rules
+
+    since = rules.month_start()
+    ids = list(Wallet.objects.filter(system_code__isnull=True).order_by("pk").values_list("pk", flat=True))
+    changed = 0
+    for start in range(0, len(ids), batch_size):
+        with transaction.atomic():
+            wallets = wallets_for_update(wallet_ids=ids[start : start + batch_size])
+            totals = dict(
+                Transfer.objects.filter(
+                    to_wallet_id__in=[wallet.pk for wallet in wallets],
+                    status=Status.POSTED,
+                    kind__in=rules.LOAD_KINDS,
+                    created_at__gte=since,
+                )
+                .order_by()
+                .values_list("to_wallet_id")
+                .annotate(total=Sum("amount"))
+            )
+            stale = []
+            for wallet in wallets:
+                total = Decimal(totals.get(wallet.pk) or 0).quantize(Decimal("0.01"))
+                counted = (total, since) if total else (Decimal("0.00"), None)
+                if (wallet.month_loads, wallet.month_loads_since) != counted:
+                    wallet.month_loads, wallet.month_loads_since = counted
+                    stale.append(wallet)
+            if stale:
+                _store_balances(stale, timezone.now())
+            changed += len(stale)
+    return changed
+
+
 def pay_out_in_bulk(*, payer=None, payments, kind=Kind.TRANSFER, remarks="", initiated_by=None, batch_size=5000) -> int:
     """Many posted transfers from one payer in one transaction: a distributor paying its retailers,
     or (payer=None, kind=FUND) the treasury funding many wallets. `payments` is a list of

@@ -2,6 +2,7 @@
 under the wallet's lock as the journal would sum them, read by the limits with no query, held to the
 journal by verify_ledger, and counted for the current month by the migration that added them."""
 
+import io
 from datetime import timedelta
 from decimal import Decimal
 
@@ -121,6 +122,8 @@ def test_the_migration_counts_each_wallets_loads_of_the_current_month(back_to_la
     row(loaded, "2.50", "TRANSFER", timezone.now())
     row(loaded, "99.00", "FUND", month - timedelta(microseconds=1))  # last month
     row(loaded, "5.00", "REFUND", timezone.now())  # no load
+    row(loaded, "6.00", "TRANSFER", timezone.now(), status="PENDING")  # not posted
+    row(loaded, "8.00", "TRANSFER", timezone.now(), status="VOIDED")
     row(business, "7.00", "CREDIT", timezone.now())
     migrate_to(latest_migrations())
     counted = {
@@ -152,3 +155,60 @@ def test_a_held_load_into_a_user_wallet_counts_when_it_is_posted(fund):
     services.post_transfer(transfer=hold)
     assert (_wallet(client).month_loads, _wallet(client).balance) == (Decimal("4.00"), Decimal("4.00"))
     assert verify_ledger().ok
+
+
+def test_a_hold_made_last_month_and_posted_this_month_counts_in_no_month_still_counted(fund, monkeypatch):
+    """As the journal's sum counts it: by its row's created_at, last month."""
+    from django.db import transaction
+
+    payer, client = ClientFactory(), ClientFactory()
+    fund(payer, "50.00")
+    fund(client, "1.00")  # this month's count: 1.00
+    last_month = limits.month_start() - timedelta(seconds=1)
+    with monkeypatch.context() as patched:
+        patched.setattr(timezone, "now", lambda: last_month)
+        with transaction.atomic():
+            by_user = {w.user_id: w for w in services.wallets_for_update(user_ids=[payer.pk, client.pk])}
+            hold = services._move(
+                source=by_user[payer.pk],
+                destination=by_user[client.pk],
+                amount=Decimal("4.00"),
+                kind=Transfer.Kind.TRANSFER,
+                status=Transfer.Status.PENDING,
+            )
+    services.post_transfer(transfer=hold)
+    wallet = _wallet(client)
+    assert (wallet.balance, wallet.month_loads) == (Decimal("5.00"), Decimal("1.00"))
+    assert verify_ledger().ok
+
+
+def test_recounting_puts_right_what_old_code_posted_without_counting(fund):
+    from django.core.management import call_command
+
+    counted, missed, quiet = ClientFactory(), ClientFactory(), ClientFactory()
+    fund(counted, "3.00")
+    fund(missed, "9.00")
+    # A server still on the code from before the count posted this load: it counted nothing.
+    Wallet.objects.filter(user=missed).update(month_loads=Decimal("0.00"), month_loads_since=None)
+    assert not verify_ledger().ok
+    assert services.recount_month_loads(batch_size=2) == 1
+    assert (_wallet(missed).month_loads, _wallet(missed).month_loads_since) == (Decimal("9.00"), limits.month_start())
+    assert (_wallet(counted).month_loads, _wallet(quiet).month_loads_since) == (Decimal("3.00"), None)
+    assert verify_ledger().ok
+    out = io.StringIO()
+    call_command("recount_month_loads", stdout=out)
+    assert "0 wallet(s) counted again" in out.getvalue()
+
+
+def test_old_code_opening_a_wallet_without_the_column_gets_no_loads_counted():
+    """A rolling deployment: a server on the code from before wallet 0012 inserts wallets without
+    month_loads; the column's own default fills it."""
+    user = ClientFactory()
+    Wallet.objects.filter(user=user).delete()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO wallet_wallet (user_id, balance, held, currency, last_entry, created_at, updated_at) "
+            "VALUES (%s, 0, 0, 'INR', 0, %s, %s)",
+            [user.pk, timezone.now(), timezone.now()],
+        )
+    assert (_wallet(user).month_loads, _wallet(user).month_loads_since) == (Decimal("0.00"), None)
