@@ -749,9 +749,11 @@ def ceiling_variables(scenario, population):
             raise SystemExit("the seeded wallets are not one contiguous id range; pgbench picks ids from a range")
         return ids[0], ids[-1]
 
+    from wallet.limits import month_start
+
     first, last = wallet_range(population.hot_retailer_ids)
     hot = Wallet.objects.get(user_id=population.hot_distributor_id).pk
-    return {"hot": hot, "first": first, "last": last}
+    return {"hot": hot, "first": first, "last": last, "month": month_start().isoformat()}
 
 
 if __name__ == "__main__":
