@@ -135,22 +135,27 @@ def test_the_migration_counts_each_wallets_loads_of_the_current_month(back_to_la
     assert counted["quiet"] == (Decimal("0.00"), None)
 
 
-def test_a_held_load_into_a_user_wallet_counts_when_it_is_posted(fund):
-    """No service holds money for a user wallet today (holds pay the recharge settlement), but the
-    ledger posts one the same way: the load counts then, in the month of its row."""
+def _hold_into(client, *, payer, amount=Decimal("4.00")):
+    """A TRANSFER of `amount` from `payer` to `client`, held (PENDING): no service makes one, the ledger can."""
     from django.db import transaction
 
-    payer, client = ClientFactory(), ClientFactory()
-    fund(payer, "50.00")
     with transaction.atomic():
-        by_user = {wallet.user_id: wallet for wallet in services.wallets_for_update(user_ids=[payer.pk, client.pk])}
-        hold = services._move(
+        by_user = {w.user_id: w for w in services.wallets_for_update(user_ids=[payer.pk, client.pk])}
+        return services._move(
             source=by_user[payer.pk],
             destination=by_user[client.pk],
-            amount=Decimal("4.00"),
+            amount=amount,
             kind=Transfer.Kind.TRANSFER,
             status=Transfer.Status.PENDING,
         )
+
+
+def test_a_held_load_into_a_user_wallet_counts_when_it_is_posted(fund):
+    """No service holds money for a user wallet today (holds pay the recharge settlement), but the
+    ledger posts one the same way: the load counts then, in the month of its row."""
+    payer, client = ClientFactory(), ClientFactory()
+    fund(payer, "50.00")
+    hold = _hold_into(client, payer=payer)
     assert _wallet(client).month_loads == Decimal("0.00")
     services.post_transfer(transfer=hold)
     assert (_wallet(client).month_loads, _wallet(client).balance) == (Decimal("4.00"), Decimal("4.00"))
@@ -159,23 +164,13 @@ def test_a_held_load_into_a_user_wallet_counts_when_it_is_posted(fund):
 
 def test_a_hold_made_last_month_and_posted_this_month_counts_in_no_month_still_counted(fund, monkeypatch):
     """As the journal's sum counts it: by its row's created_at, last month."""
-    from django.db import transaction
-
     payer, client = ClientFactory(), ClientFactory()
     fund(payer, "50.00")
     fund(client, "1.00")  # this month's count: 1.00
     last_month = limits.month_start() - timedelta(seconds=1)
     with monkeypatch.context() as patched:
         patched.setattr(timezone, "now", lambda: last_month)
-        with transaction.atomic():
-            by_user = {w.user_id: w for w in services.wallets_for_update(user_ids=[payer.pk, client.pk])}
-            hold = services._move(
-                source=by_user[payer.pk],
-                destination=by_user[client.pk],
-                amount=Decimal("4.00"),
-                kind=Transfer.Kind.TRANSFER,
-                status=Transfer.Status.PENDING,
-            )
+        hold = _hold_into(client, payer=payer)
     services.post_transfer(transfer=hold)
     wallet = _wallet(client)
     assert (wallet.balance, wallet.month_loads) == (Decimal("5.00"), Decimal("1.00"))
