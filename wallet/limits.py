@@ -81,17 +81,13 @@ def loaded_since(*, wallet_id, since) -> Decimal:
     return Decimal(total or 0).quantize(Decimal("0.01"))
 
 
+def posted_loads(**filters):
+    """The journal rows the monthly limit counts (posted loads) that match `filters`."""
+    return Transfer.objects.filter(status=Transfer.Status.POSTED, kind__in=LOAD_KINDS, **filters).order_by()
+
+
 def _loaded_since_orm(*, wallet_id, since):
-    return (
-        Transfer.objects.filter(
-            to_wallet_id=wallet_id,
-            status=Transfer.Status.POSTED,
-            kind__in=LOAD_KINDS,
-            created_at__gte=since,
-        )
-        .order_by()
-        .aggregate(total=Sum("amount"))["total"]
-    )
+    return posted_loads(to_wallet_id=wallet_id, created_at__gte=since).aggregate(total=Sum("amount"))["total"]
 
 
 _LOADED_SINCE_SQL = (
@@ -129,14 +125,13 @@ class Headroom:
         return min(candidates) if candidates else None
 
 
-def headroom(*, wallet, user, month_loaded=None) -> Headroom:
-    """How much more `wallet` (of `user`) may hold and load this month; no query when unlimited."""
+def headroom(*, wallet, user) -> Headroom:
+    """How much more `wallet` (of `user`) may hold and load this month (the loads its row keeps)."""
     limits = limits_for(user)
     zero = Decimal("0.00")
     balance_room = None if limits.max_balance is None else max(zero, limits.max_balance - wallet.balance)
-    loaded = month_loaded
-    month_room = None
+    loaded = month_room = None
     if limits.monthly_load is not None:
-        loaded = loaded_this_month(wallet=wallet) if loaded is None else loaded
+        loaded = loaded_this_month(wallet=wallet)
         month_room = max(zero, limits.monthly_load - loaded)
     return Headroom(tier_of(user), user.kyc_level, limits, loaded, balance_room, month_room)

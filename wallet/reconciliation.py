@@ -31,7 +31,7 @@ from django.db import connection, transaction
 from django.db.models import DecimalField, Exists, F, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, Round
 
-from wallet.limits import LOAD_KINDS, month_start
+from wallet.limits import month_start, posted_loads
 from wallet.models import Transfer, Wallet
 
 ZERO = Decimal("0.00")
@@ -159,7 +159,7 @@ def _verify(*, chunk_size, keep, on_mismatch) -> LedgerReport:
     )
     # The month's loads a wallet keeps (wallet.limits.loaded_this_month) = its posted loads since the
     # month it counts; a wallet counting none has had no load since the month began.
-    loads = Transfer.objects.filter(to_wallet=OuterRef("pk"), status=Status.POSTED, kind__in=LOAD_KINDS).order_by()
+    loads = posted_loads(to_wallet=OuterRef("pk"))
     journal_loads = Round(
         Coalesce(
             Subquery(

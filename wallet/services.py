@@ -200,7 +200,7 @@ def _lock_query(*ids, users):
     )
 
 
-def check_load_limits(*, wallet, amount, largest=None, side="receiving", month_loaded=None) -> None:
+def check_load_limits(*, wallet, amount, largest=None, side="receiving") -> None:
     """Refuse a load (top-up, self top-up, admin funding, transfer in) of `amount` into `wallet` that
     would break its owner's limits (wallet/limits.py): the balance limit, the calendar month's load
     limit, and the per-transaction limit (checked against `largest`, the biggest single credit, when
@@ -226,7 +226,7 @@ def check_load_limits(*, wallet, amount, largest=None, side="receiving", month_l
             field="amount", wallet=named, limit=f"{limits.max_balance:.2f}", headroom=f"{room:.2f}"
         )
     if limits.monthly_load is not None:
-        loaded = rules.loaded_this_month(wallet=wallet) if month_loaded is None else month_loaded
+        loaded = rules.loaded_this_month(wallet=wallet)
         if loaded + amount > limits.monthly_load:
             room = max(limits.monthly_load - loaded, Decimal("0.00"))
             raise MonthlyLoadLimitExceeded(
@@ -503,13 +503,7 @@ def recount_month_loads(*, batch_size=1000) -> int:
         with transaction.atomic():
             wallets = wallets_for_update(wallet_ids=ids[start : start + batch_size])
             totals = dict(
-                Transfer.objects.filter(
-                    to_wallet_id__in=[wallet.pk for wallet in wallets],
-                    status=Status.POSTED,
-                    kind__in=rules.LOAD_KINDS,
-                    created_at__gte=since,
-                )
-                .order_by()
+                rules.posted_loads(to_wallet_id__in=[wallet.pk for wallet in wallets], created_at__gte=since)
                 .values_list("to_wallet_id")
                 .annotate(total=Sum("amount"))
             )
