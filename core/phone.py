@@ -42,6 +42,8 @@ def normalize_phone(raw) -> str:
 class PhoneNumberField(serializers.CharField):
     """A CharField that answers with the E.164 form, or a field error."""
 
+    copied_shallow = True  # it only holds settings (core/serializers.py)
+
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 32)
         super().__init__(**kwargs)
@@ -124,6 +126,8 @@ def same_number(raw, stored, *, region) -> bool:
 class MobileNumberField(serializers.CharField):
     """A recharge number's shape (digits, spaces, + and -); the operator's country is checked by
     the service, which knows the plan. Refused with the code `invalid_mobile_number`."""
+
+    copied_shallow = True  # it only holds settings (core/serializers.py)
 
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 32)

@@ -1,12 +1,15 @@
-"""A ModelSerializer that works out its fields once per class.
+"""Serializers that work out their fields once per class.
 
 DRF's ModelSerializer builds its fields from the model (field info, kwargs, validators) each time one
 is instantiated: on every request, and for every nested serializer. On a purchase's answer and a
-wallet list that was the largest cost after the queries (bench/profile_request.py). What it builds
-depends only on the class (its Meta and declared fields), so `FieldsOnceModelSerializer` builds them
-once and gives each instance a copy of its own, as DRF itself does with declared fields: no
-instance ever shares a field with another (they are bound to their serializer, and threads share
-the class). Fields that only hold settings are copied shallow (below); the rest deep.
+wallet list that was the largest cost after the queries (bench/profile_request.py). A plain
+Serializer deep-copies its declared fields instead, which calls each field's __init__ again with its
+arguments (and its validators'): on a transfer, its input's five fields and its answer's fifteen
+were 6 % of the request's CPU. What either builds depends only on the class (its Meta and declared
+fields), so `FieldsOnceSerializer` and `FieldsOnceModelSerializer` build them once and give each
+instance a copy of its own: no instance ever shares a field with another (they are bound to their
+serializer, and threads share the class). Fields that only hold settings are copied shallow (below);
+the rest deep.
 """
 
 import copy
@@ -50,7 +53,9 @@ def _copy(field):
     return copy.deepcopy(field)
 
 
-class FieldsOnceModelSerializer(serializers.ModelSerializer):
+class FieldsOnce:
+    """Mixed into a DRF serializer class: `get_fields` builds the fields once per class."""
+
     def get_fields(self):
         cls = type(self)
         template = cls.__dict__.get("_fields_template")
@@ -59,3 +64,11 @@ class FieldsOnceModelSerializer(serializers.ModelSerializer):
             template = super().get_fields()
             cls._fields_template = template
         return {name: _copy(field) for name, field in template.items()}
+
+
+class FieldsOnceSerializer(FieldsOnce, serializers.Serializer):
+    pass
+
+
+class FieldsOnceModelSerializer(FieldsOnce, serializers.ModelSerializer):
+    pass

@@ -12,9 +12,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import TryAgain
+from core.serializers import FieldsOnceSerializer
 
 
-class HealthSerializer(serializers.Serializer):
+class HealthSerializer(FieldsOnceSerializer):
     status = serializers.CharField(help_text='"ok"')
     database = serializers.CharField(help_text='"ok": a query answered')
 

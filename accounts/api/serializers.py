@@ -7,7 +7,7 @@ from accounts.models import User
 from core.fields import ChoiceDisplayField
 from core.phone import PhoneNumberField
 from core.roles import KycLevel, UserType
-from core.serializers import FieldsOnceModelSerializer
+from core.serializers import FieldsOnceModelSerializer, FieldsOnceSerializer
 
 # --- outputs --------------------------------------------------------------------------------------
 
@@ -52,7 +52,7 @@ class ProfileSerializer(UserSerializer):
         return f"{self.context['margin_percentage']:.2f}"
 
 
-class TokenPairSerializer(serializers.Serializer):
+class TokenPairSerializer(FieldsOnceSerializer):
     access = serializers.CharField()
     refresh = serializers.CharField()
 
@@ -69,18 +69,18 @@ class SignupResponseSerializer(LoginResponseSerializer):
     message = serializers.CharField()
 
 
-class UserCreatedSerializer(serializers.Serializer):
+class UserCreatedSerializer(FieldsOnceSerializer):
     message = serializers.CharField()
     user = UserSerializer()
 
 
-class OtpSentSerializer(serializers.Serializer):
+class OtpSentSerializer(FieldsOnceSerializer):
     phone_number = serializers.CharField(help_text="E.164")
     expires_in = serializers.IntegerField(help_text="Seconds the code stays valid.")
     otp = serializers.CharField(required=False, help_text="Only when OTP_EXPOSE_IN_RESPONSE is on.")
 
 
-class MessageSerializer(serializers.Serializer):
+class MessageSerializer(FieldsOnceSerializer):
     detail = serializers.CharField()
 
 
@@ -93,7 +93,7 @@ class PasswordChangedSerializer(TokenPairSerializer):
 NAME = {"max_length": 150, "required": False, "allow_blank": True}
 
 
-class PhoneInputMixin(serializers.Serializer):
+class PhoneInputMixin(FieldsOnceSerializer):
     """`phone_number`, with `phone` (the recharge business's older field name) accepted as an alias."""
 
     phone_number = PhoneNumberField(required=False, allow_null=True, allow_blank=True)
@@ -113,7 +113,7 @@ class PhoneInputMixin(serializers.Serializer):
         return attrs
 
 
-class PasswordPairMixin(serializers.Serializer):
+class PasswordPairMixin(FieldsOnceSerializer):
     password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
     password_confirm = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
 
@@ -124,7 +124,7 @@ class PasswordPairMixin(serializers.Serializer):
         return attrs
 
 
-class ProfileFieldsMixin(serializers.Serializer):
+class ProfileFieldsMixin(FieldsOnceSerializer):
     username = serializers.CharField(max_length=150, validators=[UnicodeUsernameValidator()])
     email = serializers.EmailField(max_length=254)
     first_name = serializers.CharField(**NAME)
@@ -163,7 +163,7 @@ class RetailerUpdateSerializer(PhoneInputMixin):
     is_active = serializers.BooleanField(required=False)
 
 
-class ProfileUpdateSerializer(serializers.Serializer):
+class ProfileUpdateSerializer(FieldsOnceSerializer):
     """What a user may change about itself. Anything else sent (user_type, parent, is_active,
     balance, phone_number...) is ignored."""
 
@@ -173,7 +173,7 @@ class ProfileUpdateSerializer(serializers.Serializer):
     last_name = serializers.CharField(**NAME)
 
 
-class EmailLoginSerializer(serializers.Serializer):
+class EmailLoginSerializer(FieldsOnceSerializer):
     email = serializers.EmailField(max_length=254)
     password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
 
@@ -201,11 +201,11 @@ class PhoneVerifySerializer(PhoneInputMixin):
         return attrs
 
 
-class RefreshTokenSerializer(serializers.Serializer):
+class RefreshTokenSerializer(FieldsOnceSerializer):
     refresh = serializers.CharField(max_length=4096)
 
 
-class PasswordResetSerializer(serializers.Serializer):
+class PasswordResetSerializer(FieldsOnceSerializer):
     new_password = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
     new_password_confirm = serializers.CharField(max_length=128, write_only=True, trim_whitespace=False)
 

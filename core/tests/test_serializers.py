@@ -1,6 +1,8 @@
-"""FieldsOnceModelSerializer: fields worked out once per class, a fresh copy for every instance."""
+"""FieldsOnceSerializer and FieldsOnceModelSerializer: fields worked out once per class, a fresh copy for
+every instance."""
 
 import threading
+from decimal import Decimal
 
 import pytest
 from rest_framework import serializers
@@ -8,7 +10,7 @@ from rest_framework import serializers
 from core.serializers import FieldsOnceModelSerializer
 from plans.api.serializers import RechargePlanInputSerializer
 from purchases.api.serializers import PurchaseSerializer
-from wallet.api.serializers import WalletSerializer
+from wallet.api.serializers import MoneyMovedSerializer, TransferInputSerializer, WalletSerializer
 from wallet.models import Wallet
 
 
@@ -146,3 +148,32 @@ def test_a_shallow_copy_is_used_only_for_fields_that_hold_settings(monkeypatch):
     WithNested().fields
 
     assert deep == [OnceWalletSerializer, serializers.ListField, UpperCaseField]
+
+
+@pytest.mark.parametrize("serializer_class", [TransferInputSerializer, MoneyMovedSerializer])
+def test_a_plain_serializer_has_the_fields_drf_would_deep_copy_for_it(serializer_class):
+    plain = type("Plain", (serializer_class,), {"get_fields": serializers.Serializer.get_fields})
+    ours, theirs = serializer_class().fields, plain().fields
+    assert list(ours) == list(theirs)
+    for name in ours:
+        assert type(ours[name]) is type(theirs[name])
+        assert repr(ours[name]) == repr(theirs[name])
+
+
+def test_a_plain_serializer_gives_every_instance_fields_of_its_own_and_keeps_the_template_unbound():
+    first, second = TransferInputSerializer(), TransferInputSerializer()
+    for name in first.fields:
+        assert first.fields[name] is not second.fields[name]
+        assert first.fields[name].parent is first
+    assert not any(field.field_name for field in TransferInputSerializer._fields_template.values())
+
+
+def test_a_setting_given_to_one_instances_field_stays_with_that_instance():
+    # As payments' top-up gives its amount field the configured maximum, per instance.
+    first = TransferInputSerializer()
+    first.fields["amount"].max_amount = Decimal("1.00")
+    assert TransferInputSerializer().fields["amount"].max_amount is None
+    assert TransferInputSerializer._fields_template["amount"].max_amount is None
+    refused = TransferInputSerializer(data={"to_user_id": 0, "amount": 5})
+    assert not refused.is_valid()
+    assert set(refused.errors) == {"to_user_id", "amount"}

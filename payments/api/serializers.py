@@ -2,12 +2,12 @@ from django.conf import settings
 from rest_framework import serializers
 
 from core.money import MoneyField
-from core.serializers import FieldsOnceModelSerializer
+from core.serializers import FieldsOnceModelSerializer, FieldsOnceSerializer
 from payments.models import TopUp
 from payments.sandbox import OUTCOMES
 
 
-class TopUpInputSerializer(serializers.Serializer):
+class TopUpInputSerializer(FieldsOnceSerializer):
     amount = MoneyField(help_text='What to add, e.g. "500.00" (PAYMENT_MIN_TOPUP_AMOUNT to PAYMENT_MAX_TOPUP_AMOUNT).')
 
     def __init__(self, *args, **kwargs):
@@ -40,16 +40,16 @@ class TopUpSerializer(FieldsOnceModelSerializer):
         read_only_fields = fields
 
 
-class WebhookAnswerSerializer(serializers.Serializer):
+class WebhookAnswerSerializer(FieldsOnceSerializer):
     received = serializers.BooleanField()
     applied = serializers.BooleanField(help_text="False for a replay or duplicate: nothing changed.")
     status = serializers.ChoiceField(choices=TopUp.Status.choices, help_text="The top-up's status now.")
 
 
-class WebhookBodySerializer(serializers.Serializer):
+class WebhookBodySerializer(FieldsOnceSerializer):
     """The sandbox provider's event (a real provider's body is read by its own parse_webhook)."""
 
-    class DataSerializer(serializers.Serializer):
+    class DataSerializer(FieldsOnceSerializer):
         reference = serializers.CharField()
         merchant_reference = serializers.CharField(required=False)
         status = serializers.ChoiceField(choices=["SUCCEEDED", "FAILED", "EXPIRED", "PENDING"])
@@ -62,7 +62,7 @@ class WebhookBodySerializer(serializers.Serializer):
     data = DataSerializer()
 
 
-class SandboxPaySerializer(serializers.Serializer):
+class SandboxPaySerializer(FieldsOnceSerializer):
     outcome = serializers.ChoiceField(
         choices=sorted(OUTCOMES),
         default="succeeded",
@@ -72,7 +72,7 @@ class SandboxPaySerializer(serializers.Serializer):
     )
 
 
-class SandboxPaymentSerializer(serializers.Serializer):
+class SandboxPaymentSerializer(FieldsOnceSerializer):
     reference = serializers.CharField()
     merchant_reference = serializers.CharField()
     amount = serializers.DecimalField(max_digits=14, decimal_places=2)

@@ -3,11 +3,11 @@ from rest_framework import serializers
 from core.fields import ChoiceDisplayField
 from core.money import MoneyField
 from core.phone import MobileNumberField
-from core.serializers import FieldsOnceModelSerializer
+from core.serializers import FieldsOnceModelSerializer, FieldsOnceSerializer
 from purchases.models import Purchase
 
 
-class PurchaseInputSerializer(serializers.Serializer):
+class PurchaseInputSerializer(FieldsOnceSerializer):
     plan_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="Id of an active recharge plan.")
     mobile_number = MobileNumberField(
         help_text="The mobile number to recharge, written with digits, spaces, + and - only: a valid mobile "
@@ -57,20 +57,20 @@ class PurchaseSerializer(FieldsOnceModelSerializer):
         read_only_fields = fields
 
 
-class PurchaseResultSerializer(serializers.Serializer):
+class PurchaseResultSerializer(FieldsOnceSerializer):
     purchase = PurchaseSerializer()
     balance = MoneyField(help_text="The buyer's balance after the purchase (posted money).")
     available = MoneyField(help_text="Balance minus what pending purchases still hold.")
 
 
-class DuplicatePurchaseErrorSerializer(serializers.Serializer):
+class DuplicatePurchaseErrorSerializer(FieldsOnceSerializer):
     detail = serializers.CharField()
     code = serializers.CharField(help_text="`duplicate_purchase`")
     purchase_id = serializers.IntegerField(help_text="The earlier purchase this request repeats.")
     status = serializers.CharField(help_text="That purchase's status (PENDING, SUCCESS or REFUNDED).")
 
 
-class OperatorCallbackSerializer(serializers.Serializer):
+class OperatorCallbackSerializer(FieldsOnceSerializer):
     """The body an aggregator POSTs (signed: X-Signature, core/signatures.py)."""
 
     reference = serializers.CharField(max_length=64, help_text="Our reference for the recharge: `P<purchase id>`.")
@@ -82,7 +82,7 @@ class OperatorCallbackSerializer(serializers.Serializer):
     message = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
 
 
-class OperatorCallbackResultSerializer(serializers.Serializer):
+class OperatorCallbackResultSerializer(FieldsOnceSerializer):
     purchase_id = serializers.IntegerField()
     status = serializers.CharField(
         help_text="The purchase's status after the callback; with 202 (queued), its status before it."

@@ -7,7 +7,7 @@ from accounts.selectors import can_see_user, find_user
 from core.fields import ChoiceDisplayField
 from core.money import MoneyField, money_str
 from core.phone import PhoneNumberField
-from core.serializers import FieldsOnceModelSerializer
+from core.serializers import FieldsOnceModelSerializer, FieldsOnceSerializer
 from wallet.models import Transfer, Wallet
 
 REMARKS = {"required": False, "allow_blank": True, "max_length": 255, "default": ""}
@@ -23,7 +23,7 @@ _DATETIME = serializers.DateTimeField()
 # --- responses ------------------------------------------------------------------------------
 
 
-class BalanceSerializer(serializers.Serializer):
+class BalanceSerializer(FieldsOnceSerializer):
     """The OTP wallet app's `{"user", "balance"}` plus what is reserved by pending recharges."""
 
     user = serializers.CharField(source="user.username")
@@ -40,7 +40,7 @@ class BalanceSerializer(serializers.Serializer):
         }
 
 
-class WalletLimitsSerializer(serializers.Serializer):
+class WalletLimitsSerializer(FieldsOnceSerializer):
     """A wallet's limits and what it may still receive (null: no limit applies)."""
 
     tier = serializers.ChoiceField(
@@ -86,7 +86,7 @@ class BalanceWithLimitsSerializer(BalanceSerializer):
         return body
 
 
-class OwnerSerializer(serializers.Serializer):
+class OwnerSerializer(FieldsOnceSerializer):
     id = serializers.IntegerField()
     username = serializers.CharField()
     email = serializers.EmailField(allow_null=True)
@@ -106,7 +106,7 @@ class WalletSerializer(FieldsOnceModelSerializer):
         fields = ["id", "user", "balance", "held", "available", "currency", "created_at", "updated_at"]
 
 
-class PartySerializer(serializers.Serializer):
+class PartySerializer(FieldsOnceSerializer):
     """One side of a transfer: a user's wallet or a system wallet (`system`: TREASURY ...)."""
 
     wallet_id = serializers.IntegerField(source="pk")
@@ -129,7 +129,7 @@ class PartySerializer(serializers.Serializer):
 _PARTY = PartySerializer()
 
 
-class TransferSerializer(serializers.Serializer):
+class TransferSerializer(FieldsOnceSerializer):
     """A journal row. A party's balance after the transfer is shown only to whom may see that wallet
     (a sender does not learn the receiver's balance). `transaction_type`, `timestamp`, `sender` and
     `receiver` are the OTP wallet app's names for kind, created_at and the parties.
@@ -204,7 +204,7 @@ class TransferSerializer(serializers.Serializer):
         }
 
 
-class MoneyMovedSerializer(serializers.Serializer):
+class MoneyMovedSerializer(FieldsOnceSerializer):
     """What every money-moving POST answers: the transfer and the caller's balance after it."""
 
     transfer = TransferSerializer()
@@ -249,7 +249,7 @@ class MarginSerializer(FieldsOnceModelSerializer):
 # --- requests -------------------------------------------------------------------------------
 
 
-class AmountSerializer(serializers.Serializer):
+class AmountSerializer(FieldsOnceSerializer):
     """Self top-up and self debit: `{"amount": "150.50", "remarks": "Initial top-up"}`."""
 
     amount = MoneyField()
@@ -265,7 +265,7 @@ def _one_of(attrs, names, field_for_error):
     return given[0]
 
 
-class TransferInputSerializer(serializers.Serializer):
+class TransferInputSerializer(FieldsOnceSerializer):
     """Exactly one of `to_phone_number`, `to_user_id`, `to_email`; the receiver is resolved here."""
 
     to_phone_number = PhoneNumberField(required=False, allow_null=True)
@@ -285,7 +285,7 @@ class TransferInputSerializer(serializers.Serializer):
         return attrs
 
 
-class TargetUserSerializer(serializers.Serializer):
+class TargetUserSerializer(FieldsOnceSerializer):
     """An account named by exactly one of `user_email`, `user_id` or `phone_number`."""
 
     user_email = serializers.EmailField(required=False, allow_null=True, max_length=254)
@@ -324,7 +324,7 @@ class SetMarginSerializer(TargetUserSerializer):
 # --- bulk payouts ---------------------------------------------------------------------------
 
 
-class PayoutLineInputSerializer(serializers.Serializer):
+class PayoutLineInputSerializer(FieldsOnceSerializer):
     """One recipient: exactly one of `to_user_id`, `to_phone_number` (verified), `to_email`."""
 
     to_user_id = serializers.IntegerField(required=False, allow_null=True, min_value=1)
@@ -334,7 +334,7 @@ class PayoutLineInputSerializer(serializers.Serializer):
     remarks = serializers.CharField(**REMARKS)
 
 
-class PayoutInputSerializer(serializers.Serializer):
+class PayoutInputSerializer(FieldsOnceSerializer):
     """Only the shape is checked here: an object whose `lines` is a list of objects. Each line is
     checked by wallet.services.pay_out, which reports every bad line with its own code (a serializer
     would stop at DRF's generic messages). Swagger shows PayoutRequestSerializer instead."""
@@ -343,7 +343,7 @@ class PayoutInputSerializer(serializers.Serializer):
     remarks = serializers.CharField(**REMARKS)
 
 
-class PayoutRequestSerializer(serializers.Serializer):
+class PayoutRequestSerializer(FieldsOnceSerializer):
     """`{"remarks": "March margins", "lines": [{"to_user_id": 12, "amount": "150.00"}, ...]}`:
     1 to WALLET_PAYOUT_MAX_LINES (1,000) lines, each recipient at most once. `remarks` of a line
     defaults to the payout's."""
@@ -352,7 +352,7 @@ class PayoutRequestSerializer(serializers.Serializer):
     remarks = serializers.CharField(**REMARKS)
 
 
-class PayoutLineSerializer(serializers.Serializer):
+class PayoutLineSerializer(FieldsOnceSerializer):
     line = serializers.IntegerField(help_text="Position of the line in the request, from 0.")
     transfer_id = serializers.IntegerField()
     user_id = serializers.IntegerField()
@@ -361,7 +361,7 @@ class PayoutLineSerializer(serializers.Serializer):
     balance_after = serializers.DecimalField(max_digits=14, decimal_places=2)
 
 
-class PayoutSerializer(serializers.Serializer):
+class PayoutSerializer(FieldsOnceSerializer):
     id = serializers.IntegerField()
     kind = serializers.ChoiceField(choices=Transfer.Kind.choices, help_text="TRANSFER (distributor) or FUND (admin).")
     source = serializers.CharField(help_text="Who paid: the distributor's username, or TREASURY.")
@@ -395,7 +395,7 @@ class PayoutSerializer(serializers.Serializer):
         }
 
 
-class PayoutMadeSerializer(serializers.Serializer):
+class PayoutMadeSerializer(FieldsOnceSerializer):
     """What a payout answers: the payout with its lines, and the caller's balance after it."""
 
     payout = PayoutSerializer()
@@ -415,7 +415,7 @@ class PayoutMadeSerializer(serializers.Serializer):
         }
 
 
-class PayoutLineErrorSerializer(serializers.Serializer):
+class PayoutLineErrorSerializer(FieldsOnceSerializer):
     line = serializers.IntegerField()
     code = serializers.CharField(
         help_text="invalid, recipient_required, invalid_amount, invalid_phone_number, user_not_found, "
@@ -425,7 +425,7 @@ class PayoutLineErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
-class PayoutRefusedSerializer(serializers.Serializer):
+class PayoutRefusedSerializer(FieldsOnceSerializer):
     """400: nothing was paid. With `invalid_payout_lines`, `lines` lists every bad line; other codes
     (`invalid_payout_size`, `insufficient_funds`, `idempotency_key_required`, ...) have the usual body."""
 
