@@ -1,15 +1,23 @@
 """`Idempotency-Key` for money-moving POSTs (ledger.md, "Idempotency").
 
-The first request with a key claims it (a committed IN_PROGRESS row), runs, and stores its
-answer. A repeat with the same body gets that answer again with `Idempotent-Replayed: true`; a
-repeat with another body is 422; a repeat that arrives while the first is still running waits up
-to IDEMPOTENCY_WAIT_SECONDS for it and then replays, or answers 409 if it is still running.
+A request with a key runs once per (user, key): its answer (status and body) is stored with the key,
+and a repeat with the same body gets that answer again with `Idempotent-Replayed: true`; a repeat with
+another body is 422.
 
-With `atomic=True` the money movement and the stored answer commit in one transaction, so a crash
-can never leave money moved without its answer recorded. Views whose service commits on its own (a
-purchase holds the price, then a worker posts or voids it) use `atomic=False` and make their service
-idempotent on the key itself: if their answer cannot be stored after that commit, they still give it
-(never "nothing was changed") and release the key, and a retry finds the work by its key.
+With `atomic=True` (every wallet POST: its work is one transaction) the answer is stored by the
+request's own transaction, as its last statement, an INSERT that does nothing when the key is taken.
+The unique (user, key) decides which copy of a request commits: a repeat runs inside a transaction
+that is rolled back once its answer finds the key taken (a copy still running holds the key
+uncommitted, and the INSERT waits for it), and then replays the answer stored. So a crash can never
+leave money moved without its answer, and a keyed request costs one statement more than a keyless
+one, with no commit of its own. A refusal is rolled back and its answer stored on its own, likewise.
+
+Views whose service commits on its own (a purchase holds the price, then a worker posts or voids it)
+use `atomic=False`: the first request claims the key (a committed IN_PROGRESS row) before it runs, a
+repeat that arrives while it runs waits up to IDEMPOTENCY_WAIT_SECONDS for its answer and then replays
+it, or answers 409. Such services are idempotent on the key itself: if their answer cannot be stored
+after their commit, they still give it (never "nothing was changed") and release the key, and a retry
+finds the work by its key.
 """
 
 import contextlib
@@ -94,6 +102,30 @@ def request_fingerprint(request, endpoint):
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _stored_answer(*, user, key, fingerprint):
+    """The key's stored answer as a replay, or None while it has none (422 if another request owns it)."""
+    existing = IdempotencyRecord.objects.filter(user=user, key=key).first()
+    if existing is None:
+        return None
+    if existing.fingerprint != fingerprint:
+        raise IdempotencyKeyReused()
+    return replay(existing) if existing.state == IdempotencyRecord.State.COMPLETED else None
+
+
+def _await_stored_answer(*, user, key, fingerprint):
+    """After our transaction found the key taken and rolled back: the answer stored under it. A key
+    claimed by a request still running (a non-atomic view's claim) is waited for up to
+    IDEMPOTENCY_WAIT_SECONDS, then 409; so is one freed in between (its owner failed: retry)."""
+    deadline = time.monotonic() + settings.IDEMPOTENCY_WAIT_SECONDS
+    while True:
+        answer = _stored_answer(user=user, key=key, fingerprint=fingerprint)
+        if answer is not None:
+            return answer
+        if time.monotonic() >= deadline:
+            raise IdempotencyRequestInProgress()
+        time.sleep(0.05)
+
+
 def claim_key(*, user, key, endpoint, fingerprint):
     """Claim `key` for this request, or return the stored answer of the request that owns it.
 
@@ -145,6 +177,31 @@ _STORE_ANSWER = PrecompiledUpdate(
     set_names=("state", "response_status", "response_body", "completed_at"),
     where_names=("id", "state", "locked_at"),
 )
+
+
+# An atomic request's answer, inserted by its own transaction (see the module's docstring).
+_ANSWER = PrecompiledInsert(
+    IdempotencyRecord,
+    "user",
+    "key",
+    "endpoint",
+    "fingerprint",
+    "state",
+    "response_status",
+    "response_body",
+    "created_at",
+    "locked_at",
+    "completed_at",
+    unless_taken=True,
+)
+
+
+def _store_answer(response, *, user, key, endpoint, fingerprint, started_at):
+    """Store `response` as the key's answer to the request started at `started_at`; False if the key
+    is taken (by a copy of this request that committed first, or by another request)."""
+    state, completed_at = IdempotencyRecord.State.COMPLETED, _now()
+    values = (state, response.status_code, response.data, started_at, started_at, completed_at)
+    return _ANSWER.insert(user.pk, key, endpoint, fingerprint, *values) is not None
 
 
 def _insert_claim(*, user, key, endpoint, fingerprint, locked_at):
@@ -262,19 +319,25 @@ def _reconnect():
         logger.debug("closing a dead connection failed", exc_info=True)
 
 
-def _after_lost_commit(record):
-    """The request's transaction ended with an error at COMMIT: did it land? The stored answer is in
-    the same transaction, so the record says: COMPLETED by this request (the commit landed: its answer)
-    or gone once released (it rolled back). None if the database cannot tell us now."""
+def _after_lost_commit(*, user, key, fingerprint, started_at):
+    """The request's transaction ended with an error at COMMIT: did it land? Its answer was in the
+    same transaction, so the key says: answered by this request (the request started at
+    `started_at`: it landed) or not (it rolled back). Asked on a fresh connection by an INSERT of
+    the key, rolled back at once, which waits for the lost transaction if the server is still
+    committing it. The landed answer, False if it rolled back, None if the database cannot tell."""
     _reconnect()
-    if not release(record):
-        return None
     try:
+        with transaction.atomic():
+            probe = SimpleNamespace(data=None, status_code=None)
+            free = _store_answer(probe, user=user, key=key, endpoint="", fingerprint="", started_at=started_at)
+            transaction.set_rollback(True)
+        if free:
+            return False
         landed = IdempotencyRecord.objects.filter(
-            pk=record.pk, state=IdempotencyRecord.State.COMPLETED, locked_at=record.locked_at
+            user=user, key=key, fingerprint=fingerprint, state=IdempotencyRecord.State.COMPLETED, created_at=started_at
         ).first()
     except Error:
-        logger.warning("could not learn whether key %s committed", record.key, exc_info=True)
+        logger.warning("could not learn whether key %s committed", key, exc_info=True)
         return None
     return landed if landed is not None else False
 
@@ -312,68 +375,90 @@ def _answer_once(view, view_method, request, args, kwargs, *, atomic, replay_hea
     if not _KEY_PATTERN.match(key) or not key.strip():
         raise InvalidIdempotencyKey()
     endpoint = f"{request.method} {type(view).__module__}.{type(view).__qualname__}"
-    record, replayed = claim_key(
-        user=request.user, key=key, endpoint=endpoint, fingerprint=request_fingerprint(request, endpoint)
-    )
+    fingerprint = request_fingerprint(request, endpoint)
+    if atomic:
+        return _answer_in_its_transaction(
+            view, view_method, request, args, kwargs, key=key, endpoint=endpoint, fingerprint=fingerprint,
+            replay_headers=replay_headers,
+        )  # fmt: skip
+    record, replayed = claim_key(user=request.user, key=key, endpoint=endpoint, fingerprint=fingerprint)
     if replayed is not None:
         return _with_headers(replayed, replay_headers)
-    committing = False
     try:
-        if atomic:
-            # Rolled back whole on a refusal or a failure (no query between the error and the rollback).
-            with all_or_nothing():
-                response = _run(view, view_method, request, args, kwargs)
-                if response.status_code >= 500:
-                    raise _ServerFailure(response)
-                if response.status_code >= 400:
-                    # A refusal moves no money: whatever the view wrote before refusing
-                    # is rolled back, and its answer is stored below, on its own. One
-                    # transaction with no savepoint keeps the successful path short.
-                    transaction.set_rollback(True)
-                else:
-                    complete(record, response)
-                    committing = True  # an error from here on comes from the COMMIT
-            committing = False
+        response = _run(view, view_method, request, args, kwargs)
+        if response.status_code >= 500:
+            raise _ServerFailure(response)
+        try:
+            complete(record, response)
+        except Error:
             if response.status_code >= 400:
-                complete(record, response)
-        else:
-            response = _run(view, view_method, request, args, kwargs)
-            if response.status_code >= 500:
-                raise _ServerFailure(response)
-            try:
-                complete(record, response)
-            except Error:
-                if response.status_code >= 400:
-                    raise  # a refusal changed nothing: the usual answer is true
-                # The view committed its own work before this: its answer is the truth even though it
-                # could not be stored. The key is released, so a retry runs the view again, which
-                # finds that work by the key (such views are idempotent on it) instead of repeating it.
-                logger.warning("key %s: answered, but its answer could not be stored", key, exc_info=True)
-                release(record)
-                return response
+                raise  # a refusal changed nothing: the usual answer is true
+            # The view committed its own work before this: its answer is the truth even though it
+            # could not be stored. The key is released, so a retry runs the view again, which
+            # finds that work by the key (such views are idempotent on it) instead of repeating it.
+            logger.warning("key %s: answered, but its answer could not be stored", key, exc_info=True)
+            release(record)
+            return response
     except _ServerFailure as failure:
         release(record)
         return failure.response
+    except BaseException:
+        release(record)
+        raise
+    return response
+
+
+def _answer_in_its_transaction(view, view_method, request, args, kwargs, *, key, endpoint, fingerprint, replay_headers):
+    """An atomic view's run: its work and its answer commit together, or neither (module docstring)."""
+    user, started_at = request.user, _now()
+    store = functools.partial(
+        _store_answer, user=user, key=key, endpoint=endpoint, fingerprint=fingerprint, started_at=started_at
+    )
+    committing = False
+    try:
+        # Rolled back whole on a refusal or a failure (no query between the error and the rollback).
+        with all_or_nothing():
+            response = _run(view, view_method, request, args, kwargs)
+            if response.status_code >= 500:
+                raise _ServerFailure(response)
+            # A refusal moves no money: whatever the view wrote before refusing is rolled back, and
+            # its answer is stored below, on its own. One transaction with no savepoint keeps the
+            # successful path short.
+            stored = response.status_code < 400 and store(response)
+            if stored:
+                committing = True  # an error from here on comes from the COMMIT
+            else:
+                transaction.set_rollback(True)  # a refusal, or a copy of this request answered first
+        committing = False
+        if response.status_code >= 400:
+            with own_statement():
+                stored = store(response)
+    except _ServerFailure as failure:
+        # A repeat of a request that was answered replays that answer, whatever this run met.
+        try:
+            answered = _stored_answer(user=user, key=key, fingerprint=fingerprint)
+        except Error:
+            logger.warning("key %s: could not look for its answer after a %s", key, failure.response.status_code)
+            answered = None
+        return failure.response if answered is None else _with_headers(answered, replay_headers)
     except Error as error:
         if not committing:
-            release(record)
             raise
         # The connection died at COMMIT: "nothing was changed" may be a lie. Find out.
-        landed = _after_lost_commit(record)
+        landed = _after_lost_commit(user=user, key=key, fingerprint=fingerprint, started_at=started_at)
         if landed is None:
             raise OutcomeUnknown() from error
         if landed is False:
-            # Rolled back and released: "nothing was changed" is true, and must be said, since the
-            # error itself came out of a COMMIT (which alone would be answered "outcome unknown").
+            # It rolled back: "nothing was changed" is true, and must be said, since the error itself
+            # came out of a COMMIT (which alone would be answered "outcome unknown").
             logger.warning("key %s: the connection died at COMMIT, which rolled back: %s", key, error)
             raise DatabaseUnavailable() from error
         logger.warning("key %s: the connection died at COMMIT, which landed; answering", key)
         answer = Response(landed.response_body, status=landed.response_status)
         return _with_headers(answer, replay_headers)
-    except BaseException:
-        release(record)
-        raise
-    return response
+    if stored:
+        return response
+    return _with_headers(_await_stored_answer(user=user, key=key, fingerprint=fingerprint), replay_headers)
 
 
 def _run(view, view_method, request, args, kwargs):

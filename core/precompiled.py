@@ -128,11 +128,16 @@ class PrecompiledInsert:
     insert does (each field's `get_db_prep_save` on the calling connection, so a datetime, a decimal
     or a JSON value reaches every database in the form it expects) and returns the new row's pk.
 
-    No `pre_save` runs: a field with `auto_now_add` or a default must be given its value."""
+    No `pre_save` runs: a field with `auto_now_add` or a default must be given its value.
 
-    def __init__(self, model, *field_names):
+    With `unless_taken=True` a row whose unique key is already taken is not inserted (`ON CONFLICT DO
+    NOTHING`; SQLite's `INSERT OR IGNORE`) and `insert` returns None; on PostgreSQL the statement
+    waits for a transaction that holds the key uncommitted, and inserts only if that one rolls back."""
+
+    def __init__(self, model, *field_names, unless_taken=False):
         self._model = model
         self._field_names = field_names
+        self._unless_taken = unless_taken
         self._compiled = {}
 
     def insert(self, *values, using="default"):
@@ -145,9 +150,11 @@ class PrecompiledInsert:
         # As the ORM's own insert: a failed statement marks the caller's transaction for rollback.
         with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
             cursor.execute(sql, params)
-            return connection.ops.fetch_returned_insert_columns(cursor, returning_params)[0]
+            returned = connection.ops.fetch_returned_insert_columns(cursor, returning_params)
+        return None if returned is None else returned[0]
 
     def _compile(self, using):
+        from django.db.models.constants import OnConflict
         from django.db.models.sql import InsertQuery
 
         meta = self._model._meta
@@ -155,7 +162,7 @@ class PrecompiledInsert:
             raise NotImplementedError("a precompiled insert needs INSERT ... RETURNING")
         fields = [meta.get_field(name) for name in self._field_names]
         _one_plain_parameter_each(fields)
-        query = InsertQuery(self._model)
+        query = InsertQuery(self._model, on_conflict=OnConflict.IGNORE if self._unless_taken else None)
         query.insert_values(fields, [self._model()])
         compiler = query.get_compiler(using=using)
         compiler.returning_fields = [meta.pk]

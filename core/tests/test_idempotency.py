@@ -1,6 +1,7 @@
 """Idempotency-Key on money-moving POSTs (ledger.md, "Idempotency"), exercised through the wallet API."""
 
 import threading
+import time
 from decimal import Decimal
 
 import pytest
@@ -72,36 +73,81 @@ def test_a_duplicate_arriving_while_the_first_is_in_flight_is_409(auth_client, c
     settings.IDEMPOTENCY_WAIT_SECONDS = 0
     api = auth_client(client_user)
     api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
-    # As if the first request were still running: its claim is fresh and has no answer yet.
+    # As if the key were claimed by a request still running (a view that commits on its own claims
+    # its key first): the claim is fresh and has no answer yet.
     IdempotencyRecord.objects.filter(key="k").update(state="IN_PROGRESS", locked_at=timezone.now())
     response = api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
     assert response.status_code == 409 and response.json()["code"] == "idempotency_request_in_progress"
     assert balance_of(client_user) == Decimal("10.00")
 
 
-@pytest.mark.django_db
-def test_a_request_that_outlived_its_lease_moves_no_money_once_another_took_its_key(
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_of_two_copies_running_at_once_the_one_answered_first_keeps_its_money_and_the_other_replays_it(
     auth_client, client_user, monkeypatch
 ):
-    """The first request stalls past IDEMPOTENCY_LEASE_SECONDS; a retry takes the key over and
-    runs. When the stalled one finally finishes, it no longer owns the key: its money movement is
-    rolled back and it answers 409, so the client is charged once."""
-    api = auth_client(client_user)
+    """The first copy stalls before it moves any money; the second runs whole and commits its
+    answer. When the first goes on, its money movement is rolled back once its answer finds the key
+    taken, and it answers what the second did: the client is credited once."""
     original = services.credit_wallet
+    second_answered, stalls = threading.Event(), [True]
 
-    def stalled_then_overtaken(**kwargs):
-        transfer = original(**kwargs)
-        # Meanwhile a retry took the key over (a newer lease on the same claim).
-        IdempotencyRecord.objects.filter(key="slow").update(locked_at=timezone.now() + timezone.timedelta(seconds=1))
-        return transfer
+    def first_stalls(**kwargs):
+        if stalls.pop() if stalls else False:
+            assert second_answered.wait(timeout=30)
+        return original(**kwargs)
 
-    monkeypatch.setattr(services, "credit_wallet", stalled_then_overtaken)
-    response = api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="slow")
-    assert response.status_code == 409
-    assert response.json()["code"] == "idempotency_request_in_progress"
-    assert balance_of(client_user) == Decimal("0.00")
-    assert Transfer.objects.count() == 0
-    assert not IdempotencyRecord.objects.filter(key="slow", state=IdempotencyRecord.State.COMPLETED).exists()
+    monkeypatch.setattr(services, "credit_wallet", first_stalls)
+    answers = {}
+
+    def send(name):
+        try:
+            answers[name] = auth_client(client_user).post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="both")
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=send, args=("first",))
+    first.start()
+    while stalls:  # the first copy is inside its transaction, before the credit
+        time.sleep(0.01)
+    send("second")
+    second_answered.set()
+    first.join(timeout=30)
+
+    assert answers["second"].status_code == 201 and "Idempotent-Replayed" not in answers["second"].headers
+    assert snapshot(answers["first"]) == snapshot(answers["second"])
+    assert answers["first"].headers["Idempotent-Replayed"] == "true"
+    assert balance_of(client_user) == Decimal("10.00") and Transfer.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_repeat_the_view_would_now_refuse_still_gets_the_first_answer_and_moves_nothing(auth_client, client_user):
+    """A repeat runs again inside a transaction that is rolled back: here the first debit took the
+    money, so the repeat's own run is refused, and the refusal is not the key's answer."""
+    services.credit_wallet(user=client_user, amount="5.00")
+    api = auth_client(client_user)
+    first = api.post(reverse("wallet:debit"), {"amount": "5.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    again = api.post(reverse("wallet:debit"), {"amount": "5.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    assert first.status_code == 201 and snapshot(again) == snapshot(first)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert balance_of(client_user) == Decimal("0.00") and Transfer.objects.filter(kind="DEBIT").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_repeat_whose_own_run_fails_still_gets_the_first_answer(auth_client, client_user, monkeypatch):
+    api = auth_client(client_user)
+    first = api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
+
+    def busy(**kwargs):
+        raise TryAgain()
+
+    monkeypatch.setattr(services, "credit_wallet", busy)
+    again = api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    assert first.status_code == 201 and snapshot(again) == snapshot(first)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = api.post(CREDIT, {"amount": "11.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    assert (other.status_code, other.json()["code"]) == (422, "idempotency_key_reused")
+    assert balance_of(client_user) == Decimal("10.00")
 
 
 @pytest.mark.django_db
