@@ -132,7 +132,8 @@ class PrecompiledInsert:
 
     With `unless_taken=True` a row whose unique key is already taken is not inserted (`ON CONFLICT DO
     NOTHING`; SQLite's `INSERT OR IGNORE`) and `insert` returns None; on PostgreSQL the statement
-    waits for a transaction that holds the key uncommitted, and inserts only if that one rolls back."""
+    waits for a transaction that holds the key uncommitted, and inserts only if that one rolls back.
+    SQLite's OR IGNORE also skips a row that a NOT NULL or CHECK refuses: give every such column."""
 
     def __init__(self, model, *field_names, unless_taken=False):
         self._model = model

@@ -176,6 +176,34 @@ def test_a_precompiled_insert_writes_the_row_the_orm_writes_and_refuses_a_duplic
         insert.insert(person.pk, "key-1", *fields.values())
 
 
+def test_a_precompiled_insert_unless_taken_writes_a_free_key_and_leaves_a_taken_one_as_it_was():
+    from datetime import UTC, datetime
+
+    from django.db import IntegrityError
+
+    from core.models import IdempotencyRecord
+    from core.precompiled import PrecompiledInsert
+
+    person = ClientFactory()
+    at = datetime(2026, 12, 1, 9, 0, 0, 1, tzinfo=UTC)
+    names = ("user", "key", "endpoint", "fingerprint", "state", "created_at", "locked_at")
+    insert, insert_unless_taken = (
+        PrecompiledInsert(IdempotencyRecord, *names),
+        PrecompiledInsert(IdempotencyRecord, *names, unless_taken=True),
+    )
+
+    first = insert_unless_taken.insert(person.pk, "k", "POST first", "f", "COMPLETED", at, at)
+    again = insert_unless_taken.insert(person.pk, "k", "POST again", "g", "COMPLETED", at, at)
+    other = insert_unless_taken.insert(person.pk, "other", "POST other", "h", "COMPLETED", at, at)
+
+    assert isinstance(first, int) and again is None and isinstance(other, int) and other != first
+    assert IdempotencyRecord.objects.get(key="k").endpoint == "POST first"
+    assert IdempotencyRecord.objects.count() == 2
+    # The plain one still refuses, so the two are compiled apart.
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert.insert(person.pk, "k", "POST plain", "f", "COMPLETED", at, at)
+
+
 def test_a_precompiled_update_changes_what_the_orm_update_changes_with_the_same_values():
     from datetime import UTC, datetime, timedelta
     from decimal import Decimal
