@@ -25,16 +25,13 @@ class PrecompiledQuery:
     instances the queryset would, for `values` in place of the markers (for a `values_list()`
     queryset, each row's values as a tuple).
 
-    Only for lookups that pass the value to the database as it is (`exact`, `in`), unless
-    `prepare(connection, *values)` returns the values as the lookup would pass them: `iexact`,
-    `contains` and the like escape them first on some databases (SQLite's LIKE), which a substituted
-    value would otherwise skip (`IEXACT` below does it for `iexact`). A marker must then be a value
-    that preparation leaves as it is."""
+    Only for lookups that pass the value to the database as it is (`exact`, `in`, an expression of a
+    `Value`): `iexact`, `contains` and the like escape it first on some databases (SQLite's LIKE),
+    which a substituted value would skip."""
 
-    def __init__(self, build, *markers, prepare=None):
+    def __init__(self, build, *markers):
         self._build = build
         self._markers = markers
-        self._prepare = prepare
         self._compiled = {}  # (alias, vendor) -> compiled plan
 
     def fetch(self, *values, using="default"):
@@ -47,8 +44,6 @@ class PrecompiledQuery:
             # What the compiler would refuse on each call (its check runs at compile time only).
             raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
         params = list(fixed)
-        if self._prepare is not None:
-            values = self._prepare(connection, *values)
         for position, value in zip(positions, values, strict=True):
             params[position] = value
         with connection.cursor() as cursor:
@@ -114,12 +109,6 @@ def _row_shaper(compiler, db, *, values=False):
         return instance
 
     return shape
-
-
-def IEXACT(connection, *values):  # noqa: N802 - named for the lookup it stands for
-    """`prepare` for a query whose markers all stand in `iexact` lookups: the backend's own escaping
-    (SQLite compares with LIKE, so % and _ in an email must not be wildcards)."""
-    return [connection.ops.prep_for_iexact_query(value) for value in values]
 
 
 class PrecompiledInsert:
