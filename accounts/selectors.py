@@ -149,4 +149,5 @@ def profile_of(*, user: User) -> User:
 def user_by_login(*, login: str) -> User | None:
     """The user whose username (exact) or email (case-insensitive) is `login`."""
     login = login.strip()
-    return User.objects.filter(username=login).first() or User.objects.filter(email=login.lower()).first()
+    by_email = User.objects.filter(Exact(Lower("email"), Lower(Value(login))))  # the index's expression
+    return User.objects.filter(username=login).first() or by_email.first()
