@@ -16,6 +16,7 @@ from django.contrib.auth.backends import ModelBackend
 from django.http import JsonResponse
 
 from accounts.models import User
+from accounts.selectors import email_is
 
 
 class LockoutBackend(AxesStandaloneBackend):
@@ -37,7 +38,7 @@ class EmailBackend(ModelBackend):
     def authenticate(self, request, email=None, password=None, **kwargs):
         if email is None or password is None:
             return None
-        user = User.objects.filter(email=email.strip().lower()).first()
+        user = User.objects.filter(email_is(email)).first()
         if user is None:
             User().set_password(password)
             return None
@@ -59,7 +60,7 @@ def account_key(request, credentials):
         return None
     cached = getattr(request, "_lockout_account_key", None)
     if cached is None or cached[0] != email:
-        username = User.objects.filter(email=email).values_list("username", flat=True).first()
+        username = User.objects.filter(email_is(email)).values_list("username", flat=True).first()
         cached = (email, username or f"email:{email}")
         request._lockout_account_key = cached
     return cached[1]

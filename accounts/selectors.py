@@ -1,8 +1,8 @@
 """Reads of the accounts app. Scope is enforced here: a record outside the caller's scope is NotFound."""
 
-from django.db.models import Q, QuerySet, Value
+from django.db.models import Q, QuerySet
 from django.db.models.functions import Lower
-from django.db.models.lookups import Exact
+from django.db.models.lookups import Exact, In
 
 from accounts.models import User
 from core.errors import DomainError, NotFound
@@ -47,6 +47,20 @@ def can_see_user(*, viewer, user_id, parent_id) -> bool:
     return viewer.user_type == UserType.DISTRIBUTOR and parent_id == viewer.pk
 
 
+def email_is(email: str) -> Exact:
+    """A filter for the account whose email is `email`, in any case. It compares the expression of the
+    unique index user_email_unique_ci, LOWER(email), so that the index finds the account (the column
+    itself has no index: a lookup on it, or `email__iexact`, reads every account), with the address
+    lower-cased as User stores it (Python's str.lower, which folds every script; a database's LOWER
+    may fold ASCII only)."""
+    return Exact(Lower("email"), email.strip().lower())
+
+
+def emails_in(emails) -> In:
+    """`email_is` for several addresses at once."""
+    return In(Lower("email"), [email.strip().lower() for email in emails])
+
+
 def find_user(*, user_id=None, email=None, phone_number=None, field="user") -> User:
     """The account named by exactly one of id, email (case-insensitive) or E.164 phone, active or
     not (the ledger service refuses deactivated ones with a clear code), or UserNotFound.
@@ -56,7 +70,7 @@ def find_user(*, user_id=None, email=None, phone_number=None, field="user") -> U
     if user_id is not None:
         found, what = _USER_BY_ID.first(user_id), f"id {user_id}"
     elif email is not None:
-        found, what = _USER_BY_EMAIL.first(email.strip()), f"email {email}"
+        found, what = _USER_BY_EMAIL.first(email.strip().lower()), f"email {email}"
     else:
         found = _VERIFIED_HOLDER.first(phone_number)
         what = f"phone number {phone_number}"
@@ -72,12 +86,10 @@ _VERIFIED_HOLDER = PrecompiledQuery(
     lambda marker: User.objects.filter(phone_number=marker, phone_verified=True).order_by("pk")[:1], "+0precompiled"
 )
 _USER_BY_ID = PrecompiledQuery(lambda marker: User.objects.filter(pk=marker).order_by("pk")[:1], -1)
-# By the expression of the unique index user_email_unique_ci, LOWER(email), so that the index finds it:
-# `email__iexact` compares UPPER(email), which no index has, and read every account (17 ms at 10,000
-# accounts, the largest part of an admin funding's database time: bench/README.md).
+# email_is: `email__iexact` compared UPPER(email), which no index has, and read every account (17 ms at
+# 10,000 accounts, the largest part of an admin funding's database time: bench/README.md).
 _USER_BY_EMAIL = PrecompiledQuery(
-    lambda marker: User.objects.filter(Exact(Lower("email"), Lower(Value(marker)))).order_by("pk")[:1],
-    "precompiled-marker@example",
+    lambda marker: User.objects.filter(email_is(marker)).order_by("pk")[:1], "precompiled-marker@example"
 )
 
 
@@ -90,7 +102,7 @@ def find_users(*, user_ids=(), emails=(), phone_numbers=()) -> dict:
     recipients). Absent keys name no account; the same rules as find_user."""
     condition = Q(pk__in=list(user_ids)) if user_ids else Q()
     if emails:
-        condition |= Q(email__in=list(emails))
+        condition |= Q(emails_in(emails))
     if phone_numbers:
         condition |= Q(phone_number__in=list(phone_numbers), phone_verified=True)
     if not condition:
@@ -149,5 +161,4 @@ def profile_of(*, user: User) -> User:
 def user_by_login(*, login: str) -> User | None:
     """The user whose username (exact) or email (case-insensitive) is `login`."""
     login = login.strip()
-    by_email = User.objects.filter(Exact(Lower("email"), Lower(Value(login))))  # the index's expression
-    return User.objects.filter(username=login).first() or by_email.first()
+    return User.objects.filter(username=login).first() or User.objects.filter(email_is(login)).first()

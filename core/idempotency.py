@@ -113,14 +113,26 @@ def _stored_answer(*, user, key, fingerprint):
 
 
 def _await_stored_answer(*, user, key, fingerprint):
-    """After our transaction found the key taken and rolled back: the answer stored under it. A key
-    claimed by a request still running (a non-atomic view's claim) is waited for up to
-    IDEMPOTENCY_WAIT_SECONDS, then 409; so is one freed in between (its owner failed: retry)."""
+    """After our transaction found the key taken and rolled back: the answer stored under it, or None
+    if this request must run again. A key claimed by a request still running (a purchase's, or a
+    wallet POST's before 2026-12-01, which claimed its key first) is waited for up to
+    IDEMPOTENCY_WAIT_SECONDS, then 409; a claim whose request died (its lease ran out) is freed, and
+    so may be the key in between (its owner failed): then this request runs again."""
     deadline = time.monotonic() + settings.IDEMPOTENCY_WAIT_SECONDS
+    lease = timedelta(seconds=settings.IDEMPOTENCY_LEASE_SECONDS)
     while True:
-        answer = _stored_answer(user=user, key=key, fingerprint=fingerprint)
-        if answer is not None:
-            return answer
+        existing = IdempotencyRecord.objects.filter(user=user, key=key).first()
+        if existing is None:
+            return None
+        if existing.fingerprint != fingerprint:
+            raise IdempotencyKeyReused()
+        if existing.state == IdempotencyRecord.State.COMPLETED:
+            return replay(existing)
+        if existing.locked_at < _now() - lease:
+            IdempotencyRecord.objects.filter(
+                pk=existing.pk, state=IdempotencyRecord.State.IN_PROGRESS, locked_at=existing.locked_at
+            ).delete()
+            return None
         if time.monotonic() >= deadline:
             raise IdempotencyRequestInProgress()
         time.sleep(0.05)
@@ -192,7 +204,7 @@ _ANSWER = PrecompiledInsert(
     "created_at",
     "locked_at",
     "completed_at",
-    unless_taken=True,
+    unless_taken=("user", "key"),
 )
 
 
@@ -321,10 +333,11 @@ def _reconnect():
 
 def _after_lost_commit(*, user, key, fingerprint, started_at):
     """The request's transaction ended with an error at COMMIT: did it land? Its answer was in the
-    same transaction, so the key says: answered by this request (the request started at
-    `started_at`: it landed) or not (it rolled back). Asked on a fresh connection by an INSERT of
-    the key, rolled back at once, which waits for the lost transaction if the server is still
-    committing it. The landed answer, False if it rolled back, None if the database cannot tell."""
+    same transaction, so the key says: answered by this request (created at `started_at`: it landed),
+    by a copy of it (ours rolled back, the copy's answer stands), or not at all (it rolled back).
+    Asked on a fresh connection by an INSERT of the key, rolled back at once, which waits for the
+    lost transaction if the server is still committing it. The key's answer (ours or a copy's),
+    False if it has none, None if the database cannot tell."""
     _reconnect()
     try:
         with transaction.atomic():
@@ -334,7 +347,7 @@ def _after_lost_commit(*, user, key, fingerprint, started_at):
         if free:
             return False
         landed = IdempotencyRecord.objects.filter(
-            user=user, key=key, fingerprint=fingerprint, state=IdempotencyRecord.State.COMPLETED, created_at=started_at
+            user=user, key=key, fingerprint=fingerprint, state=IdempotencyRecord.State.COMPLETED
         ).first()
     except Error:
         logger.warning("could not learn whether key %s committed", key, exc_info=True)
@@ -409,7 +422,24 @@ def _answer_once(view, view_method, request, args, kwargs, *, atomic, replay_hea
 
 
 def _answer_in_its_transaction(view, view_method, request, args, kwargs, *, key, endpoint, fingerprint, replay_headers):
-    """An atomic view's run: its work and its answer commit together, or neither (module docstring)."""
+    """An atomic view's run: its work and its answer commit together, or neither (module docstring).
+    Run again (once) if the key was held by a claim that turned out to be dead or gone."""
+    user = request.user
+    for _attempt in (1, 2):
+        response = _run_in_its_transaction(
+            view, view_method, request, args, kwargs, key=key, endpoint=endpoint, fingerprint=fingerprint,
+            replay_headers=replay_headers,
+        )  # fmt: skip
+        if response is not None:
+            return response
+        answer = _await_stored_answer(user=user, key=key, fingerprint=fingerprint)
+        if answer is not None:
+            return _with_headers(answer, replay_headers)
+    raise IdempotencyRequestInProgress()
+
+
+def _run_in_its_transaction(view, view_method, request, args, kwargs, *, key, endpoint, fingerprint, replay_headers):
+    """The answer to give, or None if the key was taken (our work rolled back)."""
     user, started_at = request.user, _now()
     store = functools.partial(
         _store_answer, user=user, key=key, endpoint=endpoint, fingerprint=fingerprint, started_at=started_at
@@ -444,21 +474,28 @@ def _answer_in_its_transaction(view, view_method, request, args, kwargs, *, key,
     except Error as error:
         if not committing:
             raise
-        # The connection died at COMMIT: "nothing was changed" may be a lie. Find out.
-        landed = _after_lost_commit(user=user, key=key, fingerprint=fingerprint, started_at=started_at)
-        if landed is None:
-            raise OutcomeUnknown() from error
-        if landed is False:
-            # It rolled back: "nothing was changed" is true, and must be said, since the error itself
-            # came out of a COMMIT (which alone would be answered "outcome unknown").
-            logger.warning("key %s: the connection died at COMMIT, which rolled back: %s", key, error)
-            raise DatabaseUnavailable() from error
-        logger.warning("key %s: the connection died at COMMIT, which landed; answering", key)
-        answer = Response(landed.response_body, status=landed.response_status)
-        return _with_headers(answer, replay_headers)
-    if stored:
-        return response
-    return _with_headers(_await_stored_answer(user=user, key=key, fingerprint=fingerprint), replay_headers)
+        return _answer_after_lost_commit(
+            error, user=user, key=key, fingerprint=fingerprint, started_at=started_at, replay_headers=replay_headers
+        )
+    return response if stored else None
+
+
+def _answer_after_lost_commit(error, *, user, key, fingerprint, started_at, replay_headers):
+    """The connection died at COMMIT: "nothing was changed" may be a lie. Find out."""
+    landed = _after_lost_commit(user=user, key=key, fingerprint=fingerprint, started_at=started_at)
+    if landed is None:
+        raise OutcomeUnknown() from error
+    if landed is False:
+        # It rolled back: "nothing was changed" is true, and must be said, since the error itself came
+        # out of a COMMIT (which alone would be answered "outcome unknown").
+        logger.warning("key %s: the connection died at COMMIT, which rolled back: %s", key, error)
+        raise DatabaseUnavailable() from error
+    if landed.created_at != started_at:
+        # Ours rolled back, but a copy of this request answered the key: that is the key's answer.
+        logger.warning("key %s: the connection died at COMMIT; a copy of the request answered; replaying", key)
+        return _with_headers(replay(landed), replay_headers)
+    logger.warning("key %s: the connection died at COMMIT, which landed; answering", key)
+    return _with_headers(Response(landed.response_body, status=landed.response_status), replay_headers)
 
 
 def _run(view, view_method, request, args, kwargs):

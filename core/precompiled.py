@@ -119,15 +119,16 @@ class PrecompiledInsert:
 
     No `pre_save` runs: a field with `auto_now_add` or a default must be given its value.
 
-    With `unless_taken=True` a row whose unique key is already taken is not inserted (`ON CONFLICT DO
-    NOTHING`; SQLite's `INSERT OR IGNORE`) and `insert` returns None; on PostgreSQL the statement
-    waits for a transaction that holds the key uncommitted, and inserts only if that one rolls back.
-    SQLite's OR IGNORE also skips a row that a NOT NULL or CHECK refuses: give every such column."""
+    With `unless_taken=(field names of a unique constraint)` a row whose key is already taken is not
+    inserted (`ON CONFLICT (those columns) DO NOTHING`, on PostgreSQL and SQLite alike) and `insert`
+    returns None; on PostgreSQL the statement waits for a transaction that holds the key uncommitted,
+    and inserts only if that one rolls back. Any other refusal (NOT NULL, CHECK, another unique key)
+    is still an IntegrityError: SQLite's `INSERT OR IGNORE` would skip such a row in silence."""
 
-    def __init__(self, model, *field_names, unless_taken=False):
+    def __init__(self, model, *field_names, unless_taken=()):
         self._model = model
         self._field_names = field_names
-        self._unless_taken = unless_taken
+        self._unless_taken = tuple(unless_taken)
         self._compiled = {}
 
     def insert(self, *values, using="default"):
@@ -144,7 +145,6 @@ class PrecompiledInsert:
         return None if returned is None else returned[0]
 
     def _compile(self, using):
-        from django.db.models.constants import OnConflict
         from django.db.models.sql import InsertQuery
 
         meta = self._model._meta
@@ -152,14 +152,32 @@ class PrecompiledInsert:
             raise NotImplementedError("a precompiled insert needs INSERT ... RETURNING")
         fields = [meta.get_field(name) for name in self._field_names]
         _one_plain_parameter_each(fields)
-        query = InsertQuery(self._model, on_conflict=OnConflict.IGNORE if self._unless_taken else None)
+        query = InsertQuery(self._model)
         query.insert_values(fields, [self._model()])
         compiler = query.get_compiler(using=using)
         compiler.returning_fields = [meta.pk]
         [(sql, params)] = compiler.as_sql()
         if len(params) != len(fields):
             raise ValueError(f"expected one parameter per field, got {params}")
+        if self._unless_taken:
+            sql = _unless_taken(sql, meta, self._unless_taken, connections[using])
         return sql, fields, compiler.returning_params
+
+
+def _unless_taken(sql, meta, field_names, connection):
+    """`sql` (an INSERT ... RETURNING) that does nothing when the unique key of `field_names` is taken."""
+    columns = [meta.get_field(name).column for name in field_names]
+    from django.db.models import UniqueConstraint
+
+    if not any(
+        isinstance(constraint, UniqueConstraint) and constraint.condition is None
+        and list(constraint.fields) == list(field_names)
+        for constraint in meta.constraints
+    ):  # fmt: skip
+        raise ValueError(f"{meta.label} has no unique constraint on exactly {field_names}")
+    head, returning = sql.rsplit(" RETURNING ", 1)
+    target = ", ".join(connection.ops.quote_name(column) for column in columns)
+    return f"{head} ON CONFLICT ({target}) DO NOTHING RETURNING {returning}"
 
 
 class PrecompiledUpdate:

@@ -73,8 +73,8 @@ def test_a_duplicate_arriving_while_the_first_is_in_flight_is_409(auth_client, c
     settings.IDEMPOTENCY_WAIT_SECONDS = 0
     api = auth_client(client_user)
     api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
-    # As if the key were claimed by a request still running (a view that commits on its own claims
-    # its key first): the claim is fresh and has no answer yet.
+    # As if the key were claimed by a request still running (a wallet POST claimed its key first until
+    # 2026-12-01, as a purchase still does): the claim is fresh and has no answer yet.
     IdempotencyRecord.objects.filter(key="k").update(state="IN_PROGRESS", locked_at=timezone.now())
     response = api.post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
     assert response.status_code == 409 and response.json()["code"] == "idempotency_request_in_progress"
@@ -148,6 +148,27 @@ def test_a_repeat_whose_own_run_fails_still_gets_the_first_answer(auth_client, c
     other = api.post(CREDIT, {"amount": "11.00"}, HTTP_IDEMPOTENCY_KEY="k")
     assert (other.status_code, other.json()["code"]) == (422, "idempotency_key_reused")
     assert balance_of(client_user) == Decimal("10.00")
+
+
+@pytest.mark.django_db
+def test_a_claim_whose_request_died_is_freed_and_the_request_runs(auth_client, client_user, settings):
+    """A wallet POST's key claimed by a request that died without answering (wallet POSTs claimed
+    their key first until 2026-12-01: a rolling deploy leaves such claims behind): once its lease has
+    run out, a retry frees it and runs, instead of answering 409 until the claim is purged."""
+    api = auth_client(client_user)
+    refused = api.post(reverse("wallet:debit"), {"amount": "5.00"}, HTTP_IDEMPOTENCY_KEY="k")
+    assert refused.status_code == 400  # nothing moved; its record stands for the dead request's claim
+    dead_since = timezone.now() - timezone.timedelta(seconds=settings.IDEMPOTENCY_LEASE_SECONDS + 1)
+    IdempotencyRecord.objects.filter(key="k").update(
+        state="IN_PROGRESS", response_status=None, response_body=None, locked_at=dead_since
+    )
+    services.credit_wallet(user=client_user, amount="5.00")
+
+    retried = api.post(reverse("wallet:debit"), {"amount": "5.00"}, HTTP_IDEMPOTENCY_KEY="k")
+
+    assert retried.status_code == 201 and "Idempotent-Replayed" not in retried.headers
+    assert balance_of(client_user) == Decimal("0.00") and Transfer.objects.filter(kind="DEBIT").count() == 1
+    assert IdempotencyRecord.objects.get(key="k").response_status == 201
 
 
 @pytest.mark.django_db

@@ -586,6 +586,58 @@ def test_a_commit_whose_fate_cannot_be_learnt_is_answered_outcome_unknown_and_a_
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_commit_that_rolled_back_while_a_copy_of_the_request_answered_replays_the_copys_answer(
+    auth_client, client_user, commit_fails, monkeypatch
+):
+    """Ours rolled back at COMMIT, but a copy of the request (a client's retry, sent while ours ran)
+    answered the key meanwhile: the key's answer is the copy's, never "nothing was changed"."""
+    import threading
+
+    real_rollback = type(connections["default"])._rollback
+    copy = {}
+
+    def rolled_back_then_a_copy_answers(self):
+        if copy:  # only the rollback of the failed COMMIT
+            return real_rollback(self)
+        copy["fingerprint"] = fingerprint = IdempotencyRecord.objects.get(key="k").fingerprint  # ours, uncommitted
+        real_rollback(self)
+
+        def answer_as_the_copy():
+            try:
+                copy["record"] = IdempotencyRecord.objects.create(
+                    user=client_user, key="k", endpoint="e", fingerprint=fingerprint, locked_at=timezone.now(),
+                    state=COMPLETED, response_status=201, response_body={"answered by": "the copy"},
+                )  # fmt: skip
+            finally:
+                connections["default"].close()
+
+        thread = threading.Thread(target=answer_as_the_copy)
+        thread.start()
+        thread.join()
+
+    monkeypatch.setattr(type(connections["default"]), "_rollback", rolled_back_then_a_copy_answers)
+    commit_fails.mode = "rolled_back"
+
+    answered = auth_client(client_user).post(CREDIT, {"amount": "10.00"}, HTTP_IDEMPOTENCY_KEY="k")
+
+    assert commit_fails.fired and "record" in copy
+    assert (answered.status_code, answered.json()) == (201, {"answered by": "the copy"})
+    assert answered.headers["Idempotent-Replayed"] == "true"
+    assert Transfer.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_view_failure_whose_stored_answer_cannot_be_looked_for_is_answered_as_the_view_answered(client_user, caplog):
+    view = type("View", (_CreditsThenFailsView,), {"post": idempotent(_CreditsThenFailsView.post)})
+    lookup_dies = before_statement("SELECT", connection_dropped, times=1)
+    with caplog.at_level(logging.WARNING, logger=LOG), connection.execute_wrapper(lookup_dies):
+        failed = _send(view, client_user, key="k")
+    assert lookup_dies.seen and (failed.status_code, failed.data) == (503, {"code": "try_again"})
+    assert balance_of(client_user) == Decimal("0.00")
+    assert any("could not look for its answer" in line.getMessage() for line in logged(caplog))
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_commit_that_landed_unacknowledged_is_answered_and_logged_with_its_key(
     auth_client, client_user, commit_fails, caplog
 ):

@@ -187,10 +187,7 @@ def test_a_precompiled_insert_unless_taken_writes_a_free_key_and_leaves_a_taken_
     person = ClientFactory()
     at = datetime(2026, 12, 1, 9, 0, 0, 1, tzinfo=UTC)
     names = ("user", "key", "endpoint", "fingerprint", "state", "created_at", "locked_at")
-    insert, insert_unless_taken = (
-        PrecompiledInsert(IdempotencyRecord, *names),
-        PrecompiledInsert(IdempotencyRecord, *names, unless_taken=True),
-    )
+    insert_unless_taken = PrecompiledInsert(IdempotencyRecord, *names, unless_taken=("user", "key"))
 
     first = insert_unless_taken.insert(person.pk, "k", "POST first", "f", "COMPLETED", at, at)
     again = insert_unless_taken.insert(person.pk, "k", "POST again", "g", "COMPLETED", at, at)
@@ -199,9 +196,13 @@ def test_a_precompiled_insert_unless_taken_writes_a_free_key_and_leaves_a_taken_
     assert isinstance(first, int) and again is None and isinstance(other, int) and other != first
     assert IdempotencyRecord.objects.get(key="k").endpoint == "POST first"
     assert IdempotencyRecord.objects.count() == 2
-    # The plain one still refuses, so the two are compiled apart.
+    # Any other refusal is still an error, on SQLite too (whose INSERT OR IGNORE would skip the row).
     with pytest.raises(IntegrityError), transaction.atomic():
-        insert.insert(person.pk, "k", "POST plain", "f", "COMPLETED", at, at)
+        insert_unless_taken.insert(person.pk, "free", "POST x", "f", None, at, at)
+    assert not IdempotencyRecord.objects.filter(key="free").exists()
+    not_a_unique_key = PrecompiledInsert(IdempotencyRecord, *names, unless_taken=("key",))
+    with pytest.raises(ValueError, match="no unique constraint"):
+        not_a_unique_key.insert(person.pk, "k2", "POST x", "f", "COMPLETED", at, at)
 
 
 def test_a_precompiled_update_changes_what_the_orm_update_changes_with_the_same_values():
