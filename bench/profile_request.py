@@ -170,11 +170,16 @@ def print_queries(call, environ):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
+    from core.precompiled import statement_of
+
     with CaptureQueriesContext(connection) as captured:
         call(environ)
     print(f"{len(captured.captured_queries)} statements:")
     for number, query in enumerate(captured.captured_queries, 1):
-        print(f"{number:3}. {query['sql'][:220]}")
+        sent = query["sql"]
+        # A prepared statement is sent as EXECUTE <name>(values): shown with the SQL it stands for.
+        shown = sent if statement_of(sent) == sent else f"{sent.split('(')[0]} = {statement_of(sent)}"
+        print(f"{number:3}. {shown[:220]}")
 
 
 def project_application(scenario):

@@ -142,6 +142,9 @@ DATABASES = {
 }
 DB_LOCK_TIMEOUT_MS = env_int("DB_LOCK_TIMEOUT_MS", 5000)
 DB_STATEMENT_TIMEOUT_MS = env_int("DB_STATEMENT_TIMEOUT_MS", 30000)
+# PostgreSQL: the hot statements are planned once per connection (core.precompiled.execute). Off behind a
+# pooler that shares server connections between clients (PgBouncer in transaction mode).
+DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # SQLite has one writer. IMMEDIATE takes the write lock at BEGIN, so two money
     # requests queue for up to `timeout` seconds instead of failing with "database is locked".

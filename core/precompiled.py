@@ -12,11 +12,103 @@ database. `tests` hold it to the plain queryset's answer.
 `PrecompiledInsert` and `PrecompiledUpdate` do the same for the two writes every keyed request makes
 (core.idempotency): the statement is compiled once, and each value is prepared by its field on the
 calling connection, as the ORM's own insert and update prepare it.
+
+On PostgreSQL each of them is also planned once per connection (`execute`, below): psycopg2 sends
+every statement as text, which the server parses and plans afresh, and for a key lookup that is
+more of its CPU than the lookup itself.
 """
 
-from django.db import connections, transaction
+import itertools
+import re
+import threading
+
+from django.conf import settings
+from django.db import Error, connections, transaction
 from django.db.models.query import ModelIterable, ValuesListIterable, get_related_populators
 from django.db.transaction import TransactionManagementError
+
+# --- server-side prepared statements (PostgreSQL) -------------------------------------------------
+#
+# A statement run through `execute` is PREPAREd on its connection the first time that connection runs
+# it (its SQL with $1, $2... for the driver's placeholders), in the same round trip as its first
+# EXECUTE, and from then on only EXECUTEd with its values: the server parses and plans it once per
+# connection instead of on every request (bench/README.md: a key lookup's server CPU halves). Only for
+# statements whose best plan does not depend on their values (key lookups, the ledger's writes): after
+# five executions PostgreSQL may keep a generic plan. DB_PREPARED_STATEMENTS=false turns it off
+# (behind a pooler that shares a server connection between clients, such as PgBouncer in transaction
+# mode, a statement prepared by one would be missing for another).
+#
+# A prepared statement outlives a rollback (PREPARE is not transactional). So if the round trip that
+# prepares one fails, whether the PREPARE took is unknown: the connection's next prepared statement
+# first drops every statement prepared on it (DEALLOCATE ALL, in the same round trip) and starts afresh.
+# So does the next one after any failed EXECUTE (a migration may have changed what a statement reads).
+
+_MAX_PREPARED = 256  # distinct statements per process; beyond, statements run as plain text
+_MAX_PREPARED_VALUES = 64  # a bulk statement (a payout's thousand rows) is its own shape each time: text
+_names = {}  # SQL -> its statement name, the same on every connection of the process
+_sql_of_name = {}
+_naming = threading.Lock()
+_numbers = itertools.count(1)
+
+
+def execute(cursor, sql, params, *, prepared=True):
+    """`cursor.execute(sql, params)`, through a prepared statement on PostgreSQL (see above)."""
+    connection = cursor.db
+    name = None
+    if (
+        prepared
+        and len(params) <= _MAX_PREPARED_VALUES
+        and connection.vendor == "postgresql"
+        and settings.DB_PREPARED_STATEMENTS
+    ):
+        name = _name_for(sql)
+    if name is None:
+        cursor.execute(sql, params)
+        return
+    # Kept on the thread's own connection wrapper, for the driver connection it holds now (a reconnection
+    # starts with nothing prepared): the names PREPAREd on it, or None while that is unknown.
+    raw = connection.connection
+    held, done = getattr(connection, "_prepared_statements", (None, set()))
+    if held is not raw:
+        done = set()
+    run = f"EXECUTE {name}({', '.join(['%s'] * len(params))})" if params else f"EXECUTE {name}"
+    if done is not None and name in done:
+        try:
+            cursor.execute(run, params)
+        except Error:
+            # Whatever failed, prepare afresh next time: a schema change since PREPARE ("cached plan must
+            # not change result type") would otherwise fail every later run on this connection.
+            connection._prepared_statements = (raw, None)
+            raise
+        return
+    first = "" if done is not None else "DEALLOCATE ALL; "
+    connection._prepared_statements = (raw, None)  # unknown until the round trip returns
+    cursor.execute(f"{first}PREPARE {name} AS {_numbered(sql)}; {run}", params)
+    connection._prepared_statements = (raw, (done or set()) | {name})
+
+
+def statement_of(sql):
+    """The statement a logged `EXECUTE <name>(...)` (or `PREPARE <name> AS ...; EXECUTE ...`) ran; any
+    other SQL as it is: for tests and operators reading a query log."""
+    match = re.match(r"(?:DEALLOCATE ALL; )?(?:PREPARE|EXECUTE) (p\d+)\b", sql)
+    return _sql_of_name.get(match.group(1), sql) if match else sql
+
+
+def _name_for(sql):
+    name = _names.get(sql)
+    if name is None:
+        with _naming:
+            name = _names.get(sql)
+            if name is None and len(_names) < _MAX_PREPARED:
+                name = _names[sql] = f"p{next(_numbers)}"
+                _sql_of_name[name] = sql
+    return name
+
+
+def _numbered(sql):
+    """The driver's `%s` placeholders as $1, $2... (a `%%` stays: the driver reads it as `%`)."""
+    numbers = itertools.count(1)
+    return re.sub(r"%(s|%)", lambda found: found.group(0) if found.group(1) == "%" else f"${next(numbers)}", sql)
 
 
 class PrecompiledQuery:
@@ -29,9 +121,10 @@ class PrecompiledQuery:
     `Value`): `iexact`, `contains` and the like escape it first on some databases (SQLite's LIKE),
     which a substituted value would skip."""
 
-    def __init__(self, build, *markers):
+    def __init__(self, build, *markers, prepared=True):
         self._build = build
         self._markers = markers
+        self._prepared = prepared  # False: a plan that depends on the values (see `execute`)
         self._compiled = {}  # (alias, vendor) -> compiled plan
 
     def fetch(self, *values, using="default"):
@@ -47,7 +140,7 @@ class PrecompiledQuery:
         for position, value in zip(positions, values, strict=True):
             params[position] = value
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            execute(cursor, sql, params, prepared=self._prepared)
             rows = cursor.fetchall()
         return [shape(row) for row in rows]
 
@@ -140,7 +233,7 @@ class PrecompiledInsert:
         params = [field.get_db_prep_save(value, connection) for field, value in zip(fields, values, strict=True)]
         # As the ORM's own insert: a failed statement marks the caller's transaction for rollback.
         with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            execute(cursor, sql, params)
             returned = connection.ops.fetch_returned_insert_columns(cursor, returning_params)
         return None if returned is None else returned[0]
 
@@ -207,7 +300,7 @@ class PrecompiledUpdate:
         for field, position, value in zip(where_fields, where_positions, where_values, strict=True):
             params[position] = field.get_db_prep_value(value, connection)
         with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            execute(cursor, sql, params)
             return cursor.rowcount
 
     def _compile(self, using):

@@ -158,7 +158,8 @@ def history_window(*, queryset, wallet_id, before=None, after=None, limit):
         query = _precompiled_sides.get((side, direction, limit))
         if query is None:
             markers = (-1_000_001, -1_000_002, -1_000_003)[: 3 if position else 2]
-            query = PrecompiledQuery(partial(_history_side, side, direction, limit), *markers)
+            # Not prepared: the plan must be made for the wallet asked (wallet/tests/test_history_window_plan.py).
+            query = PrecompiledQuery(partial(_history_side, side, direction, limit), *markers, prepared=False)
             _precompiled_sides[(side, direction, limit)] = query
         sides.extend(pk for (pk,) in query.fetch(wallet_id, wallet_id, *position))
     return queryset.filter(pk__in=sides).only(*HISTORY_ROW_FIELDS)

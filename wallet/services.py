@@ -19,6 +19,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from core import precompiled
 from core.errors import DomainError, NotFound, PermissionRefused
 from core.money import AmountNotAString, InvalidAmount, parse_amount
 from core.precompiled import PrecompiledQuery
@@ -969,7 +970,7 @@ def _write_in_one_statement(*, wallets, now, changed_row, changed_fields, new_ro
         sql = "WITH " + ", ".join(f"write_{index} AS ({part})" for index, (part, _) in enumerate(parts)) + " " + sql
         params = [*(value for _, part_params in parts for value in part_params), *params]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        precompiled.execute(cursor, sql, params)  # planned once per connection and shape
         ids = [pk for (pk,) in cursor.fetchall()] if rows else []
     for row, row_pk in zip(rows, ids, strict=True):
         row.pk = row_pk

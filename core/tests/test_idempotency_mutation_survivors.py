@@ -22,6 +22,7 @@ from accounts.tests.factories import ClientFactory
 from core import idempotency
 from core.idempotency import IdempotencyRequestInProgress, claim_key, complete, idempotent, release, run_once
 from core.models import IdempotencyRecord
+from core.precompiled import statement_of
 from wallet import services
 from wallet.models import Transfer, Wallet
 
@@ -85,7 +86,8 @@ def before_statement(verb, action, *, times=1):
     seen = []
 
     def wrapper(execute, sql, params, many, context):
-        if sql.lstrip().upper().startswith(verb) and "core_idempotencyrecord" in sql and len(seen) < times:
+        statement = statement_of(sql)  # a prepared statement's own SQL (core.precompiled.execute)
+        if statement.lstrip().upper().startswith(verb) and "core_idempotencyrecord" in statement and len(seen) < times:
             seen.append(sql)
             action()
         return execute(sql, params, many, context)

@@ -8,6 +8,7 @@ from unittest.mock import ANY
 
 import pytest
 
+from core.precompiled import statement_of
 from core.signatures import sign
 from purchases import services
 from purchases.gateways import RechargeRequest, SandboxGateway
@@ -141,7 +142,8 @@ def test_the_worker_reads_the_purchase_once_to_settle_a_callback_under_its_lock(
         )
 
     assert (outcome.applied, outcome.purchase.status) == (True, "SUCCESS")
-    reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('SELECT "purchases_purchase"')]
+    statements = [statement_of(q["sql"]) for q in queries.captured_queries]
+    reads = [sql for sql in statements if sql.startswith('SELECT "purchases_purchase"')]
     assert len(reads) == 1
     assert_ledger_clean()
 
@@ -591,7 +593,7 @@ def test_a_settlement_writes_the_purchase_before_it_locks_the_wallets(shop, plan
     with CaptureQueriesContext(connection) as queries:
         services.apply_operator_callback(reference=f"P{purchase.pk}", status=status, operator_reference="OP9")
 
-    statements = [q["sql"] for q in queries.captured_queries]
+    statements = [statement_of(q["sql"]) for q in queries.captured_queries]
     purchase_update = next(i for i, sql in enumerate(statements) if sql.startswith('UPDATE "purchases_purchase"'))
     wallet_lock = next(i for i, sql in enumerate(statements) if 'FROM "wallet_wallet"' in sql)
     assert purchase_update < wallet_lock

@@ -20,6 +20,7 @@ from core.money import (
     AmountTooPrecise,
     InvalidAmount,
 )
+from core.precompiled import statement_of
 from wallet import services
 from wallet.models import Transfer, Wallet
 from wallet.tests.helpers import ledger_snapshot
@@ -65,7 +66,7 @@ def test_a_bulk_payout_writes_rows_and_balances_batch_size_at_a_time(fund):
     with CaptureQueriesContext(connection) as captured:
         assert services.pay_out_in_bulk(payer=distributor, payments=payments, batch_size=2) == 5
     # Django logs an executemany as "<n> times: <sql>".
-    statements = [re.sub(r"^\d+ times: ", "", q["sql"]) for q in captured]
+    statements = [re.sub(r"^\d+ times: ", "", statement_of(q["sql"])) for q in captured]
     inserts = [sql for sql in statements if sql.startswith('INSERT INTO "wallet_transfer"')]
     # One UPDATE ... FROM (VALUES ...) per batch on PostgreSQL, one executemany per batch elsewhere.
     updates = [sql for sql in statements if sql.startswith('UPDATE "wallet_wallet"')]
@@ -82,7 +83,11 @@ def test_a_refund_reads_the_refunded_transfer_with_its_settlement_wallet_in_one_
     posted, _ = services.post_transfer(transfer=services.hold_funds(user=buyer, amount="4.00"))
     with CaptureQueriesContext(connection) as captured:
         refund = services.refund_transfer(transfer=posted)
-    wallet_reads = [q for q in captured if q["sql"].startswith("SELECT") and 'FROM "wallet_wallet"' in q["sql"]]
+    wallet_reads = [
+        q
+        for q in captured
+        if statement_of(q["sql"]).startswith("SELECT") and 'FROM "wallet_wallet"' in statement_of(q["sql"])
+    ]
     assert len(wallet_reads) == 1  # the buyer's wallet, locked
     assert refund.from_wallet.system_code == "RECHARGE_SETTLEMENT"
 

@@ -10,6 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts.tests.factories import ClientFactory, DistributorFactory, RetailerFactory
+from core.precompiled import statement_of
 from wallet.models import Payout, PayoutLine, Transfer
 from wallet.tests.helpers import assert_ledger_clean, balance_of, ledger_snapshot
 
@@ -186,7 +187,7 @@ def test_a_payouts_queries_do_not_grow_with_its_lines(auth_client, funded_distri
             response = post(api, {"lines": [{"to_user_id": r.pk, "amount": "1.00"} for r in recipients]})
         assert response.status_code == 201, response.json()
         if connection.vendor == "postgresql":  # SQLite has no row locks
-            locks = [q["sql"] for q in captured if "FOR UPDATE" in q["sql"]]
+            locks = [statement_of(q["sql"]) for q in captured if "FOR UPDATE" in statement_of(q["sql"])]
             assert len(locks) == 1 and 'ORDER BY "wallet_wallet"."id" ASC' in locks[0]
         return len(captured)
 

@@ -7,6 +7,7 @@ import pytest
 from django.db import IntegrityError
 
 from accounts.tests.factories import ClientFactory
+from core.precompiled import statement_of
 from wallet import services
 from wallet.models import Transfer, Wallet
 from wallet.tests.helpers import assert_ledger_clean, balance_of, ledger_snapshot
@@ -185,9 +186,9 @@ def test_the_wallet_lock_query_orders_by_wallet_id(fund, distributor, retailer):
             transfer=pending, payouts=[services.Payout(user_id=distributor.pk, amount=Decimal("0.10"))]
         )
     lock_queries = [
-        q["sql"]
+        statement_of(q["sql"])
         for q in captured
-        if re.search(r'FROM "wallet_wallet" (INNER|LEFT OUTER) JOIN "accounts_user"', q["sql"])
+        if re.search(r'FROM "wallet_wallet" (INNER|LEFT OUTER) JOIN "accounts_user"', statement_of(q["sql"]))
     ]
     assert len(lock_queries) == 3
     for sql in lock_queries:
