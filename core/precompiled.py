@@ -18,6 +18,7 @@ every statement as text, which the server parses and plans afresh, and for a key
 more of its CPU than the lookup itself.
 """
 
+import hashlib
 import itertools
 import re
 import threading
@@ -41,14 +42,16 @@ from django.db.transaction import TransactionManagementError
 # A prepared statement outlives a rollback (PREPARE is not transactional). So if the round trip that
 # prepares one fails, whether the PREPARE took is unknown: the connection's next prepared statement
 # first drops every statement prepared on it (DEALLOCATE ALL, in the same round trip) and starts afresh.
-# So does the next one after any failed EXECUTE (a migration may have changed what a statement reads).
+# So does the next one after an EXECUTE the server refused for the statement itself: a migration that
+# changed a column a statement reads fails that statement once on each connection ("cached plan must not
+# change result type"), then it is prepared again. A statement whose parameters PostgreSQL cannot type
+# (none today) fails once, then runs as text.
 
 _MAX_PREPARED = 256  # distinct statements per process; beyond, statements run as plain text
 _MAX_PREPARED_VALUES = 64  # a bulk statement (a payout's thousand rows) is its own shape each time: text
-_names = {}  # SQL -> its statement name, the same on every connection of the process
+_names = {}  # SQL -> its statement name (statement_name), for the statements this process prepares
 _sql_of_name = {}
 _naming = threading.Lock()
-_numbers = itertools.count(1)
 
 
 def execute(cursor, sql, params, *, prepared=True):
@@ -75,34 +78,58 @@ def execute(cursor, sql, params, *, prepared=True):
     if done is not None and name in done:
         try:
             cursor.execute(run, params)
-        except Error:
-            # Whatever failed, prepare afresh next time: a schema change since PREPARE ("cached plan must
-            # not change result type") would otherwise fail every later run on this connection.
-            connection._prepared_statements = (raw, None)
+        except Error as error:
+            if _sqlstate(error) in _PREPARED_STATEMENT_GONE:
+                connection._prepared_statements = (raw, None)  # prepare afresh at the next one
             raise
         return
     first = "" if done is not None else "DEALLOCATE ALL; "
     connection._prepared_statements = (raw, None)  # unknown until the round trip returns
-    cursor.execute(f"{first}PREPARE {name} AS {_numbered(sql)}; {run}", params)
+    try:
+        cursor.execute(f"{first}PREPARE {name} AS {_numbered(sql)}; {run}", params)
+    except Error as error:
+        if _sqlstate(error) in _CANNOT_BE_PREPARED:
+            _unpreparable.add(sql)  # as text from now on, in this process
+        raise
     connection._prepared_statements = (raw, (done or set()) | {name})
+
+
+# A prepared statement a migration changed under it ("cached plan must not change result type"), or one
+# the server no longer has: the connection prepares afresh. Any other error (a lock timeout, a unique
+# key) leaves what was prepared alone.
+_PREPARED_STATEMENT_GONE = {"0A000", "26000"}
+# A parameter whose type PostgreSQL cannot infer from its place (a bare value in a SELECT list).
+_CANNOT_BE_PREPARED = {"42P18", "42P08"}
+_unpreparable = set()
+
+
+def _sqlstate(error):
+    return getattr(error.__cause__, "pgcode", None)
+
+
+def statement_name(sql):
+    """The name `sql` is prepared under: from the SQL itself, so that every process of every release
+    gives one name to one statement (a name reused for other SQL could only fail, never run the
+    wrong statement)."""
+    return "p_" + hashlib.sha256(sql.encode()).hexdigest()[:20]
 
 
 def statement_of(sql):
     """The statement a logged `EXECUTE <name>(...)` (or `PREPARE <name> AS ...; EXECUTE ...`) ran; any
     other SQL as it is: for tests and operators reading a query log."""
-    match = re.match(r"(?:DEALLOCATE ALL; )?(?:PREPARE|EXECUTE) (p\d+)\b", sql)
+    match = re.match(r"(?:DEALLOCATE ALL; )?(?:PREPARE|EXECUTE) (p_[0-9a-f]+)\b", sql)
     return _sql_of_name.get(match.group(1), sql) if match else sql
 
 
 def _name_for(sql):
     name = _names.get(sql)
-    if name is None:
+    if name is None and sql not in _unpreparable:
         with _naming:
             name = _names.get(sql)
             if name is None and len(_names) < _MAX_PREPARED:
-                name = _names[sql] = f"p{next(_numbers)}"
+                name = _names[sql] = statement_name(sql)
                 _sql_of_name[name] = sql
-    return name
+    return name if sql not in _unpreparable else None
 
 
 def _numbered(sql):
