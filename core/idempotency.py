@@ -102,14 +102,18 @@ def request_fingerprint(request, endpoint):
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _stored_answer(*, user, key, fingerprint):
-    """The key's stored answer as a replay, or None while it has none (422 if another request owns it)."""
-    existing = IdempotencyRecord.objects.filter(user=user, key=key).first()
-    if existing is None:
-        return None
+def _answer_of(existing, fingerprint):
+    """The replay of the answer stored in `existing`, or None while it has none; 422 if `existing` is
+    another request's (another body under the same key)."""
     if existing.fingerprint != fingerprint:
         raise IdempotencyKeyReused()
     return replay(existing) if existing.state == IdempotencyRecord.State.COMPLETED else None
+
+
+def _stored_answer(*, user, key, fingerprint):
+    """The key's stored answer as a replay, or None while it has none (422 if another request owns it)."""
+    existing = IdempotencyRecord.objects.filter(user=user, key=key).first()
+    return None if existing is None else _answer_of(existing, fingerprint)
 
 
 def _await_stored_answer(*, user, key, fingerprint):
@@ -124,10 +128,9 @@ def _await_stored_answer(*, user, key, fingerprint):
         existing = IdempotencyRecord.objects.filter(user=user, key=key).first()
         if existing is None:
             return None
-        if existing.fingerprint != fingerprint:
-            raise IdempotencyKeyReused()
-        if existing.state == IdempotencyRecord.State.COMPLETED:
-            return replay(existing)
+        answer = _answer_of(existing, fingerprint)
+        if answer is not None:
+            return answer
         if existing.locked_at < _now() - lease:
             IdempotencyRecord.objects.filter(
                 pk=existing.pk, state=IdempotencyRecord.State.IN_PROGRESS, locked_at=existing.locked_at
@@ -161,10 +164,9 @@ def claim_key(*, user, key, endpoint, fingerprint):
                 raise refused
             time.sleep(0.05)
             continue
-        if existing.fingerprint != fingerprint:
-            raise IdempotencyKeyReused()
-        if existing.state == IdempotencyRecord.State.COMPLETED:
-            return None, replay(existing)
+        answer = _answer_of(existing, fingerprint)
+        if answer is not None:
+            return None, answer
         if existing.locked_at < now - lease:
             # The owner died without answering (its transaction rolled back). Take the key over.
             taken = IdempotencyRecord.objects.filter(
