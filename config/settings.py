@@ -467,6 +467,10 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL or TESTING
 CELERY_TASK_EAGER_PROPAGATES = False  # an eager task's failure is logged, never the request's answer
 CELERY_TASK_IGNORE_RESULT = True  # state lives in the database rows the tasks change
+# No result backend ("disabled"): it holds nothing, so one instance serves every pool thread. Otherwise
+# Celery builds one per thread, each by reading every installed package's entry points: in the busy
+# hour's worker (256 threads) that was a sixth of the worker's CPU (py-spy, bench/README.md).
+CELERY_RESULT_BACKEND_THREAD_SAFE = True
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "recharge")
 # Settling what an operator called back with is the last step of a purchase already sent. Queued behind
 # the busy hour's sends (one FIFO queue, each send a second on the operator), it waited for every send

@@ -15,15 +15,19 @@ from tests.live import LiveStack, broker_for_tests
 from tests.test_settings import run_python
 
 _DUMP_CELERY = """
-import json, django
+import json, threading, django
 django.setup()
 from config.celery import app
 c = app.conf
+in_a_thread = []
+thread = threading.Thread(target=lambda: in_a_thread.append(app.backend))
+thread.start(); thread.join()
 print(json.dumps({"eager": c.task_always_eager, "broker": c.broker_url, "acks_late": c.task_acks_late,
                   "visibility": c.broker_transport_options.get("visibility_timeout"),
                   "consumed": sorted(app.amqp.queues),
                   "callbacks_to": app.amqp.router.route({}, "purchases.apply_operator_callback")["queue"].name,
                   "sends_to": app.amqp.router.route({}, "purchases.fulfil_purchase")["queue"].name,
+                  "one_backend": in_a_thread[0] is app.backend,
                   "transport": app.connection_for_write().transport_cls if c.broker_url else None}))
 """
 
@@ -54,6 +58,13 @@ def test_operator_callbacks_are_settled_from_a_queue_of_their_own_that_every_wor
     conf = celery_conf(CELERY_BROKER_URL="redis://127.0.0.1:6379/1", CELERY_QUEUE="shop")
     assert (conf["sends_to"], conf["callbacks_to"]) == ("shop", "shop.settle")
     assert conf["consumed"] == ["shop", "shop.settle"]  # a worker started without -Q takes both
+
+
+def test_every_pool_thread_of_a_worker_shares_one_result_backend():
+    # Built per thread, each by reading every installed package's entry points: a sixth of the busy
+    # hour's worker CPU, with 256 threads.
+    conf = celery_conf(CELERY_BROKER_URL="redis://127.0.0.1:6379/1")
+    assert conf["one_backend"] is True
 
 
 def test_the_visibility_timeout_outlasts_the_gateway_timeout():
