@@ -12,7 +12,15 @@ uncommitted, and the INSERT waits for it), and then replays the answer stored. S
 leave money moved without its answer, and a keyed request costs one statement more than a keyless
 one, with no commit of its own. A refusal is rolled back and its answer stored on its own, likewise.
 
-Views whose service commits on its own (a purchase holds the price, then a worker posts or voids it)
+The unique keys of the work itself settle copies the same way: a purchase is unique on its buyer and
+key, so a copy's INSERT of it waits for the first and fails once that commits (IntegrityError); the
+copy's transaction is rolled back and it runs again, once, finding the first's work and answer.
+
+`atomic` may be a callable, asked per request: a purchase's acceptance is atomic when its fulfilment
+is enqueued to a broker, and not when tasks run in the process (the SQLite demo), where the operator
+is called after the commit and the answer must carry what it said.
+
+Views whose service commits on its own (a purchase with no broker, a top-up)
 use `atomic=False`: the first request claims the key (a committed IN_PROGRESS row) before it runs, a
 repeat that arrives while it runs waits up to IDEMPOTENCY_WAIT_SECONDS for its answer and then replays
 it, or answers 409. Such services are idempotent on the key itself: if their answer cannot be stored
@@ -366,7 +374,7 @@ def idempotent(method=None, *, atomic=True, replay_headers=None, required=False)
     request without one is refused with 400 `idempotency_key_required`).
 
     `replay_headers(stored body) -> dict` adds headers to a replayed answer (a Location, say), since
-    only the status and body are stored."""
+    only the status and body are stored. `atomic`: True, False, or a callable asked per request."""
 
     def decorator(view_method):
         @functools.wraps(view_method)
@@ -391,7 +399,7 @@ def _answer_once(view, view_method, request, args, kwargs, *, atomic, replay_hea
         raise InvalidIdempotencyKey()
     endpoint = f"{request.method} {type(view).__module__}.{type(view).__qualname__}"
     fingerprint = request_fingerprint(request, endpoint)
-    if atomic:
+    if atomic() if callable(atomic) else atomic:
         return _answer_in_its_transaction(
             view, view_method, request, args, kwargs, key=key, endpoint=endpoint, fingerprint=fingerprint,
             replay_headers=replay_headers,
@@ -427,10 +435,10 @@ def _answer_in_its_transaction(view, view_method, request, args, kwargs, *, key,
     """An atomic view's run: its work and its answer commit together, or neither (module docstring).
     Run again (once) if the key was held by a claim that turned out to be dead or gone."""
     user = request.user
-    for _attempt in (1, 2):
+    for attempt in (1, 2):
         response = _run_in_its_transaction(
             view, view_method, request, args, kwargs, key=key, endpoint=endpoint, fingerprint=fingerprint,
-            replay_headers=replay_headers,
+            replay_headers=replay_headers, last_attempt=attempt == 2,
         )  # fmt: skip
         if response is not None:
             return response
@@ -440,8 +448,11 @@ def _answer_in_its_transaction(view, view_method, request, args, kwargs, *, key,
     raise IdempotencyRequestInProgress()
 
 
-def _run_in_its_transaction(view, view_method, request, args, kwargs, *, key, endpoint, fingerprint, replay_headers):
-    """The answer to give, or None if the key was taken (our work rolled back)."""
+def _run_in_its_transaction(
+    view, view_method, request, args, kwargs, *, key, endpoint, fingerprint, replay_headers, last_attempt=True
+):
+    """The answer to give, or None if the key, or a unique row of the work, was taken (our work rolled
+    back)."""
     user, started_at = request.user, _now()
     store = functools.partial(
         _store_answer, user=user, key=key, endpoint=endpoint, fingerprint=fingerprint, started_at=started_at
@@ -474,11 +485,15 @@ def _run_in_its_transaction(view, view_method, request, args, kwargs, *, key, en
             answered = None
         return failure.response if answered is None else _with_headers(answered, replay_headers)
     except Error as error:
-        if not committing:
-            raise
-        return _answer_after_lost_commit(
-            error, user=user, key=key, fingerprint=fingerprint, started_at=started_at, replay_headers=replay_headers
-        )
+        if committing:
+            return _answer_after_lost_commit(
+                error, user=user, key=key, fingerprint=fingerprint, started_at=started_at, replay_headers=replay_headers
+            )
+        if isinstance(error, IntegrityError) and not last_attempt:
+            # A unique row of the work (a purchase's buyer and key) taken by a copy that committed first:
+            # rolled back; the key's answer, or a run that finds that work, gives the copy's outcome.
+            return None
+        raise
     return response if stored else None
 
 

@@ -18,8 +18,10 @@ _depth = contextvars.ContextVar("all_or_nothing_depth", default=None)
 @contextlib.contextmanager
 def all_or_nothing():
     """`transaction.atomic()` for a block whose caller lets every exception out of it (never catches
-    one inside and goes on querying): operations directly inside need no savepoint of their own."""
-    with transaction.atomic():
+    one inside and goes on querying): operations directly inside need no savepoint of their own, and
+    neither does such a block directly inside another (a purchase's acceptance inside its request's
+    keyed transaction): whatever leaves it leaves the outer one too."""
+    with transaction.atomic(savepoint=not innermost_is_all_or_nothing()):
         token = _depth.set(len(connection.atomic_blocks))
         try:
             yield

@@ -43,7 +43,7 @@ from core.phone import mobile_number_text, normalize_mobile_number, same_number
 from core.precompiled import PrecompiledQuery
 from core.queue import enqueue_after_commit, enqueue_now, queue_depth
 from core.roles import UserType
-from core.transactions import all_or_nothing
+from core.transactions import all_or_nothing, innermost_is_all_or_nothing
 from plans.models import RechargePlan
 from purchases.gateways import GatewayResult, GatewayUnavailable, RechargeRequest, get_gateway
 from purchases.models import Purchase
@@ -114,6 +114,9 @@ def purchase_recharge(*, buyer, plan_id, mobile_number, idempotency_key=None, ga
     plan = _sellable_plan(plan_id)
     number = normalize_mobile_number(mobile_number, region=plan.provider.country)
     buyer_commission, distributor, distributor_commission = commissions_for(buyer=buyer, price=plan.amount)
+    # Inside a keyed request's own transaction (core.idempotency, with a broker) this block has no
+    # savepoint: a copy's race on the key is settled there, by running the request again.
+    in_keyed_transaction = innermost_is_all_or_nothing()
     try:
         # Every exception leaves this block (the IntegrityError is caught outside it): the hold needs
         # no savepoint of its own.
@@ -143,7 +146,7 @@ def purchase_recharge(*, buyer, plan_id, mobile_number, idempotency_key=None, ga
                 _enqueue_fulfilment(purchase)
     except IntegrityError:
         # The same key raced us and won: answer with its purchase.
-        if idempotency_key is None:
+        if idempotency_key is None or in_keyed_transaction:
             raise
         existing = _purchase_for_key(buyer=buyer, key=idempotency_key, plan_id=plan_id, number=mobile_number)
         if existing is None:

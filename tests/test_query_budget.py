@@ -35,9 +35,10 @@ BUDGET = {
     # The admin's own wallet in the answer is the one authentication loaded: no query of its own.
     "add-to-wallet": 7,
     "debit-from-wallet": 7,
-    # The acceptance only (validate, create, hold, enqueue): the operator is called by a worker. Its
-    # key is claimed (committed) before the hold, since the purchase commits on its own.
-    "purchase": 11,
+    # The acceptance only (validate, create, hold, enqueue): the operator is called by a worker. With a
+    # broker its key's answer is stored by its own transaction, as a wallet POST's: one commit, not the
+    # claim's, the hold's and the answer's three.
+    "purchase": 10,
     "payouts": 10,
 }
 # Elsewhere than on PostgreSQL (the SQLite demo; `make mutate`) a posting is written by the ORM path of

@@ -15,6 +15,7 @@ from purchases.tests.helpers import (
     balances,
     fund,
     give_margin,
+    queue_fulfilments,
 )
 from tests.concurrency import run_together
 from wallet.services import InsufficientFunds
@@ -113,3 +114,26 @@ def _zero():
     from datetime import timedelta
 
     return timedelta(0)
+
+
+def test_twenty_copies_of_a_keyed_purchase_at_once_with_a_broker_hold_once_queue_once_and_answer_the_same(
+    shop, auth_client, monkeypatch
+):
+    """With a broker the key's answer commits with the purchase (core.idempotency): the copies wait on
+    the purchase's unique (buyer, key) or on the key, are rolled back, and replay the first's answer."""
+    distributor, retailer, plan = shop
+    fund(retailer, "5000.00")
+    queued = queue_fulfilments(monkeypatch)
+    body = {"plan_id": plan.pk, "mobile_number": "9876543210"}
+
+    def buy():
+        return auth_client(retailer).post("/api/purchases/purchase/", body, HTTP_IDEMPOTENCY_KEY="buy-once")
+
+    results, errors = run_together([buy] * 20)
+
+    assert errors == [None] * 20
+    assert {(r.status_code, r.json()["purchase"]["id"]) for r in results} == {(202, Purchase.objects.get().pk)}
+    assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in results) == 19
+    assert queued == [Purchase.objects.get().pk]
+    assert balances(retailer) == [(Decimal("5000.00"), Decimal("199.00"))]
+    assert_ledger_clean()

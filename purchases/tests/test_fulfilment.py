@@ -7,7 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import DatabaseError, InterfaceError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.utils import timezone
 
 from core.models import IdempotencyRecord
@@ -220,9 +220,9 @@ def test_requests_with_distinct_keys_are_distinct_purchases_and_the_window_can_b
 def test_an_answer_that_cannot_be_stored_after_the_commit_still_names_the_purchase_and_a_retry_returns_it(
     auth_client, funded_retailer, plan, monkeypatch
 ):
+    """With no broker the acceptance commits, the operator is called, and only then is the key answered."""
     from core import idempotency
 
-    queue_fulfilments(monkeypatch)
     real_complete = idempotency.complete
 
     def connection_lost(record, response):
@@ -234,12 +234,93 @@ def test_an_answer_that_cannot_be_stored_after_the_commit_still_names_the_purcha
 
     # Never "database_unavailable: nothing was changed": the purchase exists and the answer says so.
     assert first.status_code == 202, first.data
-    assert first.data["purchase"]["status"] == "PENDING"
+    assert first.data["purchase"]["status"] == "SUCCESS"
     assert not IdempotencyRecord.objects.exists()  # released: the retry runs the view again
 
     retry = _buy(auth_client, funded_retailer, plan, HTTP_IDEMPOTENCY_KEY="k-lost")
     assert (retry.status_code, retry.data["purchase"]["id"]) == (202, first.data["purchase"]["id"])
     assert Purchase.objects.count() == 1
+
+
+def test_with_a_broker_the_keys_answer_commits_with_the_purchase_or_neither_does(
+    auth_client, funded_retailer, plan, monkeypatch
+):
+    """With a broker the answer is the acceptance transaction's last statement (core.idempotency): an
+    answer that cannot be written takes the purchase and its hold back with it, and nothing is queued."""
+    from core import idempotency
+
+    queued = queue_fulfilments(monkeypatch)
+
+    def answer_refused(*args, **kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    real_store = idempotency._store_answer
+    monkeypatch.setattr(idempotency, "_store_answer", answer_refused)
+    refused = _buy(auth_client, funded_retailer, plan, HTTP_IDEMPOTENCY_KEY="k-one")
+    monkeypatch.setattr(idempotency, "_store_answer", real_store)
+
+    assert (refused.status_code, refused.data["code"]) == (503, "database_unavailable")  # true: nothing was kept
+    assert (Purchase.objects.count(), IdempotencyRecord.objects.count(), queued) == (0, 0, [])
+    assert balances(funded_retailer) == [(Decimal("1000.00"), Decimal("0.00"))]
+
+    first = _buy(auth_client, funded_retailer, plan, HTTP_IDEMPOTENCY_KEY="k-one")
+    record = IdempotencyRecord.objects.get()
+    assert (first.status_code, record.state, record.response_body) == (202, "COMPLETED", first.data)
+    assert queued == [first.data["purchase"]["id"]]
+
+    again = _buy(auth_client, funded_retailer, plan, HTTP_IDEMPOTENCY_KEY="k-one")
+    assert (again.status_code, again.data, again.headers["Idempotent-Replayed"]) == (202, first.data, "true")
+    assert again.headers["Location"] == first.headers["Location"]
+    assert (Purchase.objects.count(), queued) == (1, [first.data["purchase"]["id"]])
+
+
+def _copy_that_started_before_the_first_committed(monkeypatch):
+    """The copy's first look for a purchase under its key finds none (the first had not committed)."""
+    real_lookup, looks = services._purchase_for_key, []
+
+    def lookup(**kwargs):
+        looks.append(kwargs["key"])
+        return None if len(looks) == 1 else real_lookup(**kwargs)
+
+    monkeypatch.setattr(services, "_purchase_for_key", lookup)
+    return looks
+
+
+def test_with_a_broker_a_copy_that_lost_the_race_for_the_purchases_key_replays_the_first(
+    auth_client, funded_retailer, plan, monkeypatch
+):
+    """The unique (buyer, key) of a purchase refuses a copy's INSERT once the first commits: the copy is
+    rolled back whole and answers what the first answered, which committed with it."""
+    queued = queue_fulfilments(monkeypatch)
+    first = _buy(auth_client, funded_retailer, plan, HTTP_IDEMPOTENCY_KEY="k-race")
+    looks = _copy_that_started_before_the_first_committed(monkeypatch)
+
+    copy = _buy(auth_client, funded_retailer, plan, HTTP_IDEMPOTENCY_KEY="k-race")
+
+    assert looks == ["k-race"]  # run once: the key's answer was there
+    assert (copy.status_code, copy.data, copy.headers["Idempotent-Replayed"]) == (202, first.data, "true")
+    assert (Purchase.objects.count(), queued) == (1, [first.data["purchase"]["id"]])
+    assert balances(funded_retailer) == [(Decimal("1000.00"), Decimal("199.00"))]
+
+
+def test_with_a_broker_a_copy_that_lost_the_race_to_a_purchase_whose_answer_is_gone_runs_again_and_finds_it(
+    auth_client, funded_retailer, plan, monkeypatch
+):
+    """The key's answer purged (purge_idempotency_keys) but the purchase kept: the copy, refused by the
+    purchase's unique key, runs once more, finds the purchase under its key and answers it."""
+    queued = queue_fulfilments(monkeypatch)
+    first = _buy(auth_client, funded_retailer, plan, HTTP_IDEMPOTENCY_KEY="k-old")
+    IdempotencyRecord.objects.all().delete()
+    looks = _copy_that_started_before_the_first_committed(monkeypatch)
+
+    copy = _buy(auth_client, funded_retailer, plan, HTTP_IDEMPOTENCY_KEY="k-old")
+
+    assert looks == ["k-old", "k-old"]
+    assert copy.status_code == 202, copy.data
+    assert copy.data["purchase"]["id"] == first.data["purchase"]["id"]
+    assert IdempotencyRecord.objects.get().response_body == copy.data
+    assert (Purchase.objects.count(), queued) == (1, [first.data["purchase"]["id"]])
+    assert balances(funded_retailer) == [(Decimal("1000.00"), Decimal("199.00"))]
 
 
 def test_a_database_error_reading_back_an_accepted_purchase_answers_the_acceptance(
