@@ -368,6 +368,7 @@ def _one_plain_parameter_each(fields):
 def _marker_for(field, index):
     """A value of the field's kind that no real call matches on, distinct for each field."""
     from datetime import UTC, datetime, timedelta
+    from decimal import Decimal
 
     from django.db import models
 
@@ -375,4 +376,6 @@ def _marker_for(field, index):
         return datetime(1901, 1, 1, tzinfo=UTC) + timedelta(seconds=index)
     if isinstance(field, (models.IntegerField, models.AutoField, models.BigAutoField)) or field.primary_key:
         return -1 - index
+    if isinstance(field, models.DecimalField):
+        return Decimal(-1 - index)
     return f"\x00precompiled-marker-{index}"

@@ -788,6 +788,10 @@ def _check_bulk_load_limits(*, receivers, payments):
         check_load_limits(wallet=wallet, amount=sum(amounts, Decimal("0.00")), largest=max(amounts))
 
 
+# Every settlement of a purchase locks its hold: compiled once (core.precompiled).
+_PENDING_FOR_UPDATE = PrecompiledQuery(lambda marker: Transfer.objects.select_for_update().filter(pk=marker), -1)
+
+
 def _lock_pending(transfer, extra_user_ids=()):
     """Lock the user wallets of a pending transfer (and of its payouts), then the transfer row.
 
@@ -798,7 +802,9 @@ def _lock_pending(transfer, extra_user_ids=()):
     if None in wallet_ids:  # a bare Transfer(pk=...)
         wallet_ids = Transfer.objects.filter(pk=transfer.pk).values_list("from_wallet_id", "to_wallet_id").get()
     wallets = {wallet.pk: wallet for wallet in wallets_for_update(wallet_ids=wallet_ids, user_ids=extra_user_ids)}
-    pending = Transfer.objects.select_for_update().get(pk=transfer.pk)
+    pending = _PENDING_FOR_UPDATE.first(transfer.pk)
+    if pending is None:
+        raise Transfer.DoesNotExist(f"No transfer {transfer.pk}.")
     if (pending.from_wallet_id, pending.to_wallet_id) != tuple(wallet_ids):
         # Only a caller's copy changed in memory can say otherwise; posting by it would leave a locked
         # wallet's balance unmoved (an unlocked wallet is taken for a system wallet).

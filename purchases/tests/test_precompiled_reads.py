@@ -128,3 +128,31 @@ def test_a_callbacks_reference_names_its_purchase_with_plan_and_operator(accepte
     for unknown in (f"P{accepted.pk + 1000}", "P", "Pabc", f"X{accepted.pk}", "P" + "9" * 19):
         with pytest.raises(services.NotFound):
             services.purchase_by_reference(unknown)
+
+
+# --- and its writes ------------------------------------------------------------------------------
+
+
+def test_an_accepted_purchase_is_the_row_the_orms_create_would_write(accepted):
+    stored = Purchase.objects.get(pk=accepted.pk)
+    given = {name: getattr(stored, name) for name in services._INSERTED_FIELDS if not name.endswith("_at")}
+    twin = _fields(Purchase.objects.get(pk=Purchase.objects.create(**given | {"idempotency_key": "k-twin"}).pk))
+    differs = {name for name, value in _fields(stored).items() if twin[name] != value}
+    assert differs == {"id", "idempotency_key", "created_at", "updated_at"}
+    assert _fields(stored) == _fields(accepted)  # the instance returned is the row written
+    assert stored.created_at == stored.updated_at
+
+
+@pytest.mark.parametrize("result", ["SUCCESS", "FAILED"])
+def test_a_settlement_writes_what_saving_its_fields_would(accepted, result):
+    from purchases.gateways import GatewayResult
+
+    settled = services.apply_gateway_result(
+        purchase_id=accepted.pk, result=GatewayResult(result, operator_reference="OP-1", message="no")
+    )
+
+    stored = Purchase.objects.get(pk=accepted.pk)
+    assert _fields(stored) == _fields(settled)
+    assert stored.status == result and stored.completed_at is not None and stored.updated_at > accepted.updated_at
+    expected = (Decimal("2.98"), Decimal("5.97")) if result == "SUCCESS" else (Decimal("0.00"), Decimal("0.00"))
+    assert (stored.buyer_commission, stored.distributor_commission) == expected
