@@ -469,7 +469,8 @@ CELERY_TASK_EAGER_PROPAGATES = False  # an eager task's failure is logged, never
 CELERY_TASK_IGNORE_RESULT = True  # state lives in the database rows the tasks change
 # No result backend ("disabled"): it holds nothing, so one instance serves every pool thread. Otherwise
 # Celery builds one per thread, each by reading every installed package's entry points: in the busy
-# hour's worker (256 threads) that was a sixth of the worker's CPU (py-spy, bench/README.md).
+# hour's worker (256 threads) that was a sixth of the worker's CPU (py-spy, bench/README.md). A result
+# backend configured one day must be thread-safe, or this must go.
 CELERY_RESULT_BACKEND_THREAD_SAFE = True
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_QUEUE", "recharge")
 # Settling what an operator called back with is the last step of a purchase already sent. Queued behind

@@ -4,7 +4,8 @@ A request with a key runs once per (user, key): its answer (status and body) is 
 and a repeat with the same body gets that answer again with `Idempotent-Replayed: true`; a repeat with
 another body is 422.
 
-With `atomic=True` (every wallet POST: its work is one transaction) the answer is stored by the
+With `atomic=True` (every wallet POST, and a purchase's acceptance with a broker: the work is one
+transaction) the answer is stored by the
 request's own transaction, as its last statement, an INSERT that does nothing when the key is taken.
 The unique (user, key) decides which copy of a request commits: a repeat runs inside a transaction
 that is rolled back once its answer finds the key taken (a copy still running holds the key
@@ -12,9 +13,10 @@ uncommitted, and the INSERT waits for it), and then replays the answer stored. S
 leave money moved without its answer, and a keyed request costs one statement more than a keyless
 one, with no commit of its own. A refusal is rolled back and its answer stored on its own, likewise.
 
-The unique keys of the work itself settle copies the same way: a purchase is unique on its buyer and
-key, so a copy's INSERT of it waits for the first and fails once that commits (IntegrityError); the
-copy's transaction is rolled back and it runs again, once, finding the first's work and answer.
+A unique key of the work itself settles copies the same way: a purchase is unique on its buyer and
+key, so a copy's INSERT of it waits for the first and fails once that commits; the service says so by
+raising `TakenByCopy`, the copy's transaction is rolled back, and it replays the first's answer (or,
+if that answer was purged, runs once more and finds the first's work by its key).
 
 `atomic` may be a callable, asked per request: a purchase's acceptance is atomic when its fulfilment
 is enqueued to a broker, and not when tasks run in the process (the SQLite demo), where the operator
@@ -95,6 +97,12 @@ class IdempotencyRequestInProgress(DomainError):
     status_code = status.HTTP_409_CONFLICT
 
 
+class TakenByCopy(Exception):  # noqa: N818 - what happened, not an error to report
+    """Raised by a service, inside a keyed request's own transaction, when a unique row of its work
+    under the key (a purchase's buyer and key) is already taken: a copy of the request committed
+    first. Its cause is the database's refusal. The request is rolled back and answered as the copy was."""
+
+
 class _ServerFailure(Exception):
     """Raised to roll back the whole idempotent transaction when the view answered 5xx."""
 
@@ -126,8 +134,8 @@ def _stored_answer(*, user, key, fingerprint):
 
 def _await_stored_answer(*, user, key, fingerprint):
     """After our transaction found the key taken and rolled back: the answer stored under it, or None
-    if this request must run again. A key claimed by a request still running (a purchase's, or a
-    wallet POST's before 2026-12-01, which claimed its key first) is waited for up to
+    if this request must run again. A key claimed by a request still running (a top-up's, a purchase's
+    with no broker, or one from before 2026-12-01, when every keyed request claimed its key first) is waited for up to
     IDEMPOTENCY_WAIT_SECONDS, then 409; a claim whose request died (its lease ran out) is freed, and
     so may be the key in between (its owner failed): then this request runs again."""
     deadline = time.monotonic() + settings.IDEMPOTENCY_WAIT_SECONDS
@@ -433,7 +441,8 @@ def _answer_once(view, view_method, request, args, kwargs, *, atomic, replay_hea
 
 def _answer_in_its_transaction(view, view_method, request, args, kwargs, *, key, endpoint, fingerprint, replay_headers):
     """An atomic view's run: its work and its answer commit together, or neither (module docstring).
-    Run again (once) if the key was held by a claim that turned out to be dead or gone."""
+    Run again (once) if the key was held by a claim that turned out to be dead or gone, or if a unique
+    row of the work was taken (TakenByCopy) by a copy whose answer is gone."""
     user = request.user
     for attempt in (1, 2):
         response = _run_in_its_transaction(
@@ -451,8 +460,8 @@ def _answer_in_its_transaction(view, view_method, request, args, kwargs, *, key,
 def _run_in_its_transaction(
     view, view_method, request, args, kwargs, *, key, endpoint, fingerprint, replay_headers, last_attempt=True
 ):
-    """The answer to give, or None if the key, or a unique row of the work, was taken (our work rolled
-    back)."""
+    """The answer to give, or None if the key, or a unique row of the work (TakenByCopy), was taken
+    (our work rolled back)."""
     user, started_at = request.user, _now()
     store = functools.partial(
         _store_answer, user=user, key=key, endpoint=endpoint, fingerprint=fingerprint, started_at=started_at
@@ -484,16 +493,17 @@ def _run_in_its_transaction(
             logger.warning("key %s: could not look for its answer after a %s", key, failure.response.status_code)
             answered = None
         return failure.response if answered is None else _with_headers(answered, replay_headers)
+    except TakenByCopy as taken:
+        # Rolled back: the key's answer, or one more run that finds the copy's work, answers it.
+        if last_attempt:
+            raise taken.__cause__ or taken  # the copy's work is there yet not found: not to be hidden
+        return None
     except Error as error:
-        if committing:
-            return _answer_after_lost_commit(
-                error, user=user, key=key, fingerprint=fingerprint, started_at=started_at, replay_headers=replay_headers
-            )
-        if isinstance(error, IntegrityError) and not last_attempt:
-            # A unique row of the work (a purchase's buyer and key) taken by a copy that committed first:
-            # rolled back; the key's answer, or a run that finds that work, gives the copy's outcome.
-            return None
-        raise
+        if not committing:
+            raise
+        return _answer_after_lost_commit(
+            error, user=user, key=key, fingerprint=fingerprint, started_at=started_at, replay_headers=replay_headers
+        )
     return response if stored else None
 
 

@@ -9,9 +9,10 @@ and on each call only substitutes the values, executes, and builds the model ins
 Django's own iterator does (the same converters, `from_db`, and select_related populators), on any
 database. `tests` hold it to the plain queryset's answer.
 
-`PrecompiledInsert` and `PrecompiledUpdate` do the same for the two writes every keyed request makes
-(core.idempotency): the statement is compiled once, and each value is prepared by its field on the
-calling connection, as the ORM's own insert and update prepare it.
+`PrecompiledInsert` and `PrecompiledUpdate` do the same for the writes every keyed request makes
+(core.idempotency) and a purchase's own (its acceptance's INSERT, its settlement's UPDATE): the
+statement is compiled once, and each value is prepared by its field on the calling connection, as the
+ORM's own insert and update prepare it.
 
 On PostgreSQL each of them is also planned once per connection (`execute`, below): psycopg2 sends
 every statement as text, which the server parses and plans afresh, and for a key lookup that is

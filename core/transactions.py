@@ -4,7 +4,8 @@ A money operation opens its own `transaction.atomic()`; nested in a caller's blo
 SAVEPOINT and a RELEASE (two round trips) so that a failure can be undone without undoing the
 caller's work. When the caller's block is itself undone by any exception leaving it, with no query
 in between, the savepoint undoes nothing the caller's ROLLBACK would not: `all_or_nothing()` marks
-such a block, and `wallet.services` opens no savepoint directly inside one."""
+such a block, and neither `wallet.services` nor another `all_or_nothing()` block opens a savepoint
+directly inside one."""
 
 import contextlib
 import contextvars

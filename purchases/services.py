@@ -38,7 +38,7 @@ from rest_framework import status
 from accounts.margins import sale_margins
 from core import db_threads
 from core.errors import DomainError, NotFound
-from core.idempotency import IdempotencyKeyReused
+from core.idempotency import IdempotencyKeyReused, TakenByCopy
 from core.money import ZERO, percentage_of
 from core.phone import mobile_number_text, normalize_mobile_number, same_number
 from core.precompiled import PrecompiledInsert, PrecompiledQuery, PrecompiledUpdate
@@ -102,7 +102,9 @@ def purchase_recharge(*, buyer, plan_id, mobile_number, idempotency_key=None, ga
     Otherwise the purchase is PENDING with its price held and its fulfilment enqueued after the
     commit. Returns it with the buyer's balance; where the fulfilment already ran in this process
     (tasks run eagerly with no broker), in its final state. With `idempotency_key`, a repeat returns
-    the first purchase as it is now. `gateway` (tools and tests) fulfils at once with that gateway
+    the first purchase as it is now (inside a keyed request's own transaction, a copy that lost the
+    race for the key raises core.idempotency.TakenByCopy instead, and the request replays the first's
+    answer). `gateway` (tools and tests) fulfils at once with that gateway
     instead of enqueueing.
 
     Nothing after the commit raises a database error: the purchase exists, and an answer saying
@@ -116,7 +118,7 @@ def purchase_recharge(*, buyer, plan_id, mobile_number, idempotency_key=None, ga
     number = normalize_mobile_number(mobile_number, region=plan.provider.country)
     buyer_commission, distributor, distributor_commission = commissions_for(buyer=buyer, price=plan.amount)
     # Inside a keyed request's own transaction (core.idempotency, with a broker) this block has no
-    # savepoint: a copy's race on the key is settled there, by running the request again.
+    # savepoint, and nothing can be read after a refusal: a copy's race on the key is settled there.
     in_keyed_transaction = innermost_is_all_or_nothing()
     try:
         # Every exception leaves this block (the IntegrityError is caught outside it): the hold needs
@@ -145,10 +147,12 @@ def purchase_recharge(*, buyer, plan_id, mobile_number, idempotency_key=None, ga
                 _refuse_duplicate(purchase)
             if gateway is None:
                 _enqueue_fulfilment(purchase)
-    except IntegrityError:
+    except IntegrityError as refused:
         # The same key raced us and won: answer with its purchase.
-        if idempotency_key is None or in_keyed_transaction:
+        if idempotency_key is None:
             raise
+        if in_keyed_transaction:
+            raise TakenByCopy() from refused
         existing = _purchase_for_key(buyer=buyer, key=idempotency_key, plan_id=plan_id, number=mobile_number)
         if existing is None:
             raise
@@ -790,7 +794,8 @@ def _new_purchase(**fields) -> Purchase:
 def _write_settlement(purchase):
     """Write the settled fields of `purchase` (locked by the caller), as `save(update_fields=...)`."""
     purchase.updated_at = timezone.now()
-    _WRITE_SETTLEMENT.update(*_SETTLED_VALUES(purchase), purchase.pk)
+    if not _WRITE_SETTLEMENT.update(*_SETTLED_VALUES(purchase), purchase.pk):
+        raise Purchase.DoesNotExist(f"No purchase {purchase.pk}.")  # as save(update_fields=...) would
 
 
 def _hold_of(purchase):

@@ -393,3 +393,50 @@ def test_a_retry_matches_on_the_body_whatever_its_key_order_or_encoding(auth_cli
     form_other = api.post(CREDIT, {"amount": "2.00"}, format="multipart", HTTP_IDEMPOTENCY_KEY="form")
     assert (form_first.status_code, form_other.status_code) == (201, 422)
     assert balance_of(client_user) == Decimal("11.00")
+
+
+class _RefusedByTheDatabase(APIView):
+    """Credits, then meets a unique row taken: as a copy that lost the race (TakenByCopy), or as any
+    other refusal (a CHECK, a foreign key)."""
+
+    runs: list = []
+    taken_by_copy = False
+
+    def post(self, request):
+        from django.db import IntegrityError
+
+        from core.idempotency import TakenByCopy
+
+        self.runs.append(request.data["amount"])
+        services.credit_wallet(user=request.user, amount="10.00")
+        refusal = IntegrityError("the database refused a row")
+        if self.taken_by_copy:
+            raise TakenByCopy() from refusal
+        raise refusal
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("taken_by_copy", [False, True], ids=["any refusal", "taken by a copy"])
+def test_a_database_refusal_in_an_atomic_view_surfaces_and_only_a_copys_race_runs_it_again(
+    client_user, settings, taken_by_copy
+):
+    from django.db import IntegrityError
+
+    settings.IDEMPOTENCY_WAIT_SECONDS = 0
+    runs = []
+    view = type(
+        "View",
+        (_RefusedByTheDatabase,),
+        {"post": idempotent(_RefusedByTheDatabase.post, atomic=True), "runs": runs, "taken_by_copy": taken_by_copy},
+    )
+    request = APIRequestFactory().post("/refused/", {"amount": "10.00"}, format="json", HTTP_IDEMPOTENCY_KEY="k")
+    force_authenticate(request, user=client_user)
+
+    with pytest.raises(IntegrityError):
+        view.as_view()(request)
+
+    # A copy's race is run once more (the copy's work is then found by its key); anything else is not
+    # hidden behind a second run.
+    assert len(runs) == (2 if taken_by_copy else 1)
+    assert balance_of(client_user) == Decimal("0.00")
+    assert not IdempotencyRecord.objects.exists()
