@@ -1,7 +1,7 @@
 import os
 
 import pytest
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection, connections
 from rest_framework.test import APIClient
 
 from accounts.tests.factories import AdminFactory, ClientFactory, DistributorFactory, RetailerFactory
@@ -102,6 +102,33 @@ def _on_commit_runs_when_the_code_under_test_commits(monkeypatch):
 
     monkeypatch.setattr(BaseDatabaseWrapper, "on_commit", on_commit)
     monkeypatch.setattr(transaction.Atomic, "__exit__", exit_)
+
+
+@pytest.fixture
+def commit_fails(monkeypatch):
+    """The next COMMIT fails: `rolled_back` (nothing landed) or `landed` (it reached the server, but
+    the answer was lost), as when a backend is killed at that instant."""
+    wrapper = type(connections["default"])
+    real_commit = wrapper._commit
+
+    class Trap:
+        mode = None
+        fired = False
+
+    trap = Trap()
+
+    def failing_commit(self):
+        if trap.mode is None or trap.fired:
+            return real_commit(self)
+        trap.fired = True
+        if trap.mode == "landed":
+            real_commit(self)
+            raise InterfaceError("connection already closed")
+        self._rollback()
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(wrapper, "_commit", failing_commit)
+    return trap
 
 
 @pytest.fixture

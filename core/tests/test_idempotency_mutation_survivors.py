@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import IntegrityError, InterfaceError, OperationalError, connection, connections
+from django.db import IntegrityError, InterfaceError, connection, connections
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.response import Response
@@ -492,33 +492,6 @@ def test_a_key_that_cannot_be_freed_is_left_to_its_lease_and_named_in_the_log(cl
 
 
 # --- a connection lost at COMMIT -----------------------------------------------------------------
-
-
-@pytest.fixture
-def commit_fails(monkeypatch):
-    """The next COMMIT fails: `rolled_back` (nothing landed) or `landed` (it reached the server, but
-    the answer was lost), as when a backend is killed at that instant."""
-    wrapper = type(connections["default"])
-    real_commit = wrapper._commit
-
-    class Trap:
-        mode = None
-        fired = False
-
-    trap = Trap()
-
-    def failing_commit(self):
-        if trap.mode is None or trap.fired:
-            return real_commit(self)
-        trap.fired = True
-        if trap.mode == "landed":
-            real_commit(self)
-            raise InterfaceError("connection already closed")
-        self._rollback()
-        raise OperationalError("server closed the connection unexpectedly")
-
-    monkeypatch.setattr(wrapper, "_commit", failing_commit)
-    return trap
 
 
 @pytest.mark.django_db(transaction=True)

@@ -276,29 +276,18 @@ def test_with_a_broker_the_keys_answer_commits_with_the_purchase_or_neither_does
 
 @pytest.mark.django_db(transaction=True)
 def test_with_a_broker_an_acceptance_whose_commit_landed_as_the_connection_died_answers_its_purchase(
-    auth_client, funded_retailer, plan, monkeypatch
+    auth_client, funded_retailer, plan, monkeypatch, commit_fails
 ):
     """The purchase and its key's answer committed, but the connection died before saying so: the
     answer is the purchase (found by its key), not "nothing was changed"; its fulfilment, never
     enqueued (the commit hooks did not run), is sent by the sweep; a retry replays the answer."""
-    from django.db import connections
-
     queued = queue_fulfilments(monkeypatch)
-    wrapper = type(connections["default"])
-    real_commit, fired = wrapper._commit, []
-
-    def commit_then_lose_the_connection(self):
-        real_commit(self)
-        if not fired:
-            fired.append(True)
-            raise InterfaceError("connection already closed")
-
-    monkeypatch.setattr(wrapper, "_commit", commit_then_lose_the_connection)
+    commit_fails.mode = "landed"
 
     first = _buy(auth_client, funded_retailer, plan, HTTP_IDEMPOTENCY_KEY="k-lost-commit")
 
     purchase = Purchase.objects.get()
-    assert fired and first.status_code == 202, first.data
+    assert commit_fails.fired and first.status_code == 202, first.data
     assert (first.data["purchase"]["id"], first.data["purchase"]["status"]) == (purchase.pk, "PENDING")
     assert queued == []
     age_purchase(purchase.pk, created=timedelta(minutes=10))
