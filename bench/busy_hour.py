@@ -58,10 +58,11 @@ TARGET_RATIO = 0.5
 TARGET_P95_RATIO = 1.5
 CALLBACK_SECRET = "busy-hour-callback-secret-0123456789"
 # In callback mode the sandbox plays the aggregator, whose callbacks a real one sends from its own
-# machines: its deliveries go to this queue, served by a process of their own ("the operator"), so
-# that the one worker process measured does only the project's work.
+# machines: its operator loop (beat starts one a second, each sends from the sandbox's outbox with a
+# pool of its own) goes to this queue, served by a process of their own ("the operator"), so that the
+# one worker process measured does only the project's work. Two threads: a round and the next overlap.
 OPERATOR_QUEUE = "busy-hour-sandbox-operator"
-OPERATOR_CONCURRENCY = 32
+OPERATOR_CONCURRENCY = 2
 
 
 def _free_port():

@@ -423,6 +423,9 @@ RECHARGE_SANDBOX_CALLBACK_DELAY_MS = env_int("RECHARGE_SANDBOX_CALLBACK_DELAY_MS
 # them). A real aggregator calls back from its own machines: the benchmark names a queue here and runs
 # the sandbox's deliveries in a process of their own, off the worker it measures.
 RECHARGE_SANDBOX_CALLBACK_QUEUE = os.environ.get("RECHARGE_SANDBOX_CALLBACK_QUEUE", "")
+# Callback mode with a broker: beat starts the sandbox's operator loop (purchases.deliver_sandbox_callbacks)
+# this often, and each runs this long, so that one is always sending.
+RECHARGE_SANDBOX_CALLBACK_ROUND_SECONDS = 1.0
 # A purchase sent this long ago whose outcome is still unknown is asked about (check_status), never
 # sent again: its send must have ended (the gateway timeout) with a margin.
 PURCHASE_STATUS_CHECK_AFTER_SECONDS = env_int(
@@ -530,6 +533,16 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": float(PAYMENT_STATUS_CHECK_INTERVAL_SECONDS)},
     },
 }
+if RECHARGE_SANDBOX_CALLBACK_URL:
+    # The sandbox as a callback aggregator: its outbox is sent by a loop that beat keeps running.
+    CELERY_BEAT_SCHEDULE["sandbox-callbacks"] = {
+        "task": "purchases.deliver_sandbox_callbacks",
+        "schedule": RECHARGE_SANDBOX_CALLBACK_ROUND_SECONDS,
+        "options": {
+            "expires": RECHARGE_SANDBOX_CALLBACK_ROUND_SECONDS,
+            **({"queue": RECHARGE_SANDBOX_CALLBACK_QUEUE} if RECHARGE_SANDBOX_CALLBACK_QUEUE else {}),
+        },
+    }
 
 # --- Metrics (GET /metrics, Prometheus: core/metrics.py) ------------------------------------------
 # A scrape sends `Authorization: Bearer <METRICS_TOKEN>`. Unset: open with DEBUG on, 404 in production.

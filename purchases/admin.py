@@ -107,7 +107,16 @@ class PurchaseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 class SandboxRechargeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """What the sandbox operator received (development and benchmarks only); read-only."""
 
-    list_display = ["reference", "received_at", "mobile_number", "amount", "status", "times_received"]
+    list_display = [
+        "reference",
+        "received_at",
+        "mobile_number",
+        "amount",
+        "status",
+        "times_received",
+        "callback_due_at",
+        "callback_delivered_at",
+    ]
     list_filter = ["status"]
     search_fields = ["reference", "mobile_number"]
     ordering = ["-received_at"]

@@ -23,7 +23,9 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -103,8 +105,10 @@ class SandboxGateway(BaseGateway):
     reference derived from the request's reference ("SBX" + 12 hex digits).
 
     Callback mode (RECHARGE_SANDBOX_CALLBACK_URL set): a recharge received answers PENDING, and the
-    final status is POSTed later, signed with RECHARGE_CALLBACK_SECRET, to that URL (a task, after
-    RECHARGE_SANDBOX_CALLBACK_DELAY_MS), as an aggregator's callback does. `reverse(reference)`
+    final status is POSTed later, signed with RECHARGE_CALLBACK_SECRET, to that URL, as an
+    aggregator's callback does: the record is its outbox (due RECHARGE_SANDBOX_CALLBACK_DELAY_MS after
+    the recharge), sent by `deliver_due_sandbox_callbacks` (the periodic task
+    purchases.deliver_sandbox_callbacks; with no broker, at once in the process). `reverse(reference)`
     plays an operator reversing a successful recharge (a REVERSED callback).
     """
 
@@ -127,11 +131,17 @@ class SandboxGateway(BaseGateway):
             self._wait()  # lost on the way: the operator never had it
             raise GatewayTimeout("No answer from the aggregator in time (sandbox).")
         final = self._final_status(number)
-        record = _run_db(_receive, request=request, status=final, operator_reference=self.operator_reference(request))
-        self._wait()
         calls_back = bool(settings.RECHARGE_SANDBOX_CALLBACK_URL) and final != GatewayResult.PENDING
+        record = _run_db(
+            _receive,
+            request=request,
+            status=final,
+            operator_reference=self.operator_reference(request),
+            callback_due_at=_callback_due() if calls_back else None,
+        )
+        self._wait()
         if calls_back:
-            _schedule_callback(record.reference, status=record.status, operator_reference=record.operator_reference)
+            _deliver_at_once_without_a_broker()
         if number == self.TIMEOUT_THEN_SUCCESS:
             raise GatewayTimeout("No answer from the aggregator in time (sandbox).")
         if calls_back:
@@ -170,9 +180,12 @@ class SandboxGateway(BaseGateway):
         (REVERSED) in callback mode. False if there was no successful recharge with that reference."""
         from purchases.models import SandboxRecharge
 
-        reversed_now = SandboxRecharge.objects.filter(reference=reference, status="SUCCESS").update(status="REVERSED")
-        if reversed_now and settings.RECHARGE_SANDBOX_CALLBACK_URL:
-            _schedule_callback(reference)
+        calls_back = bool(settings.RECHARGE_SANDBOX_CALLBACK_URL)
+        reversed_now = SandboxRecharge.objects.filter(reference=reference, status="SUCCESS").update(
+            status="REVERSED", callback_due_at=_callback_due() if calls_back else None, callback_attempts=0
+        )
+        if reversed_now and calls_back:
+            _deliver_at_once_without_a_broker()
         return bool(reversed_now)
 
     @staticmethod
@@ -199,9 +212,10 @@ def _run_db(fn, **kwargs):
     return db_threads.run(fn, **kwargs)
 
 
-def _receive(*, request, status, operator_reference):
-    """Record a recharge the sandbox received; a second receipt of the same reference is counted (a
-    real operator that dedupes would ignore it: the count proves whether it ever happened)."""
+def _receive(*, request, status, operator_reference, callback_due_at=None):
+    """Record a recharge the sandbox received, with its callback due at `callback_due_at` (callback
+    mode); a second receipt of the same reference is counted (a real operator that dedupes would
+    ignore it: the count proves whether it ever happened), and called back again."""
     from django.db import IntegrityError
     from django.db.models import F
 
@@ -214,12 +228,16 @@ def _receive(*, request, status, operator_reference):
         "operator": request.operator[:50],
         "status": status,
         "operator_reference": operator_reference if status == GatewayResult.SUCCESS else "",
+        "callback_due_at": callback_due_at,
     }
     try:
         with own_statement():  # on a worker's database thread: one INSERT that commits by itself
             return SandboxRecharge.objects.create(reference=request.reference, **fields)
     except IntegrityError:
-        SandboxRecharge.objects.filter(reference=request.reference).update(times_received=F("times_received") + 1)
+        again = {"times_received": F("times_received") + 1}
+        if callback_due_at is not None:
+            again.update(callback_due_at=callback_due_at, callback_attempts=0)
+        SandboxRecharge.objects.filter(reference=request.reference).update(**again)
         return SandboxRecharge.objects.get(reference=request.reference)
 
 
@@ -229,29 +247,24 @@ def _received(*, reference):
     return SandboxRecharge.objects.filter(reference=reference).first()
 
 
-def _schedule_callback(reference, **news):
-    """The callback of `reference`, sent later by a task. `news` (status, operator_reference) is what
-    it reports, as an aggregator's message carries it; without it the task reads the record when it
-    runs (a reversal)."""
-    from purchases import tasks
+def _callback_due():
+    """When a callback decided now is sent: after RECHARGE_SANDBOX_CALLBACK_DELAY_MS, or at once with no
+    broker (nothing runs later in the demo's process, so the sandbox calls back before it answers)."""
+    from django.utils import timezone
 
-    options = {"countdown": settings.RECHARGE_SANDBOX_CALLBACK_DELAY_MS / 1000}
-    if settings.RECHARGE_SANDBOX_CALLBACK_QUEUE:
-        options["queue"] = settings.RECHARGE_SANDBOX_CALLBACK_QUEUE
-    try:
-        tasks.deliver_sandbox_callback.apply_async(kwargs={"reference": reference, **news}, **options)
-    except Exception:  # noqa: BLE001 - broker down: the purchase's status check still settles it
-        logger.warning("sandbox: could not schedule the callback of %s", reference, exc_info=True)
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return timezone.now()
+    return timezone.now() + timedelta(milliseconds=settings.RECHARGE_SANDBOX_CALLBACK_DELAY_MS)
 
 
-def callback_body(*, reference, status=None, operator_reference="") -> bytes | None:
-    """The JSON body the sandbox calls back with for `reference` (None: nothing final to report):
-    `status` and `operator_reference` if given, else what its record holds now."""
-    if status is None:
-        record = _received(reference=reference)
-        if record is None:
-            return None
-        status, operator_reference = record.status, record.operator_reference
+def _deliver_at_once_without_a_broker():
+    # With a broker the periodic task sends what is due; with none (make run, the tests) nothing would.
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        deliver_due_sandbox_callbacks()
+
+
+def callback_body(*, reference, status, operator_reference="") -> bytes | None:
+    """The JSON body the sandbox calls back with (None: nothing final to report)."""
     if status == GatewayResult.PENDING:
         return None
     body = {
@@ -263,41 +276,125 @@ def callback_body(*, reference, status=None, operator_reference="") -> bytes | N
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-class CallbackNotDelivered(Exception):
-    """The callback URL did not answer 2xx: the task retries."""
+# The sandbox's operator loop: how many due callbacks one claim takes, how many it POSTs at a time (an
+# aggregator's sender pool), and when a claimed callback comes due again if it was not delivered (its
+# POST times out after 10 s) or failed; after that many attempts it gives up, as aggregators do (the
+# purchase's status check settles it).
+CALLBACK_BATCH = 64
+CALLBACK_SENDERS = 16
+CALLBACK_RETRY_SECONDS = 15
+CALLBACK_ATTEMPTS = 8
+CALLBACK_POLL_SECONDS = 0.05
 
 
-def deliver_sandbox_callback(*, reference, status=None, operator_reference="") -> bool:
-    """POST the signed final status of `reference` to RECHARGE_SANDBOX_CALLBACK_URL (`status` and
-    `operator_reference` if given, else its record's). True if it was delivered (2xx); raises
-    CallbackNotDelivered (retried) on any other answer or a network error."""
+@dataclass(frozen=True)
+class DueCallback:
+    pk: int
+    reference: str
+    status: str
+    operator_reference: str
+    attempt: int
+
+
+def deliver_due_sandbox_callbacks(*, limit=CALLBACK_BATCH) -> int:
+    """Send the sandbox's callbacks that are due (callback mode): claim up to `limit` (SKIP LOCKED, so
+    that several operator loops never take the same one), POST each signed to
+    RECHARGE_SANDBOX_CALLBACK_URL, and mark those answered 2xx delivered. Returns how many were
+    delivered. At least once: a callback claimed by a loop that dies comes due again."""
+    due = _run_db(_claim_due_callbacks, limit=limit)
+    if not due:
+        return 0
+    with ThreadPoolExecutor(max_workers=min(CALLBACK_SENDERS, len(due)), thread_name_prefix="callback") as senders:
+        answered = list(senders.map(_post_callback, due))
+    delivered = [callback for callback, ok in zip(due, answered, strict=True) if ok]
+    if delivered:
+        _run_db(_mark_delivered, delivered=delivered)
+    return len(delivered)
+
+
+def run_sandbox_operator(*, seconds) -> int:
+    """The sandbox operator at work for `seconds`: every callback that comes due meanwhile is sent
+    within CALLBACK_POLL_SECONDS of its time. Returns how many were delivered."""
+    deadline = time.monotonic() + seconds
+    delivered = 0
+    while True:
+        sent = deliver_due_sandbox_callbacks()
+        delivered += sent
+        if time.monotonic() >= deadline:
+            return delivered
+        if not sent:
+            time.sleep(CALLBACK_POLL_SECONDS)
+
+
+def _claim_due_callbacks(*, limit):
+    from django.db import transaction
+    from django.db.models import F
     from django.utils import timezone
 
-    from core import signatures
     from purchases.models import SandboxRecharge
 
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            SandboxRecharge.objects.select_for_update(skip_locked=True)
+            .filter(callback_due_at__lte=now, callback_attempts__lt=CALLBACK_ATTEMPTS)
+            .order_by("callback_due_at")
+            .values_list("pk", "reference", "status", "operator_reference", "callback_attempts")[:limit]
+        )
+        if rows:
+            SandboxRecharge.objects.filter(pk__in=[row[0] for row in rows]).update(
+                callback_due_at=now + timedelta(seconds=CALLBACK_RETRY_SECONDS),
+                callback_attempts=F("callback_attempts") + 1,
+            )
+    return [DueCallback(*row[:4], attempt=row[4] + 1) for row in rows]
+
+
+def _mark_delivered(*, delivered):
+    from django.utils import timezone
+
+    from purchases.models import SandboxRecharge
+
+    now = timezone.now()
+    for status in {callback.status for callback in delivered}:
+        # Only if it still says what was sent: a reversal since then is a callback still to send.
+        SandboxRecharge.objects.filter(
+            pk__in=[callback.pk for callback in delivered if callback.status == status], status=status
+        ).update(callback_delivered_at=now, callback_due_at=None)
+
+
+def _post_callback(callback: DueCallback) -> bool:
+    """POST one signed callback; True if the URL answered 2xx."""
+    from core import signatures
+
     url = settings.RECHARGE_SANDBOX_CALLBACK_URL
-    if status is None:
-        body = _run_db(callback_body, reference=reference)
-    else:
-        body = callback_body(reference=reference, status=status, operator_reference=operator_reference)
+    body = callback_body(
+        reference=callback.reference, status=callback.status, operator_reference=callback.operator_reference
+    )
     if not url or body is None:
         return False
-    secret = callback_secrets()[0] if callback_secrets() else ""
+    secrets = callback_secrets()
     request = urllib.request.Request(url, data=body, method="POST")  # noqa: S310 - a configured URL
     request.add_header("Content-Type", "application/json")
-    request.add_header(signatures.HEADER, signatures.sign(secret=secret, body=body))
+    request.add_header(signatures.HEADER, signatures.sign(secret=secrets[0] if secrets else "", body=body))
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             status = response.status
     except urllib.error.HTTPError as error:
         status = error.code
     except OSError as error:
-        raise CallbackNotDelivered(f"{url}: {error}") from error
-    if not 200 <= status < 300:
-        raise CallbackNotDelivered(f"{url} answered {status}")
-    _run_db(lambda: SandboxRecharge.objects.filter(reference=reference).update(callback_delivered_at=timezone.now()))
-    return True
+        status = error
+    if isinstance(status, int) and 200 <= status < 300:
+        return True
+    gives_up = callback.attempt >= CALLBACK_ATTEMPTS
+    logger.warning(
+        "sandbox: the callback of %s was not delivered (attempt %d of %d%s): %s",
+        callback.reference,
+        callback.attempt,
+        CALLBACK_ATTEMPTS,
+        ", giving up" if gives_up else f", again in {CALLBACK_RETRY_SECONDS} s",
+        status,
+    )
+    return False
 
 
 def callback_secrets() -> list[str]:

@@ -82,10 +82,21 @@ class SandboxRecharge(models.Model):
     operator_reference = models.CharField(max_length=100, blank=True, default="")
     times_received = models.PositiveIntegerField(default=1)
     received_at = models.DateTimeField(auto_now_add=True)
+    # Callback mode: the sandbox's outbox. A final status to call back with is due at `callback_due_at`
+    # (set by the INSERT that records the recharge, or by a reversal); the sandbox's operator loop
+    # (gateways.deliver_due_sandbox_callbacks) claims due rows, POSTs them and clears it.
+    callback_due_at = models.DateTimeField(null=True, blank=True)
+    callback_attempts = models.PositiveSmallIntegerField(default=0)
     callback_delivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-received_at", "-id"]
+        indexes = [
+            # Only the callbacks still to send: the operator loop's poll reads a handful of entries.
+            models.Index(
+                fields=["callback_due_at"], name="sandbox_callback_due", condition=Q(callback_due_at__isnull=False)
+            )
+        ]
 
     def __str__(self):
         return f"{self.reference} {self.mobile_number} {self.status} x{self.times_received}"

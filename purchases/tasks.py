@@ -3,6 +3,7 @@
 import contextlib
 
 from celery import shared_task
+from django.conf import settings
 from django.db import DatabaseError
 
 from core import db_threads
@@ -48,15 +49,9 @@ def apply_operator_callback(reference, status, operator_reference="", message=""
         )
 
 
-@shared_task(
-    name="purchases.deliver_sandbox_callback",
-    autoretry_for=(gateways.CallbackNotDelivered,),
-    max_retries=8,
-    retry_backoff=1,
-    retry_backoff_max=30,
-    retry_jitter=True,
-)
-def deliver_sandbox_callback(reference, status=None, operator_reference=""):
-    """The sandbox operator calling back with a recharge's final status (callback mode): the one the
-    message carries, or (none: a reversal) its record's."""
-    return gateways.deliver_sandbox_callback(reference=reference, status=status, operator_reference=operator_reference)
+@shared_task(name="purchases.deliver_sandbox_callbacks")
+def deliver_sandbox_callbacks():
+    """The sandbox operator calling back (callback mode; beat starts one every
+    RECHARGE_SANDBOX_CALLBACK_ROUND_SECONDS): for that long, every callback that comes due is sent.
+    Two at once never send the same callback twice; one that dies leaves its callbacks to the next."""
+    return gateways.run_sandbox_operator(seconds=settings.RECHARGE_SANDBOX_CALLBACK_ROUND_SECONDS)

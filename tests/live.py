@@ -130,6 +130,8 @@ class LiveStack:
             self.env.update(CELERY_BROKER_URL=broker_url, CELERY_QUEUE=self.queue)
         self.server = None
         self.worker = None
+        # The worker runs the periodic work too (celery worker --beat), as `make beat` beside it would.
+        self.worker_beat = False
         self.seed = None
 
     # --- database ---------------------------------------------------------------------
@@ -238,6 +240,7 @@ class LiveStack:
                 "--without-mingle",
                 "--hostname",
                 f"{self.queue}@%h",
+                *(["--beat", "--schedule", str(ROOT / "artifacts" / f"beat-{self.port}")] if self.worker_beat else []),
             ],
             cwd=ROOT,
             env=self.env,

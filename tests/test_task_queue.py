@@ -28,6 +28,7 @@ print(json.dumps({"eager": c.task_always_eager, "broker": c.broker_url, "acks_la
                   "callbacks_to": app.amqp.router.route({}, "purchases.apply_operator_callback")["queue"].name,
                   "sends_to": app.amqp.router.route({}, "purchases.fulfil_purchase")["queue"].name,
                   "one_backend": in_a_thread[0] is app.backend,
+                  "sandbox_callbacks": c.beat_schedule.get("sandbox-callbacks"),
                   "transport": app.connection_for_write().transport_cls if c.broker_url else None}))
 """
 
@@ -65,6 +66,19 @@ def test_every_pool_thread_of_a_worker_shares_one_result_backend():
     # hour's worker CPU, with 256 threads.
     conf = celery_conf(CELERY_BROKER_URL="redis://127.0.0.1:6379/1")
     assert conf["one_backend"] is True
+
+
+def test_beat_keeps_the_sandbox_operator_loop_running_only_in_callback_mode_on_its_queue_if_named():
+    assert celery_conf(CELERY_BROKER_URL="redis://127.0.0.1:6379/1")["sandbox_callbacks"] is None
+    callback_mode = {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/1", "RECHARGE_SANDBOX_CALLBACK_URL": "http://x/cb/"}
+    entry = celery_conf(**callback_mode)["sandbox_callbacks"]
+    assert (entry["task"], entry["schedule"], entry["options"]) == (
+        "purchases.deliver_sandbox_callbacks",
+        1.0,
+        {"expires": 1.0},  # the default queue: `make worker` sends them
+    )
+    entry = celery_conf(**callback_mode, RECHARGE_SANDBOX_CALLBACK_QUEUE="aggregator")["sandbox_callbacks"]
+    assert entry["options"] == {"expires": 1.0, "queue": "aggregator"}
 
 
 def test_the_visibility_timeout_outlasts_the_gateway_timeout():
@@ -247,13 +261,14 @@ def test_in_callback_mode_the_callback_is_verified_in_the_request_and_settled_by
         "callback", RECHARGE_CALLBACK_SECRET="live-callback-secret-0123456789", RECHARGE_SANDBOX_CALLBACK_DELAY_MS="100"
     )
     stack.env["RECHARGE_SANDBOX_CALLBACK_URL"] = f"{stack.base_url}/api/purchases/callbacks/sandbox/"
+    stack.worker_beat = True  # the scheduler keeps the sandbox's operator loop running
     stack.start()
     try:
         polled = poll_until_final(stack, buy(stack, number="9876512399", key="live-callback-1"))
         output = stack.worker_output()
         assert polled["status"] == "SUCCESS", output
         # The sandbox's callback reached the web tier (answered 2xx) and the worker applied it.
-        assert "purchases.deliver_sandbox_callback" in output and "purchases.apply_operator_callback" in output
+        assert "purchases.deliver_sandbox_callbacks" in output and "purchases.apply_operator_callback" in output
         assert stack.manage("verify_ledger", check=False).returncode == 0
     finally:
         stack.stop()
