@@ -137,3 +137,61 @@ def test_twenty_copies_of_a_keyed_purchase_at_once_with_a_broker_hold_once_queue
     assert queued == [Purchase.objects.get().pk]
     assert balances(retailer) == [(Decimal("5000.00"), Decimal("199.00"))]
     assert_ledger_clean()
+
+
+def test_sandbox_senders_running_at_once_send_each_callback_once(settings, monkeypatch):
+    # Beat starts a sender every second and another machine may run one too: each claims what is due
+    # under row locks (SKIP LOCKED) with a lease, so no callback is claimed, and sent, by two.
+    import threading
+    import urllib.request
+    from collections import Counter
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from purchases import gateways
+    from purchases.models import SandboxRecharge
+
+    settings.RECHARGE_SANDBOX_CALLBACK_URL = "http://127.0.0.1:9/callbacks/"
+    past = timezone.now() - timedelta(seconds=1)
+    SandboxRecharge.objects.bulk_create(
+        SandboxRecharge(
+            reference=f"P{n}",
+            mobile_number="+919876543210",
+            amount=Decimal("10.00"),
+            status="SUCCESS",
+            callback_due_at=past,
+        )
+        for n in range(200)
+    )
+    sent, lock = Counter(), threading.Lock()
+
+    class Answer:
+        status = 200
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    def urlopen(request, timeout):
+        import json
+
+        with lock:
+            sent[json.loads(request.data)["reference"]] += 1
+        return Answer()
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+
+    def sender():
+        delivered = 0
+        while sent_now := gateways.deliver_due_sandbox_callbacks(limit=10):
+            delivered += sent_now
+        return delivered
+
+    results, errors = run_together([sender for _ in range(4)])
+
+    assert errors == [None] * 4
+    assert sum(results) == 200 and len(sent) == 200 and set(sent.values()) == {1}
+    assert not SandboxRecharge.objects.filter(callback_delivered_at=None).exists()
