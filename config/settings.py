@@ -416,15 +416,16 @@ RECHARGE_GATEWAY_TIMEOUT_SECONDS = env_int("RECHARGE_GATEWAY_TIMEOUT_SECONDS", 3
 # callback is refused (401).
 RECHARGE_CALLBACK_SECRET = os.environ.get("RECHARGE_CALLBACK_SECRET", "")
 # Sandbox callback mode: where the sandbox POSTs final statuses (empty: it answers synchronously,
-# and PENDING purchases are settled by status checks), and after how long.
+# and PENDING purchases are settled by status checks), and how long after the recharge (with a broker;
+# with none it calls back at once).
 RECHARGE_SANDBOX_CALLBACK_URL = os.environ.get("RECHARGE_SANDBOX_CALLBACK_URL", "")
 RECHARGE_SANDBOX_CALLBACK_DELAY_MS = env_int("RECHARGE_SANDBOX_CALLBACK_DELAY_MS", 500)
-# The queue the sandbox's callback deliveries go to (empty: the default queue, so `make worker` delivers
-# them). A real aggregator calls back from its own machines: the benchmark names a queue here and runs
-# the sandbox's deliveries in a process of their own, off the worker it measures.
+# The queue the sandbox's sender (purchases.deliver_sandbox_callbacks) goes to (empty: the default queue,
+# so `make worker` runs it). A real aggregator calls back from its own machines: the benchmark names a
+# queue here and runs the sender in a process of their own, off the worker it measures.
 RECHARGE_SANDBOX_CALLBACK_QUEUE = os.environ.get("RECHARGE_SANDBOX_CALLBACK_QUEUE", "")
-# Callback mode with a broker: beat starts the sandbox's operator loop (purchases.deliver_sandbox_callbacks)
-# this often, and each runs this long, so that one is always sending.
+# Callback mode with a broker: beat starts the sandbox's sender (purchases.deliver_sandbox_callbacks) this
+# often, and each runs this long, so that one is always sending.
 RECHARGE_SANDBOX_CALLBACK_ROUND_SECONDS = 1.0
 # A purchase sent this long ago whose outcome is still unknown is asked about (check_status), never
 # sent again: its send must have ended (the gateway timeout) with a margin.
@@ -534,12 +535,14 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 if RECHARGE_SANDBOX_CALLBACK_URL:
-    # The sandbox as a callback aggregator: its outbox is sent by a loop that beat keeps running.
+    # The sandbox as a callback aggregator: its outbox is sent by a loop that beat keeps running. Rounds
+    # may overlap (they claim with SKIP LOCKED), so one that waited behind other messages still runs,
+    # unless it waited for five rounds.
     CELERY_BEAT_SCHEDULE["sandbox-callbacks"] = {
         "task": "purchases.deliver_sandbox_callbacks",
         "schedule": RECHARGE_SANDBOX_CALLBACK_ROUND_SECONDS,
         "options": {
-            "expires": RECHARGE_SANDBOX_CALLBACK_ROUND_SECONDS,
+            "expires": 5 * RECHARGE_SANDBOX_CALLBACK_ROUND_SECONDS,
             **({"queue": RECHARGE_SANDBOX_CALLBACK_QUEUE} if RECHARGE_SANDBOX_CALLBACK_QUEUE else {}),
         },
     }

@@ -115,6 +115,7 @@ class SandboxRechargeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "status",
         "times_received",
         "callback_due_at",
+        "callback_attempts",
         "callback_delivered_at",
     ]
     list_filter = ["status"]

@@ -141,7 +141,7 @@ class SandboxGateway(BaseGateway):
         )
         self._wait()
         if calls_back:
-            _deliver_at_once_without_a_broker()
+            _deliver_at_once_when_tasks_run_eagerly(record.reference)
         if number == self.TIMEOUT_THEN_SUCCESS:
             raise GatewayTimeout("No answer from the aggregator in time (sandbox).")
         if calls_back:
@@ -182,10 +182,13 @@ class SandboxGateway(BaseGateway):
 
         calls_back = bool(settings.RECHARGE_SANDBOX_CALLBACK_URL)
         reversed_now = SandboxRecharge.objects.filter(reference=reference, status="SUCCESS").update(
-            status="REVERSED", callback_due_at=_callback_due() if calls_back else None, callback_attempts=0
+            status="REVERSED",
+            callback_due_at=_callback_due() if calls_back else None,
+            callback_attempts=0,
+            callback_delivered_at=None,
         )
         if reversed_now and calls_back:
-            _deliver_at_once_without_a_broker()
+            _deliver_at_once_when_tasks_run_eagerly(reference)
         return bool(reversed_now)
 
     @staticmethod
@@ -236,7 +239,7 @@ def _receive(*, request, status, operator_reference, callback_due_at=None):
     except IntegrityError:
         again = {"times_received": F("times_received") + 1}
         if callback_due_at is not None:
-            again.update(callback_due_at=callback_due_at, callback_attempts=0)
+            again.update(callback_due_at=callback_due_at, callback_attempts=0, callback_delivered_at=None)
         SandboxRecharge.objects.filter(reference=request.reference).update(**again)
         return SandboxRecharge.objects.get(reference=request.reference)
 
@@ -248,8 +251,9 @@ def _received(*, reference):
 
 
 def _callback_due():
-    """When a callback decided now is sent: after RECHARGE_SANDBOX_CALLBACK_DELAY_MS, or at once with no
-    broker (nothing runs later in the demo's process, so the sandbox calls back before it answers)."""
+    """When a callback decided now is sent: after RECHARGE_SANDBOX_CALLBACK_DELAY_MS, or at once when
+    tasks run eagerly (no broker: nothing runs later in the demo's process, so the sandbox calls back
+    before it answers)."""
     from django.utils import timezone
 
     if settings.CELERY_TASK_ALWAYS_EAGER:
@@ -257,16 +261,20 @@ def _callback_due():
     return timezone.now() + timedelta(milliseconds=settings.RECHARGE_SANDBOX_CALLBACK_DELAY_MS)
 
 
-def _deliver_at_once_without_a_broker():
-    # With a broker the periodic task sends what is due; with none (make run, the tests) nothing would.
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        deliver_due_sandbox_callbacks()
+def _deliver_at_once_when_tasks_run_eagerly(reference):
+    # With a broker the periodic task sends what is due; with none (make run, the tests) nothing would,
+    # so this one is sent now, once: no retry (the purchase's status check still settles it). Whatever
+    # happens here, the recharge was received and is answered as such.
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        return
+    try:
+        deliver_due_sandbox_callbacks(reference=reference)
+    except Exception:  # noqa: BLE001 - the recharge happened; only its callback is lost
+        logger.warning("sandbox: the callback of %s could not be sent", reference, exc_info=True)
 
 
-def callback_body(*, reference, status, operator_reference="") -> bytes | None:
-    """The JSON body the sandbox calls back with (None: nothing final to report)."""
-    if status == GatewayResult.PENDING:
-        return None
+def callback_body(*, reference, status, operator_reference="") -> bytes:
+    """The JSON body the sandbox calls back with (a final status: only those are ever due)."""
     body = {
         "reference": reference,
         "status": status,
@@ -276,13 +284,14 @@ def callback_body(*, reference, status, operator_reference="") -> bytes | None:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-# The sandbox's operator loop: how many due callbacks one claim takes, how many it POSTs at a time (an
-# aggregator's sender pool), and when a claimed callback comes due again if it was not delivered (its
-# POST times out after 10 s) or failed; after that many attempts it gives up, as aggregators do (the
-# purchase's status check settles it).
-CALLBACK_BATCH = 64
+# The sandbox's sender: how many due callbacks it claims at once, all POSTed at the same time (an
+# aggregator's sender pool), each within CALLBACK_TIMEOUT_SECONDS; a claimed callback not marked delivered
+# comes due again after the lease (longer than the POSTs can take, so that a live sender's callbacks are
+# never claimed by another); after that many attempts it gives up, as aggregators do (the purchase's
+# status check settles it).
 CALLBACK_SENDERS = 16
-CALLBACK_RETRY_SECONDS = 15
+CALLBACK_TIMEOUT_SECONDS = 10
+CALLBACK_LEASE_SECONDS = CALLBACK_TIMEOUT_SECONDS + 5
 CALLBACK_ATTEMPTS = 8
 CALLBACK_POLL_SECONDS = 0.05
 
@@ -296,19 +305,22 @@ class DueCallback:
     attempt: int
 
 
-def deliver_due_sandbox_callbacks(*, limit=CALLBACK_BATCH) -> int:
-    """Send the sandbox's callbacks that are due (callback mode): claim up to `limit` (SKIP LOCKED, so
-    that several operator loops never take the same one), POST each signed to
-    RECHARGE_SANDBOX_CALLBACK_URL, and mark those answered 2xx delivered. Returns how many were
-    delivered. At least once: a callback claimed by a loop that dies comes due again."""
-    due = _run_db(_claim_due_callbacks, limit=limit)
+def deliver_due_sandbox_callbacks(*, reference=None) -> int:
+    """Send the sandbox's callbacks that are due (callback mode), or only `reference`'s: claim up to
+    CALLBACK_SENDERS (SKIP LOCKED, with a lease, so that several senders never take the same one), POST
+    each signed to RECHARGE_SANDBOX_CALLBACK_URL, and mark those answered 2xx delivered. Returns how many
+    were delivered. At least once: a callback claimed by a sender that dies comes due again."""
+    due = _run_db(_claim_due_callbacks, reference=reference)
     if not due:
         return 0
-    with ThreadPoolExecutor(max_workers=min(CALLBACK_SENDERS, len(due)), thread_name_prefix="callback") as senders:
+    with ThreadPoolExecutor(max_workers=len(due), thread_name_prefix="callback") as senders:
         answered = list(senders.map(_post_callback, due))
     delivered = [callback for callback, ok in zip(due, answered, strict=True) if ok]
-    if delivered:
-        _run_db(_mark_delivered, delivered=delivered)
+    given_up = [
+        callback for callback, ok in zip(due, answered, strict=True) if not ok and callback.attempt >= CALLBACK_ATTEMPTS
+    ]
+    if delivered or given_up:
+        _run_db(_record_outcomes, delivered=delivered, given_up=given_up)
     return len(delivered)
 
 
@@ -326,7 +338,7 @@ def run_sandbox_operator(*, seconds) -> int:
             time.sleep(CALLBACK_POLL_SECONDS)
 
 
-def _claim_due_callbacks(*, limit):
+def _claim_due_callbacks(*, reference=None):
     from django.db import transaction
     from django.db.models import F
     from django.utils import timezone
@@ -334,56 +346,63 @@ def _claim_due_callbacks(*, limit):
     from purchases.models import SandboxRecharge
 
     now = timezone.now()
+    due = SandboxRecharge.objects.filter(callback_due_at__lte=now)
+    if reference is not None:
+        due = due.filter(reference=reference)
+    if not due.exists():  # an idle sender's poll: one plain read, no transaction
+        return []
     with transaction.atomic():
         rows = list(
-            SandboxRecharge.objects.select_for_update(skip_locked=True)
-            .filter(callback_due_at__lte=now, callback_attempts__lt=CALLBACK_ATTEMPTS)
+            due.select_for_update(skip_locked=True)
             .order_by("callback_due_at")
-            .values_list("pk", "reference", "status", "operator_reference", "callback_attempts")[:limit]
+            .values_list("pk", "reference", "status", "operator_reference", "callback_attempts")[:CALLBACK_SENDERS]
         )
         if rows:
             SandboxRecharge.objects.filter(pk__in=[row[0] for row in rows]).update(
-                callback_due_at=now + timedelta(seconds=CALLBACK_RETRY_SECONDS),
+                callback_due_at=now + timedelta(seconds=CALLBACK_LEASE_SECONDS),
                 callback_attempts=F("callback_attempts") + 1,
             )
     return [DueCallback(*row[:4], attempt=row[4] + 1) for row in rows]
 
 
-def _mark_delivered(*, delivered):
+def _record_outcomes(*, delivered, given_up):
     from django.utils import timezone
 
     from purchases.models import SandboxRecharge
 
     now = timezone.now()
-    for status in {callback.status for callback in delivered}:
-        # Only if it still says what was sent: a reversal since then is a callback still to send.
-        SandboxRecharge.objects.filter(
-            pk__in=[callback.pk for callback in delivered if callback.status == status], status=status
-        ).update(callback_delivered_at=now, callback_due_at=None)
+    for callbacks, outcome in ((delivered, {"callback_delivered_at": now}), (given_up, {})):
+        for attempt in {callback.attempt for callback in callbacks}:
+            # Only the claim that sent it: a reversal or a second receipt since re-armed the row (its
+            # attempts back to 0), and that callback is still to send.
+            SandboxRecharge.objects.filter(
+                pk__in=[callback.pk for callback in callbacks if callback.attempt == attempt],
+                callback_attempts=attempt,
+            ).update(callback_due_at=None, **outcome)
 
 
 def _post_callback(callback: DueCallback) -> bool:
-    """POST one signed callback; True if the URL answered 2xx."""
+    """POST one signed callback; True if the URL answered 2xx. Never raises: one callback's failure is
+    its own, and logged."""
     from core import signatures
 
     url = settings.RECHARGE_SANDBOX_CALLBACK_URL
     body = callback_body(
         reference=callback.reference, status=callback.status, operator_reference=callback.operator_reference
     )
-    if not url or body is None:
-        return False
     secrets = callback_secrets()
-    request = urllib.request.Request(url, data=body, method="POST")  # noqa: S310 - a configured URL
-    request.add_header("Content-Type", "application/json")
-    request.add_header(signatures.HEADER, signatures.sign(secret=secrets[0] if secrets else "", body=body))
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            status = response.status
+        request = urllib.request.Request(url, data=body, method="POST")  # noqa: S310 - a configured URL
+        request.add_header("Content-Type", "application/json")
+        request.add_header(signatures.HEADER, signatures.sign(secret=secrets[0] if secrets else "", body=body))
+        with urllib.request.urlopen(request, timeout=CALLBACK_TIMEOUT_SECONDS) as response:  # noqa: S310
+            outcome = response.status
     except urllib.error.HTTPError as error:
-        status = error.code
-    except OSError as error:
-        status = error
-    if isinstance(status, int) and 200 <= status < 300:
+        outcome = error.code
+        error.close()
+    except Exception as error:  # noqa: BLE001 - a network error, a bad URL, a malformed answer
+        outcome = repr(error)
+    if isinstance(outcome, int) and 200 <= outcome < 300:
         return True
     gives_up = callback.attempt >= CALLBACK_ATTEMPTS
     logger.warning(
@@ -391,8 +410,8 @@ def _post_callback(callback: DueCallback) -> bool:
         callback.reference,
         callback.attempt,
         CALLBACK_ATTEMPTS,
-        ", giving up" if gives_up else f", again in {CALLBACK_RETRY_SECONDS} s",
-        status,
+        ", giving up" if gives_up else f", again in {CALLBACK_LEASE_SECONDS} s",
+        outcome,
     )
     return False
 

@@ -75,10 +75,10 @@ def test_beat_keeps_the_sandbox_operator_loop_running_only_in_callback_mode_on_i
     assert (entry["task"], entry["schedule"], entry["options"]) == (
         "purchases.deliver_sandbox_callbacks",
         1.0,
-        {"expires": 1.0},  # the default queue: `make worker` sends them
+        {"expires": 5.0},  # the default queue: `make worker` sends them
     )
     entry = celery_conf(**callback_mode, RECHARGE_SANDBOX_CALLBACK_QUEUE="aggregator")["sandbox_callbacks"]
-    assert entry["options"] == {"expires": 1.0, "queue": "aggregator"}
+    assert entry["options"] == {"expires": 5.0, "queue": "aggregator"}
 
 
 def test_the_visibility_timeout_outlasts_the_gateway_timeout():

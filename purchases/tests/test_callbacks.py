@@ -1,5 +1,6 @@
 """Operator callbacks (signed), reversals and refunds, and the sandbox's memory."""
 
+import http.client
 import json
 import logging
 import time
@@ -617,7 +618,7 @@ def test_the_operator_loop_sends_what_is_due_signed_with_its_status_and_marks_it
     assert gateways.deliver_due_sandbox_callbacks() == 0  # delivered once
 
 
-@pytest.mark.parametrize("failure", [503, ConnectionRefusedError("refused")])
+@pytest.mark.parametrize("failure", [503, ConnectionRefusedError("refused"), http.client.BadStatusLine("HTTP/9")])
 def test_a_callback_not_delivered_comes_due_again_later_and_is_given_up_after_its_attempts(
     settings, aggregator_endpoint, failure, caplog
 ):
@@ -634,19 +635,30 @@ def test_a_callback_not_delivered_comes_due_again_later_and_is_given_up_after_it
     assert gateways.deliver_due_sandbox_callbacks() == 0
     record = SandboxRecharge.objects.get(reference="P1")
     assert record.callback_attempts == 1 and record.callback_delivered_at is None
-    assert record.callback_due_at >= before + timedelta(seconds=gateways.CALLBACK_RETRY_SECONDS)
+    assert record.callback_due_at >= before + timedelta(seconds=gateways.CALLBACK_LEASE_SECONDS)
     assert "not delivered (attempt 1 of 8" in caplog.text
     assert gateways.deliver_due_sandbox_callbacks() == 0 and len(aggregator_endpoint.sent) == 1  # not yet due
-
-    SandboxRecharge.objects.update(callback_due_at=timezone.now(), callback_attempts=gateways.CALLBACK_ATTEMPTS - 1)
-    assert gateways.deliver_due_sandbox_callbacks() == 0 and "giving up" in caplog.text
-    SandboxRecharge.objects.update(callback_due_at=timezone.now())
-    assert gateways.deliver_due_sandbox_callbacks() == 0
-    assert len(aggregator_endpoint.sent) == 2  # no ninth attempt
 
     aggregator_endpoint.status = 200
     SandboxRecharge.objects.update(callback_due_at=timezone.now(), callback_attempts=3)
     assert gateways.deliver_due_sandbox_callbacks() == 1
+
+
+def test_a_callback_is_given_up_after_its_last_attempt_and_leaves_the_outbox(aggregator_endpoint, caplog):
+    from django.utils import timezone
+
+    from purchases import gateways
+
+    aggregator_endpoint.status = 503
+    _record("P1", due_in=-1)
+    SandboxRecharge.objects.update(callback_attempts=gateways.CALLBACK_ATTEMPTS - 1)
+
+    assert gateways.deliver_due_sandbox_callbacks() == 0
+
+    assert "attempt 8 of 8, giving up" in caplog.text
+    record = SandboxRecharge.objects.get(reference="P1")
+    assert (record.callback_due_at, record.callback_delivered_at) == (None, None)
+    assert not SandboxRecharge.objects.filter(callback_due_at__lte=timezone.now()).exists()
 
 
 def test_a_claimed_callback_is_not_claimed_again_until_its_retry_time(settings, aggregator_endpoint):
@@ -656,10 +668,23 @@ def test_a_claimed_callback_is_not_claimed_again_until_its_retry_time(settings, 
 
     _record("P1", due_in=-1)
 
-    claimed = gateways._claim_due_callbacks(limit=10)
+    claimed = gateways._claim_due_callbacks()
 
     assert [callback.reference for callback in claimed] == ["P1"]
-    assert gateways._claim_due_callbacks(limit=10) == []
+    assert gateways._claim_due_callbacks() == []
+
+
+def test_an_idle_senders_poll_is_one_plain_read():
+    # Each sender polls twenty times a second: with nothing due, no transaction and no row lock.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from purchases import gateways
+
+    _record("P1", due_in=60)
+    with CaptureQueriesContext(connection) as queries:
+        assert gateways._claim_due_callbacks() == []
+    assert [statement_of(q["sql"]).split()[0] for q in queries.captured_queries] == ["SELECT"]
 
 
 def test_a_reversal_while_a_callback_is_on_its_way_is_called_back_after_it(settings, aggregator_endpoint):
@@ -667,10 +692,12 @@ def test_a_reversal_while_a_callback_is_on_its_way_is_called_back_after_it(setti
 
     _with_a_broker(settings)
     _record("P1", "SUCCESS", due_in=-1)
-    claimed = gateways._claim_due_callbacks(limit=10)
+    SandboxRecharge.objects.update(callback_attempts=2)  # a reversal starts its callback's count afresh
+    claimed = gateways._claim_due_callbacks()
     assert SandboxGateway.reverse("P1") is True  # the operator refunds it while SUCCESS is being sent
+    assert SandboxRecharge.objects.get(reference="P1").callback_attempts == 0
 
-    gateways._mark_delivered(delivered=claimed)  # SUCCESS delivered
+    gateways._record_outcomes(delivered=claimed, given_up=[])  # SUCCESS delivered
 
     record = SandboxRecharge.objects.get(reference="P1")
     assert record.status == "REVERSED" and record.callback_delivered_at is None
@@ -698,6 +725,60 @@ def test_the_operator_loop_task_runs_one_round(settings, aggregator_endpoint):
     _record("P1", due_in=-1)
 
     assert tasks.deliver_sandbox_callbacks.delay().get() == 1
+
+
+def test_a_second_receipt_while_the_first_callback_is_on_its_way_is_called_back_again(settings, aggregator_endpoint):
+    from purchases import gateways
+
+    _with_a_broker(settings)
+    gateway = SandboxGateway()
+    gateway.recharge(_request())
+    SandboxRecharge.objects.update(callback_due_at=SandboxRecharge.objects.get().callback_due_at.replace(year=2000))
+    claimed = gateways._claim_due_callbacks()
+
+    gateway.recharge(_request())  # received again while the first callback is being sent
+    gateways._record_outcomes(delivered=claimed, given_up=[])
+
+    record = SandboxRecharge.objects.get(reference="P424242")
+    assert record.times_received == 2 and record.callback_attempts == 0
+    assert record.callback_due_at is not None and record.callback_delivered_at is None
+
+
+def test_with_no_broker_a_recharge_sends_its_own_callback_at_once_and_only_its_own(aggregator_endpoint):
+    _record("P9", due_in=-1)  # someone else's, due: left to the sender
+
+    assert SandboxGateway().recharge(_request()).status == "PENDING"
+
+    assert [body["reference"] for body, _, _ in aggregator_endpoint.sent] == ["P424242"]
+    assert SandboxRecharge.objects.get(reference="P424242").callback_delivered_at is not None
+    assert SandboxRecharge.objects.get(reference="P9").callback_delivered_at is None
+
+
+def test_with_no_broker_a_reversal_is_called_back_at_once(aggregator_endpoint):
+    SandboxGateway().recharge(_request())
+
+    assert SandboxGateway.reverse("P424242") is True
+
+    assert [body["status"] for body, _, _ in aggregator_endpoint.sent] == ["SUCCESS", "REVERSED"]
+    record = SandboxRecharge.objects.get(reference="P424242")
+    assert record.callback_delivered_at is not None and record.callback_due_at is None
+
+
+def test_with_no_broker_a_callback_that_cannot_be_sent_does_not_fail_the_recharge(
+    aggregator_endpoint, monkeypatch, caplog
+):
+    from django.db import OperationalError
+
+    from purchases import gateways
+
+    def locked(**kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(gateways, "_claim_due_callbacks", locked)
+
+    assert SandboxGateway().recharge(_request()).status == "PENDING"  # received: not an unknown outcome
+    assert "the callback of P424242 could not be sent" in caplog.text
+    assert SandboxRecharge.objects.filter(reference="P424242").exists()
 
 
 @pytest.mark.parametrize("status", ["SUCCESS", "FAILED"])

@@ -186,7 +186,7 @@ def test_sandbox_senders_running_at_once_send_each_callback_once(settings, monke
 
     def sender():
         delivered = 0
-        while sent_now := gateways.deliver_due_sandbox_callbacks(limit=10):
+        while sent_now := gateways.deliver_due_sandbox_callbacks():
             delivered += sent_now
         return delivered
 
