@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -285,13 +285,14 @@ def callback_body(*, reference, status, operator_reference="") -> bytes:
 
 
 # The sandbox's sender: how many due callbacks it claims at once, all POSTed at the same time (an
-# aggregator's sender pool), each within CALLBACK_TIMEOUT_SECONDS; a claimed callback not marked delivered
-# comes due again after the lease (longer than the POSTs can take, so that a live sender's callbacks are
-# never claimed by another); after that many attempts it gives up, as aggregators do (the purchase's
+# aggregator's sender pool), each given CALLBACK_TIMEOUT_SECONDS per socket operation (connecting, then
+# reading the answer); a claimed callback not marked delivered comes due again after the lease, longer
+# than both, so that a live sender's callbacks are not claimed by another (and if one ever is, the POST
+# is sent twice, never lost); after that many attempts it gives up, as aggregators do (the purchase's
 # status check settles it).
 CALLBACK_SENDERS = 16
 CALLBACK_TIMEOUT_SECONDS = 10
-CALLBACK_LEASE_SECONDS = CALLBACK_TIMEOUT_SECONDS + 5
+CALLBACK_LEASE_SECONDS = 2 * CALLBACK_TIMEOUT_SECONDS + 5
 CALLBACK_ATTEMPTS = 8
 CALLBACK_POLL_SECONDS = 0.05
 
@@ -303,22 +304,25 @@ class DueCallback:
     status: str
     operator_reference: str
     attempt: int
+    # The claim's own mark on the row (its callback_due_at): a re-arm (a reversal, a second receipt) or
+    # another claim since then changes it, and this claim's outcome is no longer the row's.
+    leased_until: datetime
+    last_attempt: bool
 
 
 def deliver_due_sandbox_callbacks(*, reference=None) -> int:
-    """Send the sandbox's callbacks that are due (callback mode), or only `reference`'s: claim up to
-    CALLBACK_SENDERS (SKIP LOCKED, with a lease, so that several senders never take the same one), POST
-    each signed to RECHARGE_SANDBOX_CALLBACK_URL, and mark those answered 2xx delivered. Returns how many
-    were delivered. At least once: a callback claimed by a sender that dies comes due again."""
+    """Send the sandbox's callbacks that are due (callback mode): claim up to CALLBACK_SENDERS (SKIP
+    LOCKED, with a lease, so that several senders never take the same one), POST each signed to
+    RECHARGE_SANDBOX_CALLBACK_URL, and mark those answered 2xx delivered. Returns how many were
+    delivered. At least once: a callback claimed by a sender that dies comes due again. With
+    `reference`, that recharge's alone, and once: with tasks run eagerly no sender would try again."""
     due = _run_db(_claim_due_callbacks, reference=reference)
     if not due:
         return 0
     with ThreadPoolExecutor(max_workers=len(due), thread_name_prefix="callback") as senders:
         answered = list(senders.map(_post_callback, due))
     delivered = [callback for callback, ok in zip(due, answered, strict=True) if ok]
-    given_up = [
-        callback for callback, ok in zip(due, answered, strict=True) if not ok and callback.attempt >= CALLBACK_ATTEMPTS
-    ]
+    given_up = [callback for callback, ok in zip(due, answered, strict=True) if not ok and callback.last_attempt]
     if delivered or given_up:
         _run_db(_record_outcomes, delivered=delivered, given_up=given_up)
     return len(delivered)
@@ -345,24 +349,33 @@ def _claim_due_callbacks(*, reference=None):
 
     from purchases.models import SandboxRecharge
 
-    now = timezone.now()
-    due = SandboxRecharge.objects.filter(callback_due_at__lte=now)
+    due = SandboxRecharge.objects.filter(callback_due_at__lte=timezone.now())
     if reference is not None:
         due = due.filter(reference=reference)
     if not due.exists():  # an idle sender's poll: one plain read, no transaction
         return []
     with transaction.atomic():
+        now = timezone.now()  # once the claim may write (SQLite's BEGIN IMMEDIATE can wait for that)
         rows = list(
-            due.select_for_update(skip_locked=True)
+            due.filter(callback_due_at__lte=now)
+            .select_for_update(skip_locked=True)
             .order_by("callback_due_at")
             .values_list("pk", "reference", "status", "operator_reference", "callback_attempts")[:CALLBACK_SENDERS]
         )
+        leased_until = now + timedelta(seconds=CALLBACK_LEASE_SECONDS)
         if rows:
             SandboxRecharge.objects.filter(pk__in=[row[0] for row in rows]).update(
-                callback_due_at=now + timedelta(seconds=CALLBACK_LEASE_SECONDS),
-                callback_attempts=F("callback_attempts") + 1,
+                callback_due_at=leased_until, callback_attempts=F("callback_attempts") + 1
             )
-    return [DueCallback(*row[:4], attempt=row[4] + 1) for row in rows]
+    return [
+        DueCallback(
+            *row[:4],
+            attempt=row[4] + 1,
+            leased_until=leased_until,
+            last_attempt=reference is not None or row[4] + 1 >= CALLBACK_ATTEMPTS,
+        )
+        for row in rows
+    ]
 
 
 def _record_outcomes(*, delivered, given_up):
@@ -372,12 +385,12 @@ def _record_outcomes(*, delivered, given_up):
 
     now = timezone.now()
     for callbacks, outcome in ((delivered, {"callback_delivered_at": now}), (given_up, {})):
-        for attempt in {callback.attempt for callback in callbacks}:
-            # Only the claim that sent it: a reversal or a second receipt since re-armed the row (its
-            # attempts back to 0), and that callback is still to send.
+        for leased_until in {callback.leased_until for callback in callbacks}:
+            # Only rows still under this claim's lease: one re-armed since (a reversal, a second
+            # receipt) or claimed again has a callback still to send.
             SandboxRecharge.objects.filter(
-                pk__in=[callback.pk for callback in callbacks if callback.attempt == attempt],
-                callback_attempts=attempt,
+                pk__in=[callback.pk for callback in callbacks if callback.leased_until == leased_until],
+                callback_due_at=leased_until,
             ).update(callback_due_at=None, **outcome)
 
 
@@ -404,13 +417,12 @@ def _post_callback(callback: DueCallback) -> bool:
         outcome = repr(error)
     if isinstance(outcome, int) and 200 <= outcome < 300:
         return True
-    gives_up = callback.attempt >= CALLBACK_ATTEMPTS
     logger.warning(
         "sandbox: the callback of %s was not delivered (attempt %d of %d%s): %s",
         callback.reference,
         callback.attempt,
         CALLBACK_ATTEMPTS,
-        ", giving up" if gives_up else f", again in {CALLBACK_LEASE_SECONDS} s",
+        ", giving up" if callback.last_attempt else f", again in {CALLBACK_LEASE_SECONDS} s",
         outcome,
     )
     return False

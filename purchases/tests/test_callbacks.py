@@ -820,3 +820,74 @@ def test_a_ledger_refusal_rolls_back_the_purchase_written_before_it(shop, plan, 
     assert {name: getattr(after, name) for name in columns} == {name: getattr(before, name) for name in columns}
     assert after.status == "PENDING"
     assert_ledger_clean()
+
+
+def test_a_reversal_claimed_by_a_second_sender_is_not_marked_by_the_first(settings, aggregator_endpoint):
+    # The first sender's SUCCESS is still on its way when the REVERSED callback comes due and another
+    # sender claims it: the first one's answer must not mark the row, or a REVERSED that fails is lost.
+    from purchases import gateways
+
+    _with_a_broker(settings)
+    _record("P1", "SUCCESS", due_in=-1)
+    first = gateways._claim_due_callbacks()
+    SandboxGateway.reverse("P1")
+    SandboxRecharge.objects.update(callback_due_at=SandboxRecharge.objects.get().callback_due_at.replace(year=2000))
+    second = gateways._claim_due_callbacks()
+    assert [(c.status, c.attempt) for c in first + second] == [("SUCCESS", 1), ("REVERSED", 1)]
+
+    gateways._record_outcomes(delivered=first, given_up=[])
+
+    record = SandboxRecharge.objects.get(reference="P1")
+    assert record.callback_delivered_at is None and record.callback_due_at == second[0].leased_until
+
+
+def test_a_sender_posts_its_whole_claim_at_once_within_a_timeout_shorter_than_its_lease(
+    aggregator_endpoint, monkeypatch
+):
+    # A claim larger than the POSTs running at once would send its last ones after the lease, when
+    # another sender may have claimed them again.
+    import threading
+
+    from purchases import gateways
+
+    for n in range(gateways.CALLBACK_SENDERS + 4):
+        _record(f"P{n}", due_in=-1)
+    together = threading.Barrier(gateways.CALLBACK_SENDERS, timeout=5)
+    timeouts = []
+
+    def urlopen(request, timeout):
+        timeouts.append(timeout)
+        together.wait()  # every POST of the claim is in flight at the same moment
+        return aggregator_endpoint(request, timeout)
+
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+
+    assert gateways.deliver_due_sandbox_callbacks() == gateways.CALLBACK_SENDERS
+    assert timeouts == [gateways.CALLBACK_TIMEOUT_SECONDS] * gateways.CALLBACK_SENDERS  # the rest: the next claim
+    assert 2 * gateways.CALLBACK_TIMEOUT_SECONDS < gateways.CALLBACK_LEASE_SECONDS
+
+
+def test_with_no_broker_a_callback_that_fails_is_given_up_not_left_due(aggregator_endpoint):
+    aggregator_endpoint.status = 503
+
+    SandboxGateway().recharge(_request())
+
+    record = SandboxRecharge.objects.get(reference="P424242")
+    assert (record.callback_attempts, record.callback_due_at, record.callback_delivered_at) == (1, None, None)
+
+
+@pytest.mark.parametrize("again", ["received twice", "reversed"])
+def test_a_callback_due_again_is_no_longer_shown_delivered(settings, aggregator_endpoint, again):
+    SandboxGateway().recharge(_request())  # no broker: delivered at once
+    assert SandboxRecharge.objects.get().callback_delivered_at is not None
+
+    _with_a_broker(settings)
+    if again == "reversed":
+        SandboxGateway.reverse("P424242")
+    else:
+        SandboxGateway().recharge(_request())
+
+    record = SandboxRecharge.objects.get()
+    assert record.callback_delivered_at is None and record.callback_due_at is not None
