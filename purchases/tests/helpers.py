@@ -1,3 +1,4 @@
+import json
 from decimal import Decimal
 
 from django.utils import timezone
@@ -79,3 +80,31 @@ def age_purchase(purchase_id, *, created=None, sent=None):
     if sent is not None:
         fields["sent_at"] = timezone.now() - sent
     Purchase.objects.filter(pk=purchase_id).update(**fields)
+
+
+class FakeAggregatorEndpoint:
+    """urllib.request.urlopen as the sandbox's senders call it: records each callback (its body and
+    signature header) and answers `status` (an int) or raises it (an exception)."""
+
+    def __init__(self, status=200):
+        self.status, self.sent = status, []
+
+    def __call__(self, request, timeout):
+        import urllib.error
+
+        self.sent.append((json.loads(request.data), request.get_header("X-signature"), request.data))
+        if isinstance(self.status, Exception):
+            raise self.status
+        if self.status >= 400:
+            raise urllib.error.HTTPError(request.full_url, self.status, "refused", {}, None)
+        status = self.status
+
+        class Answer:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                return False
+
+        Answer.status = status
+        return Answer()

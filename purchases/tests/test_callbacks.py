@@ -13,7 +13,7 @@ from core.signatures import sign
 from purchases import services
 from purchases.gateways import RechargeRequest, SandboxGateway
 from purchases.models import Purchase, SandboxRecharge
-from purchases.tests.helpers import assert_ledger_clean, balances, fund, give_margin
+from purchases.tests.helpers import FakeAggregatorEndpoint, assert_ledger_clean, balances, fund, give_margin
 from wallet import services as ledger
 from wallet.models import Transfer
 
@@ -507,34 +507,6 @@ def test_in_callback_mode_the_sandbox_answers_pending_then_calls_back_over_http(
     purchase.refresh_from_db()
     assert purchase.status == "SUCCESS" and purchase.operator_reference == record.operator_reference
     assert_ledger_clean()
-
-
-class FakeAggregatorEndpoint:
-    """urllib.request.urlopen as the sandbox's senders call it: records each callback (its body and
-    signature header) and answers `status` (an int) or raises it (an exception)."""
-
-    def __init__(self, status=200):
-        self.status, self.sent = status, []
-
-    def __call__(self, request, timeout):
-        import urllib.error
-
-        self.sent.append((json.loads(request.data), request.get_header("X-signature"), request.data))
-        if isinstance(self.status, Exception):
-            raise self.status
-        if self.status >= 400:
-            raise urllib.error.HTTPError(request.full_url, self.status, "refused", {}, None)
-        status = self.status
-
-        class Answer:
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc):
-                return False
-
-        Answer.status = status
-        return Answer()
 
 
 @pytest.fixture

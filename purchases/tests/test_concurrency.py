@@ -10,6 +10,7 @@ from purchases import services
 from purchases.gateways import SandboxGateway
 from purchases.models import Purchase
 from purchases.tests.helpers import (
+    FakeAggregatorEndpoint,
     assert_ledger_clean,
     assert_purchases_match_ledger,
     balances,
@@ -142,7 +143,6 @@ def test_twenty_copies_of_a_keyed_purchase_at_once_with_a_broker_hold_once_queue
 def test_sandbox_senders_running_at_once_send_each_callback_once(settings, monkeypatch):
     # Beat starts a sender every second and another machine may run one too: each claims what is due
     # under row locks (SKIP LOCKED) with a lease, so no callback is claimed, and sent, by two.
-    import threading
     import urllib.request
     from collections import Counter
     from datetime import timedelta
@@ -164,25 +164,8 @@ def test_sandbox_senders_running_at_once_send_each_callback_once(settings, monke
         )
         for n in range(200)
     )
-    sent, lock = Counter(), threading.Lock()
-
-    class Answer:
-        status = 200
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-    def urlopen(request, timeout):
-        import json
-
-        with lock:
-            sent[json.loads(request.data)["reference"]] += 1
-        return Answer()
-
-    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    endpoint = FakeAggregatorEndpoint()
+    monkeypatch.setattr(urllib.request, "urlopen", endpoint)
 
     def sender():
         delivered = 0
@@ -193,5 +176,6 @@ def test_sandbox_senders_running_at_once_send_each_callback_once(settings, monke
     results, errors = run_together([sender for _ in range(4)])
 
     assert errors == [None] * 4
+    sent = Counter(body["reference"] for body, _, _ in endpoint.sent)
     assert sum(results) == 200 and len(sent) == 200 and set(sent.values()) == {1}
     assert not SandboxRecharge.objects.filter(callback_delivered_at=None).exists()
