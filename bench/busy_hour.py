@@ -7,7 +7,8 @@ mode, polling (the sandbox answers at once; PENDING ones are settled by status c
 - a private Redis as the broker (its own port, append-only file: a real broker's messages survive a
   restart), so that stopping it disturbs nobody else on the machine; the cache stays on REDIS_URL;
 - gunicorn serving config.wsgi, 2 workers x 4 threads; the sandbox operator at 1,000 ms;
-- one `celery worker` process (`--pool threads`), and `celery beat` for the sweep.
+- one `celery worker` process (`--pool threads`), and `celery beat` for the sweep (and, with callbacks,
+  the sandbox's sender, run by the operator's own worker).
 
 Then three phases, each followed by a wait until every purchase it accepted is final:
 

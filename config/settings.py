@@ -467,8 +467,9 @@ PAYMENT_SANDBOX_WEBHOOK_RETRIES = env_int("PAYMENT_SANDBOX_WEBHOOK_RETRIES", 5)
 # Redis (`redis://host:6379/1`) or RabbitMQ (`amqp://user:pass@host:5672//`). Empty: no broker, and
 # every task runs eagerly in the process that enqueued it, right after the enqueuing commit.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
-# On Redis, kombu's transport with one client per channel for its commands (core/broker.py).
-CELERY_BROKER_TRANSPORT = "core.broker:Transport" if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else None
+# On Redis, kombu's transport with one client per channel for its commands (core/broker.py). Not for
+# rediss://: kombu turns TLS on by that transport name, which a class of our own would not carry.
+CELERY_BROKER_TRANSPORT = "core.broker:Transport" if CELERY_BROKER_URL.startswith("redis://") else None
 # The test suite always runs tasks eagerly; its integration tests start real workers of their own.
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL or TESTING
 CELERY_TASK_EAGER_PROPAGATES = False  # an eager task's failure is logged, never the request's answer

@@ -7,7 +7,8 @@ entries): 8 % of the busy hour's worker CPU in callback mode (py-spy, bench/READ
 thread-safe (each command takes a connection from the channel's pool), so one serves them all; it is
 built again if the channel's pool was replaced (after a fork, or a reconnection).
 
-Used by `CELERY_BROKER_TRANSPORT` when CELERY_BROKER_URL is a Redis URL (config/settings.py).
+Used by `CELERY_BROKER_TRANSPORT` when CELERY_BROKER_URL is a redis:// URL (config/settings.py); a
+rediss:// one keeps kombu's own transport, whose name is what turns TLS on.
 """
 
 from kombu.transport import redis

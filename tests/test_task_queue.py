@@ -48,7 +48,11 @@ def test_without_a_broker_tasks_run_eagerly_in_the_enqueuing_process():
 
 @pytest.mark.parametrize(
     ("url", "transport"),
-    [("redis://127.0.0.1:6379/1", "core.broker:Transport"), ("amqp://guest:guest@127.0.0.1:5672//", "amqp")],
+    [
+        ("redis://127.0.0.1:6379/1", "core.broker:Transport"),
+        ("rediss://127.0.0.1:6380/1", "rediss"),  # kombu's own: its name is what turns TLS on
+        ("amqp://guest:guest@127.0.0.1:5672//", "amqp"),
+    ],
 )
 def test_a_broker_url_sends_tasks_to_workers_with_late_acknowledgement(url, transport):
     conf = celery_conf(CELERY_BROKER_URL=url)
