@@ -72,12 +72,18 @@ def main():
     parser.add_argument("--twin", metavar="FIXTURE", help="profile the naive twin with a bench run's fixture")
     parser.add_argument("--queries", action="store_true", help="print the SQL of one request, after the warm-up")
     parser.add_argument("--by-origin", action="store_true", help="CPU per request by whose code runs it")
+    parser.add_argument(
+        "--hot-retailers",
+        type=int,
+        default=20,
+        help="the hot distributor's retailers, so its payouts' lines (the benchmark pays 1,000)",
+    )
     args = parser.parse_args()
 
     if args.twin:
         application, make_request = twin_application(args.scenario, Path(args.twin))
     else:
-        application, make_request = project_application(args.scenario)
+        application, make_request = project_application(args.scenario, hot_retailers=args.hot_retailers)
     statuses = {}
 
     def call(environ):
@@ -182,7 +188,7 @@ def print_queries(call, environ):
         print(f"{number:3}. {shown[:220]}")
 
 
-def project_application(scenario):
+def project_application(scenario, *, hot_retailers=20):
     from run import build_fixture, configure_environment, recreate_database
 
     database_url = os.environ.get("PROFILE_DATABASE_URL", DEFAULT_DB)
@@ -198,7 +204,14 @@ def project_application(scenario):
     from load import Scenarios
     from seed import seed
 
-    population = seed(users=200, distributors=2, hot_retailers=20, retailers_each=20, journal=2000, log=lambda *a: None)
+    population = seed(
+        users=max(200, 5 * hot_retailers + 50),  # seed() keeps hot retailers to a fifth of the users
+        distributors=2,
+        hot_retailers=hot_retailers,
+        retailers_each=20,
+        journal=2000,
+        log=lambda *a: None,
+    )
     from config.wsgi import application
 
     # The benchmark's own requests (bench/load.py), sent to the application instead of a server.

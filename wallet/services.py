@@ -15,14 +15,14 @@ from decimal import Decimal
 from functools import partial
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from core import precompiled
 from core.errors import DomainError, NotFound, PermissionRefused
 from core.money import AmountNotAString, InvalidAmount, parse_amount
-from core.precompiled import PrecompiledQuery
+from core.precompiled import PrecompiledInsert, PrecompiledQuery
 from core.roles import UserType
 from core.transactions import innermost_is_all_or_nothing
 from wallet.models import Payout as PayoutRecord
@@ -583,14 +583,17 @@ def pay_out(*, payer, lines, remarks="", idempotency_key=None) -> PayoutRecord:
             idempotency_key=idempotency_key,
             created_at=rows[0].created_at,
         )
-        PayoutLine.objects.bulk_create(
-            PayoutLine(payout=record, line=index, recipient_id=row.to_wallet.user_id, amount=row.amount, transfer=row)
+        _insert_payout_lines.insert_many(
+            (record.pk, index, row.to_wallet.user_id, row.amount, row.pk)
             for (index, *_), row in zip(parsed, rows, strict=True)
         )
         # For the answer: the source wallet after the payout (its owner's balance), each line's row.
         record.source_wallet = source
         record.posted = [(index, row) for (index, *_), row in zip(parsed, rows, strict=True)]
         return record
+
+
+_insert_payout_lines = PrecompiledInsert(PayoutLine, "payout", "line", "recipient", "amount", "transfer")
 
 
 def credit_top_up(*, user, amount, remarks="", idempotency_key=None) -> Transfer:
@@ -731,23 +734,35 @@ def _post_many(*, payer, payments, kind, initiated_by, idempotency_key=None, bat
         raise InsufficientFunds(available=f"{source.available:.2f}", amount=f"{total:.2f}")
     _check_bulk_load_limits(receivers=receivers, payments=[(user_id, amount) for user_id, amount, _ in payments])
     now = timezone.now()
-    rows = [
-        Transfer(
-            **_journal_fields(
-                source=source,
-                destination=receivers[user_id],
-                amount=amount,
-                kind=kind,
-                remarks=remarks,
-                initiated_by=initiated_by,
-                idempotency_key=idempotency_key,
-                now=now,
-            )
+    new_rows = [
+        _journal_fields(
+            source=source,
+            destination=receivers[user_id],
+            amount=amount,
+            kind=kind,
+            remarks=remarks,
+            initiated_by=initiated_by,
+            idempotency_key=idempotency_key,
+            now=now,
         )
         for user_id, amount, remarks in payments
     ]
-    Transfer.objects.bulk_create(rows, batch_size=batch_size)
     changed = list(receivers.values()) + ([] if source.is_system else [source])
+    if ONE_STATEMENT_POSTING and connection.vendor == "postgresql":
+        # The balances and the rows in one statement per batch, without the ORM's bulk_create (which
+        # prepares each of a payout's thousand rows field by field through its compiler: most of the
+        # payout's CPU, bench/README.md).
+        rows = []
+        for start in range(0, max(len(new_rows), len(changed)), batch_size):
+            rows += _write_in_one_statement(
+                wallets=changed[start : start + batch_size],
+                now=now,
+                changed_row=None,
+                changed_fields=(),
+                new_rows=new_rows[start : start + batch_size],
+            )
+        return source, rows
+    rows = Transfer.objects.bulk_create([Transfer(**fields) for fields in new_rows], batch_size=batch_size)
     for start in range(0, len(changed), batch_size):
         _store_balances(changed[start : start + batch_size], now)
     return source, rows
@@ -952,7 +967,10 @@ def _write(*, wallets, now, changed_row=None, changed_fields=(), new_rows=()) ->
 def _write_in_one_statement(*, wallets, now, changed_row, changed_fields, new_rows) -> list[Transfer]:
     # Data-modifying WITH parts all run, once, whether the main statement reads them or not; the INSERT,
     # if any, is the main statement, so that it returns the new rows' ids (in the order of VALUES).
-    quote = connection.ops.quote_name
+    # The connection itself, not django.db.connection (a proxy that looks the thread's connection up
+    # again on each use): a payout prepares twenty thousand values with it.
+    db = connections[DEFAULT_DB_ALIAS]
+    quote = db.ops.quote_name
     table, pk = quote(Transfer._meta.db_table), quote(Transfer._meta.pk.column)
     statements = []  # (sql, params); the model's own table and column names, every value a parameter
     if wallets:
@@ -960,14 +978,14 @@ def _write_in_one_statement(*, wallets, now, changed_row, changed_fields, new_ro
     if changed_row is not None:
         fields = [Transfer._meta.get_field(name) for name in changed_fields]
         assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
-        params = [field.get_db_prep_save(getattr(changed_row, field.attname), connection) for field in fields]
+        params = [field.get_db_prep_save(getattr(changed_row, field.attname), db) for field in fields]
         statements.append((f"UPDATE {table} SET {assignments} WHERE {pk} = %s", [*params, changed_row.pk]))  # noqa: S608
     rows = [Transfer(**fields) for fields in new_rows]
     if rows:
         fields = [field for field in Transfer._meta.concrete_fields if not field.primary_key]
         columns = ", ".join(quote(field.column) for field in fields)
         values = ", ".join([f"({', '.join(['%s'] * len(fields))})"] * len(rows))
-        params = [field.get_db_prep_save(getattr(row, field.attname), connection) for row in rows for field in fields]
+        params = [field.get_db_prep_save(getattr(row, field.attname), db) for row in rows for field in fields]
         statements.append((f"INSERT INTO {table} ({columns}) VALUES {values} RETURNING {pk}", params))  # noqa: S608
     if not statements:
         return rows
@@ -975,12 +993,12 @@ def _write_in_one_statement(*, wallets, now, changed_row, changed_fields, new_ro
     if parts:
         sql = "WITH " + ", ".join(f"write_{index} AS ({part})" for index, (part, _) in enumerate(parts)) + " " + sql
         params = [*(value for _, part_params in parts for value in part_params), *params]
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         precompiled.execute(cursor, sql, params)  # planned once per connection and shape
         ids = [pk for (pk,) in cursor.fetchall()] if rows else []
     for row, row_pk in zip(rows, ids, strict=True):
         row.pk = row_pk
-        row._state.adding, row._state.db = False, connection.alias
+        row._state.adding, row._state.db = False, db.alias
     return rows
 
 

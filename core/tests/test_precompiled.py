@@ -176,6 +176,40 @@ def test_a_precompiled_insert_writes_the_row_the_orm_writes_and_refuses_a_duplic
         insert.insert(person.pk, "key-1", *fields.values())
 
 
+def test_insert_many_writes_the_rows_bulk_create_writes_in_as_few_statements_as_the_database_takes(monkeypatch):
+    from datetime import UTC, datetime
+
+    from core.models import IdempotencyRecord
+    from core.precompiled import PrecompiledInsert
+
+    person = ClientFactory()
+    at = datetime(2026, 12, 1, 22, 0, 0, 654321, tzinfo=UTC)
+    names = ("user", "key", "endpoint", "fingerprint", "state", "created_at", "locked_at")
+    insert = PrecompiledInsert(IdempotencyRecord, *names)
+    values = [(f"k{n}", f"POST {n}", "f" * n, "COMPLETED", at, at) for n in range(1, 6)]
+
+    with CaptureQueriesContext(connection) as one_go:
+        insert.insert_many([(person.pk, *row) for row in values])
+    IdempotencyRecord.objects.bulk_create(
+        IdempotencyRecord(user=person, **dict(zip(names[1:], (f"orm-{key}", *rest), strict=True)))
+        for key, *rest in values
+    )
+
+    ours = [_fields(r) for r in IdempotencyRecord.objects.exclude(key__startswith="orm-").order_by("key")]
+    theirs = [_fields(r) for r in IdempotencyRecord.objects.filter(key__startswith="orm-").order_by("key")]
+    assert [row["key"] for row in ours] == ["k1", "k2", "k3", "k4", "k5"]
+    assert [_comparable(row) for row in ours] == [_comparable(row) for row in theirs]
+    assert all(row["user_id"] == person.pk and row["created_at"] == row["locked_at"] == at for row in ours)
+    assert len(one_go) == 1
+    # A database that takes fewer parameters per statement (SQLite) gets the rows in batches.
+    monkeypatch.setattr(connection.ops, "bulk_batch_size", lambda fields, objs: 2)
+    with CaptureQueriesContext(connection) as batched:
+        insert.insert_many([(person.pk, f"b{n}", "POST b", "f", "COMPLETED", at, at) for n in range(5)])
+    assert len(batched) == 3 and IdempotencyRecord.objects.filter(key__startswith="b").count() == 5
+    with pytest.raises(NotImplementedError):
+        PrecompiledInsert(IdempotencyRecord, *names, unless_taken=("user", "key")).insert_many([])
+
+
 def test_a_precompiled_insert_unless_taken_writes_a_free_key_and_leaves_a_taken_one_as_it_was():
     from datetime import UTC, datetime
 

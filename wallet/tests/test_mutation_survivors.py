@@ -67,9 +67,10 @@ def test_a_bulk_payout_writes_rows_and_balances_batch_size_at_a_time(fund):
         assert services.pay_out_in_bulk(payer=distributor, payments=payments, batch_size=2) == 5
     # Django logs an executemany as "<n> times: <sql>".
     statements = [re.sub(r"^\d+ times: ", "", statement_of(q["sql"])) for q in captured]
-    inserts = [sql for sql in statements if sql.startswith('INSERT INTO "wallet_transfer"')]
-    # One UPDATE ... FROM (VALUES ...) per batch on PostgreSQL, one executemany per batch elsewhere.
-    updates = [sql for sql in statements if sql.startswith('UPDATE "wallet_wallet"')]
+    # On PostgreSQL a batch's UPDATE ... FROM (VALUES ...) and its INSERT are one statement (WITH);
+    # elsewhere one bulk INSERT and one executemany per batch.
+    inserts = [sql for sql in statements if 'INSERT INTO "wallet_transfer"' in sql]
+    updates = [sql for sql in statements if 'UPDATE "wallet_wallet"' in sql]
     assert len(inserts) == 3  # 5 rows, 2 at a time
     assert len(updates) == 2  # 4 wallets (3 receivers and the payer), 2 at a time
     assert Transfer.objects.filter(from_wallet__user=distributor).count() == 5

@@ -56,10 +56,10 @@ def test_a_distributor_pays_its_retailers_one_journal_row_per_line(auth_client, 
     assert [line["transfer_id"] for line in payout["lines"]] == [row.pk for row in rows]
     record = Payout.objects.get()
     assert (record.payer, record.line_count, record.total) == (funded_distributor, 3, Decimal("150.51"))
-    assert list(record.lines.values_list("line", "recipient_id", "transfer_id")) == [
-        (0, retailers[0].pk, rows[0].pk),
-        (1, retailers[1].pk, rows[1].pk),
-        (2, retailers[2].pk, rows[2].pk),
+    assert list(record.lines.values_list("line", "recipient_id", "amount", "transfer_id")) == [
+        (0, retailers[0].pk, Decimal("100.00"), rows[0].pk),
+        (1, retailers[1].pk, Decimal("50.50"), rows[1].pk),
+        (2, retailers[2].pk, Decimal("0.01"), rows[2].pk),
     ]
     assert_ledger_clean()
 

@@ -1,8 +1,9 @@
 """The two ways a posting is written, held to the same result (hypothesis).
 
 On PostgreSQL a ledger operation's writes (its wallets' balances, the row it finalises, the rows it
-inserts) are one SQL statement (wallet.services._write_in_one_statement); the ORM path (one UPDATE per
-wallet, the finalised row's UPDATE, one INSERT per row) is what SQLite runs. The same random sequence
+inserts; a bulk payout's thousand rows too) are one SQL statement (wallet.services._write_in_one_statement);
+the ORM path (one UPDATE per wallet, the finalised row's UPDATE, one INSERT per row, a payout's
+bulk_create) is what SQLite runs. The same random sequence
 of ledger operations, run once through each path, must leave identical journals (every field but
 ids and timestamps), identical balances, held amounts and chain numbers, and the same refusals.
 """
@@ -30,6 +31,8 @@ OPERATIONS = st.lists(
         st.tuples(st.just("transfer"), st.integers(0, PEOPLE - 1), st.integers(0, PEOPLE - 1), AMOUNTS),
         st.tuples(st.sampled_from(["credit", "debit", "fund", "defund", "hold"]), st.integers(0, PEOPLE - 1), AMOUNTS),
         st.tuples(st.sampled_from(["post", "void", "refund"]), st.integers(0, 5)),
+        # A bulk payout from a person (None: the treasury), a line to each of the others.
+        st.tuples(st.just("payout"), st.one_of(st.none(), st.integers(0, PEOPLE - 1)), AMOUNTS, AMOUNTS),
     ),
     min_size=1,
     max_size=25,
@@ -67,6 +70,15 @@ def run(operations, people, admin):
                 posted.append(services.post_transfer(transfer=transfer, payouts=margins)[0])
             elif name == "void" and held:
                 services.void_transfer(transfer=held.pop(operation[1] % len(held)))
+            elif name == "payout":
+                _, payer, first, second = operation
+                others = [person for index, person in enumerate(people) if index != payer][:2]
+                services.pay_out_in_bulk(
+                    payer=None if payer is None else people[payer],
+                    payments=list(zip([person.pk for person in others], [first, second], strict=True)),
+                    kind=services.Kind.FUND if payer is None else services.Kind.TRANSFER,
+                    initiated_by=admin if payer is None else None,
+                )
             elif name == "refund" and posted:
                 services.refund_transfer(transfer=posted[operation[1] % len(posted)])
             outcomes.append("ok")
