@@ -2,10 +2,10 @@
 
 On PostgreSQL a ledger operation's writes (its wallets' balances, the row it finalises, the rows it
 inserts) are one SQL statement (wallet.services._write_in_one_statement; a bulk payout's, of arrays:
-_post_many_in_one_statement); the ORM path (one UPDATE per wallet, the finalised row's UPDATE, one INSERT per row, a payout's
-bulk_create) is what SQLite runs. The same random sequence
-of ledger operations, run once through each path, must leave identical journals (every field but
-ids and timestamps), identical balances, held amounts and chain numbers, and the same refusals.
+_post_many_in_one_statement); the ORM path (one UPDATE per wallet, the finalised row's UPDATE, one
+INSERT per row, a payout's bulk_create) is what SQLite runs. The same random sequence of ledger
+operations, run once through each path, must leave identical journals (every field but ids and
+timestamps), identical balances, held amounts and chain numbers, and the same refusals.
 """
 
 import re
