@@ -6,9 +6,10 @@
 Seeds as `profile_request.py payouts --hot-retailers 1000` does, then sends the benchmark's own payout
 request (1,000 retailers by phone) to the WSGI application in blocks of four, switching between the
 statement of arrays that PostgreSQL runs (`wallet.services._post_many_in_one_statement`) and the ORM path
-(`bulk_create` of the rows, one UPDATE of the balances: what ran before the eighth session, and what
-SQLite runs). Both answer in one process on one database, so a machine whose speed moves between
-minutes moves both alike. Prints each path's CPU and wall time per payout.
+(`bulk_create` of the rows and one UPDATE of the balances: how PostgreSQL wrote them before the eighth
+session; SQLite runs the same bulk_create with an executemany). Both answer in one process on one
+database, so a machine whose speed moves between minutes moves both alike. Prints each path's CPU and
+wall time per payout.
 """
 
 import statistics

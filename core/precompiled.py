@@ -139,7 +139,19 @@ def _numbered(sql):
     return re.sub(r"%(s|%)", lambda found: found.group(0) if found.group(1) == "%" else f"${next(numbers)}", sql)
 
 
-class PrecompiledQuery:
+class _CompiledOncePerDatabase:
+    """A statement compiled once per database alias and vendor (`_compile`), kept in `_compiled`."""
+
+    def _plan(self, using):
+        connection = connections[using]
+        key = (using, connection.vendor)
+        plan = self._compiled.get(key)
+        if plan is None:
+            plan = self._compiled[key] = self._compile(using)
+        return connection, plan
+
+
+class PrecompiledQuery(_CompiledOncePerDatabase):
     """`build(*markers)` returns the queryset; each marker must reach the SQL as one parameter of its
     own (a value no real call passes, such as a negative id). `fetch(*values)` returns the model
     instances the queryset would, for `values` in place of the markers (for a `values_list()`
@@ -156,10 +168,7 @@ class PrecompiledQuery:
         self._compiled = {}  # (alias, vendor) -> compiled plan
 
     def fetch(self, *values, using="default"):
-        connection = connections[using]
-        plan = self._compiled.get((using, connection.vendor))
-        if plan is None:
-            plan = self._compiled[(using, connection.vendor)] = self._compile(using)
+        connection, plan = self._plan(using)
         sql, positions, fixed, shape, for_update = plan
         if for_update and connection.features.has_select_for_update and connection.get_autocommit():
             # What the compiler would refuse on each call (its check runs at compile time only).
@@ -232,7 +241,7 @@ def _row_shaper(compiler, db, *, values=False):
     return shape
 
 
-class PrecompiledInsert:
+class PrecompiledInsert(_CompiledOncePerDatabase):
     """`INSERT` of one row of `model` into the columns of `field_names`, returning its primary key,
     compiled to SQL once per process and database. Each call prepares its values as the ORM's own
     insert does (each field's `get_db_prep_save` on the calling connection, so a datetime, a decimal
@@ -253,10 +262,7 @@ class PrecompiledInsert:
         self._compiled = {}
 
     def insert(self, *values, using="default"):
-        connection = connections[using]
-        plan = self._compiled.get((using, connection.vendor))
-        if plan is None:
-            plan = self._compiled[(using, connection.vendor)] = self._compile(using)
+        connection, plan = self._plan(using)
         sql, fields, returning_params = plan
         params = [field.get_db_prep_save(value, connection) for field, value in zip(fields, values, strict=True)]
         # As the ORM's own insert: a failed statement marks the caller's transaction for rollback.
@@ -273,13 +279,13 @@ class PrecompiledInsert:
         the ORM's bulk_create spends most of its time building and preparing instances."""
         if self._unless_taken:
             raise NotImplementedError("insert_many writes every row; unless_taken is for insert")
-        connection = connections[using]
-        plan = self._compiled.get((using, connection.vendor))
-        if plan is None:
-            plan = self._compiled[(using, connection.vendor)] = self._compile(using)
+        connection, plan = self._plan(using)
         sql, fields, _ = plan
+        # The compiled one-row statement is `INSERT INTO t (columns) VALUES (%s, ...) RETURNING ...`.
         head, _, values = sql.partition(" VALUES ")
         group = values.partition(" RETURNING ")[0]
+        if not (head.startswith("INSERT INTO ") and group.startswith("(") and group.endswith(")")):
+            raise ValueError("the compiled statement is not a one-row INSERT with VALUES: " + sql)
         rows = [list(row) for row in rows]
         size = max(1, connection.ops.bulk_batch_size(fields, rows))
         with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
@@ -290,7 +296,8 @@ class PrecompiledInsert:
                     for row in batch
                     for field, value in zip(fields, row, strict=True)
                 ]
-                execute(cursor, f"{head} VALUES {', '.join([group] * len(batch))}", params)
+                # As text: one statement per row count would fill the prepared statements' slots.
+                execute(cursor, f"{head} VALUES {', '.join([group] * len(batch))}", params, prepared=False)
 
     def _compile(self, using):
         from django.db.models.sql import InsertQuery
@@ -328,7 +335,7 @@ def _unless_taken(sql, meta, field_names, connection):
     return f"{head} ON CONFLICT ({target}) DO NOTHING RETURNING {returning}"
 
 
-class PrecompiledUpdate:
+class PrecompiledUpdate(_CompiledOncePerDatabase):
     """`UPDATE` of the columns of `set_names` on the rows matching `filter(**{name: value})` for each
     of `where_names` (exact lookups), compiled to SQL once per process and database. `update(set
     values..., where values...)` returns how many rows changed. Values are prepared as the ORM's own
@@ -340,10 +347,7 @@ class PrecompiledUpdate:
         self._compiled = {}
 
     def update(self, *values, using="default") -> int:
-        connection = connections[using]
-        plan = self._compiled.get((using, connection.vendor))
-        if plan is None:
-            plan = self._compiled[(using, connection.vendor)] = self._compile(using)
+        connection, plan = self._plan(using)
         sql, set_fields, where_fields, where_positions, count = plan
         set_values, where_values = values[: len(set_fields)], values[len(set_fields) :]
         if any(value is None for value in where_values):

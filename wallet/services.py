@@ -959,10 +959,8 @@ def _write(*, wallets, now, changed_row=None, changed_fields=(), new_rows=()) ->
 # then finds no test reaching them and leaves their mutants to the run on PostgreSQL, instead of running
 # the whole suite for each to no avail.
 def _write_in_one_statement(*, wallets, now, changed_row, changed_fields, new_rows) -> list[Transfer]:
-    # Data-modifying WITH parts all run, once, whether the main statement reads them or not; the INSERT,
-    # if any, is the main statement, so that it returns the new rows' ids (in the order of VALUES).
     # The connection itself, not django.db.connection (a proxy that looks the thread's connection up
-    # again on each use): a payout prepares twenty thousand values with it.
+    # again on each use): a payout prepares thousands of values with it.
     db = connections[DEFAULT_DB_ALIAS]
     quote = db.ops.quote_name
     table, pk = quote(Transfer._meta.db_table), quote(Transfer._meta.pk.column)
@@ -976,53 +974,40 @@ def _write_in_one_statement(*, wallets, now, changed_row, changed_fields, new_ro
         statements.append((f"UPDATE {table} SET {assignments} WHERE {pk} = %s", [*params, changed_row.pk]))  # noqa: S608
     rows = [Transfer(**fields) for fields in new_rows]
     if rows:
-        fields = [field for field in Transfer._meta.concrete_fields if not field.primary_key]
+        fields = _journal_columns()
         columns = ", ".join(quote(field.column) for field in fields)
         values = ", ".join([f"({', '.join(['%s'] * len(fields))})"] * len(rows))
         params = [field.get_db_prep_save(getattr(row, field.attname), db) for row in rows for field in fields]
         statements.append((f"INSERT INTO {table} ({columns}) VALUES {values} RETURNING {pk}", params))  # noqa: S608
     if not statements:
         return rows
-    *parts, (sql, params) = statements
-    if parts:
-        sql = "WITH " + ", ".join(f"write_{index} AS ({part})" for index, (part, _) in enumerate(parts)) + " " + sql
-        params = [*(value for _, part_params in parts for value in part_params), *params]
     with db.cursor() as cursor:
-        precompiled.execute(cursor, sql, params)  # planned once per connection and shape
+        precompiled.execute(cursor, *_one_statement(statements))  # planned once per connection and shape
         ids = [pk for (pk,) in cursor.fetchall()] if rows else []
     return _inserted(rows, ids, db)
 
 
 def _post_many_in_one_statement(*, wallets, now, new_rows) -> list[Transfer]:
     """PostgreSQL: a bulk posting's balances (UPDATE) and journal rows (INSERT ... RETURNING, ids in
-    the order of `new_rows`) in one statement of arrays. As VALUES lists (`_write_in_one_statement`)
-    a payout of 1,000 lines was 23,000 values for the driver to quote one by one (50 ms) and 420 kB
-    of SQL for the server to parse and plan (60 ms); here a column every row shares (kind, status,
-    the payer, the timestamps) is one value, and each other column one array (unnest)."""
+    the order of `new_rows`) in one statement of arrays (unnest), a column that every row shares (kind,
+    status, the payer, the timestamps) as one value. Before, Django's bulk_create prepared each of a
+    1,000-line payout's 17,000 values through its insert compiler, a statement apart from the balances'
+    UPDATE; as VALUES lists (`_write_in_one_statement`'s form) the driver quoted 23,000 values (50 ms)
+    and the server parsed and planned 420 kB of SQL (60 ms): bench/README.md, "The bulk payout"."""
     db = connections[DEFAULT_DB_ALIAS]
     quote = db.ops.quote_name
     rows = [Transfer(**fields) for fields in new_rows]
-    parts, params = [], []
+    statements = []
     if wallets:
-        for wallet in wallets:
-            wallet.updated_at = now
-        columns = ("id", "balance", "held", "last_entry", "month_loads", "month_loads_since")
-        arrays = [[getattr(wallet, column) for wallet in wallets] for column in columns]
-        types = ("bigint", "numeric", "numeric", "bigint", "numeric", "timestamptz")
-        unnest = ", ".join(f"%s::{db_type}[]" for db_type in types)
-        parts.append(
-            f"UPDATE {quote(Wallet._meta.db_table)} AS wallet SET balance = new.balance, held = new.held, "  # noqa: S608
-            "last_entry = new.last_entry, month_loads = new.month_loads, "
-            f"month_loads_since = new.month_loads_since, updated_at = %s FROM unnest({unnest}) "
-            f"AS new ({', '.join(columns)}) WHERE wallet.id = new.id"
-        )
-        params += [now, *arrays]
+        statements.append(_balances_update(wallets, now, arrays=True))
     if rows:
-        fields = [field for field in Transfer._meta.concrete_fields if not field.primary_key]
-        selected, arrays, array_types = [], [], []
+        fields = _journal_columns()
+        selected, params, arrays, array_types = [], [], [], []
         for field in fields:
             values = [field.get_db_prep_save(getattr(row, field.attname), db) for row in rows]
-            db_type = field.db_type(db)  # a foreign key's: its target's (bigint)
+            # Without its length or precision: a cast to varchar(n) would cut a longer value where the
+            # column refuses it (as Django's own unnest insert does). A foreign key's is its target's.
+            db_type = field.db_type(db).split("(")[0]
             first = values[0]
             if all(value == first and type(value) is type(first) for value in values):
                 selected.append(f"%s::{db_type}")
@@ -1041,15 +1026,26 @@ def _post_many_in_one_statement(*, wallets, now, new_rows) -> list[Transfer]:
             f"SELECT {', '.join(selected)} FROM unnest({unnest}) WITH ORDINALITY AS line ({names}, position) "
             f"ORDER BY line.position RETURNING {pk}"
         )
-        params += arrays
-        parts.append(insert)
-    *updates, sql = parts  # as in _write_in_one_statement: the INSERT, if any, is the main statement
-    if updates:
-        sql = "WITH " + ", ".join(f"write_{index} AS ({part})" for index, part in enumerate(updates)) + " " + sql
+        statements.append((insert, [*params, *arrays]))
     with db.cursor() as cursor:
-        cursor.execute(sql, params)  # as text: its shape changes with the columns rows share
+        cursor.execute(*_one_statement(statements))  # as text: its shape changes with the columns rows share
         ids = [pk for (pk,) in cursor.fetchall()] if rows else []
     return _inserted(rows, ids, db)
+
+
+def _journal_columns():
+    return [field for field in Transfer._meta.concrete_fields if not field.primary_key]
+
+
+def _one_statement(statements):
+    """[(sql, params)] as one statement: data-modifying WITH parts all run, once, whether the main
+    statement reads them or not; the last (the INSERT, if any) is the main statement, so that it
+    returns the new rows' ids, in their order."""
+    *parts, (sql, params) = statements
+    if not parts:
+        return sql, params
+    sql = "WITH " + ", ".join(f"write_{index} AS ({part})" for index, (part, _) in enumerate(parts)) + " " + sql
+    return sql, [*(value for _, part_params in parts for value in part_params), *params]
 
 
 def _inserted(rows, ids, db):
@@ -1060,23 +1056,37 @@ def _inserted(rows, ids, db):
     return rows
 
 
-def _balances_update(wallets, now):
-    """PostgreSQL: one UPDATE of many locked user wallets' balances, held amounts and chain numbers."""
+# What `_balances_update` stores of each locked user wallet (besides updated_at), with its type.
+_STORED_BALANCE = (
+    ("id", "bigint"),
+    ("balance", "numeric"),
+    ("held", "numeric"),
+    ("last_entry", "bigint"),
+    ("month_loads", "numeric"),
+    ("month_loads_since", "timestamptz"),
+)
+
+
+def _balances_update(wallets, now, *, arrays=False):
+    """PostgreSQL: one UPDATE of many locked user wallets' balances, held amounts and chain numbers:
+    from a VALUES list (a posting's few wallets: one statement shape per count, prepared), or with
+    `arrays` from one array per column (a bulk posting's thousand: one short statement)."""
     table = connection.ops.quote_name(Wallet._meta.db_table)
     for wallet in wallets:
         wallet.updated_at = now
-    values = ", ".join(
-        ["(%s::bigint, %s::numeric, %s::numeric, %s::bigint, %s::numeric, %s::timestamptz)"] * len(wallets)
-    )
-    params = [
-        value for w in wallets for value in (w.pk, w.balance, w.held, w.last_entry, w.month_loads, w.month_loads_since)
-    ]
-    # The table's own name and one placeholder group per wallet; every value is a parameter.
+    columns = [column for column, _ in _STORED_BALANCE]
+    if arrays:
+        source = "unnest(" + ", ".join(f"%s::{db_type}[]" for _, db_type in _STORED_BALANCE) + ")"
+        params = [[getattr(wallet, column) for wallet in wallets] for column in columns]
+    else:
+        group = "(" + ", ".join(f"%s::{db_type}" for _, db_type in _STORED_BALANCE) + ")"
+        source = f"(VALUES {', '.join([group] * len(wallets))})"
+        params = [getattr(wallet, column) for wallet in wallets for column in columns]
+    assignments = ", ".join(f"{column} = new.{column}" for column in columns[1:])
+    # The table's own name and the columns above; every value is a parameter.
     sql = (
-        f"UPDATE {table} AS wallet SET balance = new.balance, held = new.held, last_entry = new.last_entry, "  # noqa: S608
-        "month_loads = new.month_loads, month_loads_since = new.month_loads_since, "
-        f"updated_at = %s FROM (VALUES {values}) AS new (id, balance, held, last_entry, month_loads, "
-        "month_loads_since) WHERE wallet.id = new.id"
+        f"UPDATE {table} AS wallet SET {assignments}, updated_at = %s "  # noqa: S608
+        f"FROM {source} AS new ({', '.join(columns)}) WHERE wallet.id = new.id"
     )
     return sql, [now, *params]
 

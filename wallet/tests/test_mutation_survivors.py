@@ -23,7 +23,8 @@ from core.money import (
 from core.precompiled import statement_of
 from wallet import services
 from wallet.models import Transfer, Wallet
-from wallet.tests.helpers import ledger_snapshot
+from wallet.reconciliation import verify_ledger
+from wallet.tests.helpers import balance_of, ledger_snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -67,13 +68,16 @@ def test_a_bulk_payout_writes_rows_and_balances_batch_size_at_a_time(fund):
         assert services.pay_out_in_bulk(payer=distributor, payments=payments, batch_size=2) == 5
     # Django logs an executemany as "<n> times: <sql>".
     statements = [re.sub(r"^\d+ times: ", "", statement_of(q["sql"])) for q in captured]
-    # On PostgreSQL a batch's UPDATE ... FROM (VALUES ...) and its INSERT are one statement (WITH);
+    # On PostgreSQL a batch's UPDATE ... FROM unnest(...) and its INSERT are one statement (WITH);
     # elsewhere one bulk INSERT and one executemany per batch.
     inserts = [sql for sql in statements if 'INSERT INTO "wallet_transfer"' in sql]
     updates = [sql for sql in statements if 'UPDATE "wallet_wallet"' in sql]
     assert len(inserts) == 3  # 5 rows, 2 at a time
     assert len(updates) == 2  # 4 wallets (3 receivers and the payer), 2 at a time
     assert Transfer.objects.filter(from_wallet__user=distributor).count() == 5
+    assert [balance_of(r) for r in retailers] == [Decimal("5.00"), Decimal("1.00"), Decimal("1.00")]
+    assert balance_of(distributor) == Decimal("43.00")
+    assert verify_ledger().ok
 
 
 def test_a_refund_reads_the_refunded_transfer_with_its_settlement_wallet_in_one_query(fund):

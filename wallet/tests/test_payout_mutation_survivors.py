@@ -219,7 +219,7 @@ def test_the_wallets_a_payout_hands_back_are_the_ones_stored(funded_distributor)
 
 @pytest.mark.postgres
 def test_on_postgresql_a_payouts_balances_and_rows_are_written_by_one_statement_whatever_its_size(funded_distributor):
-    """The payer's and every recipient's balance in one UPDATE ... FROM (VALUES ...) and every
+    """The payer's and every recipient's balance in one UPDATE ... FROM unnest(...) and every
     journal row in one INSERT, both one statement while the wallets are locked: one statement per
     wallet or per row (what the ORM or an executemany sends) is what a payout of 1,000 retailers (the
     benchmark's scenario 11) must not cost."""
@@ -233,3 +233,33 @@ def test_on_postgresql_a_payouts_balances_and_rows_are_written_by_one_statement_
     assert 'UPDATE "wallet_wallet"' in writes[0] and 'INSERT INTO "wallet_transfer"' in writes[0]
     assert [balance_of(r) for r in retailers] == [Decimal("1.00")] * 5
     assert balance_of(funded_distributor) == Decimal("995.00")
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_bulk_posting_refuses_a_value_too_long_for_its_column_and_writes_nothing(funded_distributor):
+    """The statement of arrays casts each value to its column's type without its length: a cast to
+    varchar(255) would cut a longer key in silence, where the column itself refuses it."""
+    from django.db import DataError, transaction
+    from django.utils import timezone
+
+    retailers = [RetailerFactory(parent=funded_distributor) for _ in range(2)]
+    before = ledger_snapshot()
+    with pytest.raises(DataError), transaction.atomic():  # a value every row shares: one parameter
+        services._post_many(
+            payer=funded_distributor,
+            payments=[(r.pk, Decimal("1.00"), "") for r in retailers],
+            kind=Transfer.Kind.TRANSFER,
+            initiated_by=funded_distributor,
+            idempotency_key="k" * 256,
+        )
+    treasury = services.system_wallet(code=SystemWallet.TREASURY)
+    now = timezone.now()
+    rows = [
+        services._journal_fields(
+            source=treasury, destination=wallet, amount=Decimal("1"), kind="FUND", now=now, idempotency_key=key
+        )
+        for wallet, key in zip(Wallet.objects.filter(user__in=retailers), ["short", "k" * 256], strict=True)
+    ]
+    with pytest.raises(DataError), transaction.atomic():  # a value of its own for each row: an array
+        services._post_many_in_one_statement(wallets=[], now=now, new_rows=rows)
+    assert ledger_snapshot() == before

@@ -31,8 +31,14 @@ OPERATIONS = st.lists(
         st.tuples(st.just("transfer"), st.integers(0, PEOPLE - 1), st.integers(0, PEOPLE - 1), AMOUNTS),
         st.tuples(st.sampled_from(["credit", "debit", "fund", "defund", "hold"]), st.integers(0, PEOPLE - 1), AMOUNTS),
         st.tuples(st.sampled_from(["post", "void", "refund"]), st.integers(0, 5)),
-        # A bulk payout from a person (None: the treasury), a line to each of the others.
-        st.tuples(st.just("payout"), st.one_of(st.none(), st.integers(0, PEOPLE - 1)), AMOUNTS, AMOUNTS),
+        # A bulk payout from a person (None: the treasury): 1-3 lines, a recipient possibly named twice
+        # (or the payer itself: refused), written `batch_size` rows and wallets at a time.
+        st.tuples(
+            st.just("payout"),
+            st.one_of(st.none(), st.integers(0, PEOPLE - 1)),
+            st.lists(st.tuples(st.integers(0, PEOPLE - 1), AMOUNTS), min_size=1, max_size=3),
+            st.integers(1, 3),
+        ),
     ),
     min_size=1,
     max_size=25,
@@ -71,13 +77,14 @@ def run(operations, people, admin):
             elif name == "void" and held:
                 services.void_transfer(transfer=held.pop(operation[1] % len(held)))
             elif name == "payout":
-                _, payer, first, second = operation
-                others = [person for index, person in enumerate(people) if index != payer][:2]
+                _, payer, lines, batch_size = operation
                 services.pay_out_in_bulk(
                     payer=None if payer is None else people[payer],
-                    payments=list(zip([person.pk for person in others], [first, second], strict=True)),
+                    payments=[(people[index].pk, amount) for index, amount in lines],
                     kind=services.Kind.FUND if payer is None else services.Kind.TRANSFER,
                     initiated_by=admin if payer is None else None,
+                    remarks=f"payout {len(outcomes)}",
+                    batch_size=batch_size,
                 )
             elif name == "refund" and posted:
                 services.refund_transfer(transfer=posted[operation[1] % len(posted)])
@@ -110,6 +117,12 @@ def snapshot(people):
             row.initiated_by_id,
             order.get(row.refund_of_id),
             row.finalized_at is None,
+            row.idempotency_key,
+            row.reference,
+            # The timestamps differ between the runs; how they relate within a row does not.
+            row.updated_at == row.created_at,
+            row.finalized_at == row.created_at,
+            row.finalized_at == row.updated_at,
         )
         for row in Transfer.objects.order_by("pk")
     ]
