@@ -415,6 +415,14 @@ RECHARGE_GATEWAY_TIMEOUT_SECONDS = env_int("RECHARGE_GATEWAY_TIMEOUT_SECONDS", 3
 # comma-separated, while rotating (any verifies; the sandbox signs with the first). Empty: every
 # callback is refused (401).
 RECHARGE_CALLBACK_SECRET = os.environ.get("RECHARGE_CALLBACK_SECRET", "")
+# Where a verified callback's news is applied (the posting or the void, under the wallets' locks):
+# "worker" (a task: the request only reads the purchase, so a callback costs the web tier little while
+# purchases are being accepted) or "request" (in the callback's own request: the aggregator's 200 says
+# it is done, and a web tier with CPU to spare settles in parallel with the worker's sends). README,
+# "Operator callbacks".
+RECHARGE_CALLBACK_APPLY = os.environ.get("RECHARGE_CALLBACK_APPLY", "worker")
+if RECHARGE_CALLBACK_APPLY not in ("worker", "request"):
+    raise ImproperlyConfigured("RECHARGE_CALLBACK_APPLY is worker or request.")
 # Sandbox callback mode: where the sandbox POSTs final statuses (empty: it answers synchronously,
 # and PENDING purchases are settled by status checks), and how long after the recharge (with a broker;
 # with none it calls back at once).

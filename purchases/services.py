@@ -456,8 +456,8 @@ def receive_operator_callback(*, reference, status, operator_reference="", messa
     queued. News to apply is enqueued (`queued`); the worker applies it under the purchase's lock,
     where the same checks run again, so a callback and a status check racing settle it once; a
     contradiction found only there is logged at ERROR, not answered (the operator has its 202). The
-    task retries while the database fails. With no broker (tasks run in-process) or a broker that
-    refuses the message, it is applied here and now, so the broker never drops one."""
+    task retries while the database fails. With no broker (tasks run in-process), a broker that
+    refuses the message, or RECHARGE_CALLBACK_APPLY=request, it is applied here and now."""
     purchase = purchase_by_reference(reference)
     news = _callback_news(current=purchase.status, reported=status)
     if news == _NOTHING_NEW:
@@ -466,7 +466,7 @@ def receive_operator_callback(*, reference, status, operator_reference="", messa
         _log_callback_conflict(reference=reference, reported=status, current=purchase.status)
         raise CallbackConflict(reference=reference, current=purchase.status, reported=status)
     kwargs = {"reference": reference, "status": status, "operator_reference": operator_reference, "message": message}
-    if not fulfilled_in_process():
+    if not fulfilled_in_process() and settings.RECHARGE_CALLBACK_APPLY == "worker":
         from purchases import tasks  # tasks import this module
 
         if enqueue_now(tasks.apply_operator_callback, **kwargs):

@@ -60,6 +60,17 @@ def test_start_up_without_a_secret_key_stops_with_a_clear_message_when_debug_is_
     assert "SECRET_KEY is not set" in result.stderr
 
 
+def test_operator_callbacks_are_applied_by_the_worker_or_the_request_and_nothing_else():
+    result = run_python(
+        ["-c", "import django; django.setup()"],
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DEBUG="true",
+        RECHARGE_CALLBACK_APPLY="inline",
+    )
+    assert result.returncode != 0
+    assert "RECHARGE_CALLBACK_APPLY is worker or request" in result.stderr
+
+
 def test_debug_mode_starts_without_a_secret_key():
     # The other side of the previous test: the refusal is about production, not about any start-up.
     result = run_python(["-c", "import django; django.setup()"], DJANGO_SETTINGS_MODULE="config.settings", DEBUG="true")

@@ -229,6 +229,27 @@ def test_with_a_broker_news_is_answered_202_and_applied_by_the_worker_not_the_re
     assert_ledger_clean()
 
 
+@pytest.mark.parametrize("reported", ["SUCCESS", "FAILED"])
+def test_with_a_broker_and_apply_in_the_request_news_is_applied_before_the_answer_and_nothing_queued(
+    api_client, shop, plan, monkeypatch, settings, reported
+):
+    retailer, _ = shop
+    purchase = _buy(retailer, plan, SandboxGateway.PENDING_FOREVER)
+    queued = _queue_callbacks(monkeypatch)
+    settings.RECHARGE_CALLBACK_APPLY = "request"
+    body = {"reference": f"P{purchase.pk}", "status": reported, "operator_reference": "OP8", "message": "m"}
+
+    response = _callback(api_client, body)
+
+    assert response.status_code == 200, response.json()
+    assert response.json() == {"purchase_id": purchase.pk, "status": reported, "applied": True, "queued": False}
+    assert queued == []
+    assert Purchase.objects.get(pk=purchase.pk).status == reported
+    assert balances(retailer)[0][1] == Decimal("0.00")  # nothing held any more
+    assert _callback(api_client, body).json()["applied"] is False  # the same news again: nothing changes
+    assert_ledger_clean()
+
+
 def test_with_a_broker_a_reversal_of_a_success_is_queued_and_refunds_on_the_worker(api_client, shop, plan, monkeypatch):
     from purchases import tasks
 
