@@ -422,7 +422,7 @@ RECHARGE_CALLBACK_SECRET = os.environ.get("RECHARGE_CALLBACK_SECRET", "")
 # "Operator callbacks".
 RECHARGE_CALLBACK_APPLY = os.environ.get("RECHARGE_CALLBACK_APPLY", "worker")
 if RECHARGE_CALLBACK_APPLY not in ("worker", "request"):
-    raise ImproperlyConfigured("RECHARGE_CALLBACK_APPLY is worker or request.")
+    raise ImproperlyConfigured(f"RECHARGE_CALLBACK_APPLY is worker or request, not {RECHARGE_CALLBACK_APPLY!r}.")
 # Sandbox callback mode: where the sandbox POSTs final statuses (empty: it answers synchronously,
 # and PENDING purchases are settled by status checks), and how long after the recharge (with a broker;
 # with none it calls back at once).

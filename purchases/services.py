@@ -446,7 +446,8 @@ def _no_such_reference():
 
 
 def receive_operator_callback(*, reference, status, operator_reference="", message="") -> CallbackOutcome:
-    """A verified callback, answered at once: what it changes is applied by a worker.
+    """A verified callback, answered at once: what it changes is applied by a worker (by default), or
+    in the request (no broker, or RECHARGE_CALLBACK_APPLY=request).
 
     At the busy hour every purchase brings its callback, on the same web workers as the purchases;
     settling there (the posting, the margins, under the wallets' locks) made each callback as dear as a

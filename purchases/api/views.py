@@ -117,13 +117,16 @@ class OperatorCallbackView(SignedWebhookView):
     `X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(RECHARGE_CALLBACK_SECRET, "<t>.<raw body>")>`,
     at most 5 minutes old. A missing, wrong or stale signature is **401** and nothing is read or written.
     SUCCESS or FAILED settles a PENDING purchase; REVERSED refunds a SUCCESS one (the buyer gets the
-    price back, the margins are taken back as far as balances allow). That work is done by a worker:
-    the answer is **202** with `queued: true` and the purchase's status before it (with no broker, it is
-    done in the request: **200**, `applied: true`, the new status). The same callback again, or news
-    the purchase already reflects, is **200** with `applied: false`. A final status contradicting the
-    purchase's (FAILED for a SUCCESS purchase, say) is **409** `callback_conflict` and changes nothing
-    (one the worker finds only under the lock, the purchase settled meanwhile, is logged at ERROR);
-    an unknown reference is **404**; a malformed body **400**. Every refusal is logged for operators."""
+    price back, the margins are taken back as far as balances allow). By default that work is done by
+    a worker: the answer is **202** with `queued: true` and the purchase's status before it. With no
+    broker, or with RECHARGE_CALLBACK_APPLY=request, it is done in the request: **200**, `applied:
+    true`, the new status. The same callback again, or news the purchase already reflects, is **200**
+    with `applied: false`. A final status contradicting the purchase's (FAILED for a SUCCESS purchase,
+    say) is **409** `callback_conflict` and changes nothing (one a worker finds only under the lock, the
+    purchase settled meanwhile, is logged at ERROR); an unknown reference is **404**; a malformed body
+    **400**. When the callback is applied in the request, any other 4xx or a 5xx (a **503** `try_again`
+    when the wallets' locks are busy) means nothing was applied: send it again (the same callback is
+    safe to repeat); the purchase's status check settles it anyway. Every refusal is logged."""
 
     @swagger_auto_schema(
         operation_id="purchases_operator_callback",
@@ -146,6 +149,8 @@ class OperatorCallbackView(SignedWebhookView):
             401: "`invalid_signature` or `stale_signature`: nothing was read.",
             404: "Unknown gateway or reference.",
             409: "`callback_conflict`: the purchase is already final with another status.",
+            503: "Applied in the request (no broker, or RECHARGE_CALLBACK_APPLY=request) and the wallets' "
+            "locks were busy, or the database is unavailable: nothing was applied; send it again.",
         },
     )
     def post(self, request, gateway):

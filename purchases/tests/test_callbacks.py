@@ -250,6 +250,23 @@ def test_with_a_broker_and_apply_in_the_request_news_is_applied_before_the_answe
     assert_ledger_clean()
 
 
+def test_with_apply_in_the_request_a_reversal_of_a_success_refunds_before_the_answer(
+    api_client, shop, plan, monkeypatch, settings
+):
+    retailer, _ = shop
+    purchase = _buy(retailer, plan, "9876543210")  # the sandbox recharges it: SUCCESS
+    paid = balances(retailer)[0][0]
+    queued = _queue_callbacks(monkeypatch)
+    settings.RECHARGE_CALLBACK_APPLY = "request"
+
+    response = _callback(api_client, {"reference": f"P{purchase.pk}", "status": "REVERSED", "message": "m"})
+
+    assert response.status_code == 200, response.json()
+    assert response.json() == {"purchase_id": purchase.pk, "status": "REFUNDED", "applied": True, "queued": False}
+    assert queued == [] and balances(retailer)[0][0] > paid  # the price is back
+    assert_ledger_clean()
+
+
 def test_with_a_broker_a_reversal_of_a_success_is_queued_and_refunds_on_the_worker(api_client, shop, plan, monkeypatch):
     from purchases import tasks
 
