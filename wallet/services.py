@@ -990,10 +990,11 @@ def _write_in_one_statement(*, wallets, now, changed_row, changed_fields, new_ro
 def _post_many_in_one_statement(*, wallets, now, new_rows) -> list[Transfer]:
     """PostgreSQL: a bulk posting's balances (UPDATE) and journal rows (INSERT ... RETURNING, ids in
     the order of `new_rows`) in one statement of arrays (unnest), a column that every row shares (kind,
-    status, the payer, the timestamps) as one value. Before, Django's bulk_create prepared each of a
-    1,000-line payout's 17,000 values through its insert compiler, a statement apart from the balances'
-    UPDATE; as VALUES lists (`_write_in_one_statement`'s form) the driver quoted 23,000 values (50 ms)
-    and the server parsed and planned 420 kB of SQL (60 ms): bench/README.md, "The bulk payout"."""
+    status, the payer, the timestamps) as one value. Before, Django's bulk_create prepared each of the
+    17,000 values of a 1,000-line payout's journal rows through its insert compiler, in a statement
+    apart from the balances' UPDATE; as VALUES lists (`_write_in_one_statement`'s form) the driver
+    quoted 23,000 values (50 ms) and the server parsed and planned 420 kB of SQL (60 ms):
+    bench/README.md, "The bulk payout"."""
     db = connections[DEFAULT_DB_ALIAS]
     quote = db.ops.quote_name
     rows = [Transfer(**fields) for fields in new_rows]
